@@ -1,0 +1,61 @@
+"""Parameters and GFLOPs of the five upstream architectures (80 classes, 416 x 416)."""
+import json
+
+import pytest
+import torch
+
+from yolocompress.cfg import read_cfg
+from yolocompress.cli import main
+from yolocompress.model import Darknet
+from yolocompress.profile import count_params, gflops, latency, layer_table
+
+from conftest import upstream_cfg
+
+FIGURES = {  # cfg: (params, GFLOPs = 2 x conv MACs) at 416
+    "yolov3": (61_949_149, 65.864),
+    "yolov3-spp": (62_998_749, 66.218),
+    "yolov3-tiny": (8_852_366, 5.565),
+    "yolov4": (64_363_101, 60.105),
+    "yolov4-tiny": (6_056_606, 6.908),
+}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_params_and_gflops(name):
+    with torch.device("meta"):
+        model = Darknet(read_cfg(upstream_cfg(name)))
+    params, gf = FIGURES[name]
+    assert count_params(model) == params
+    assert gflops(model, 416) == pytest.approx(gf, abs=5e-4)
+
+
+def test_layer_table_adds_up():
+    with torch.device("meta"):
+        model = Darknet(read_cfg(upstream_cfg("yolov3-tiny")))
+    table = layer_table(model, 416)
+    assert len(table) == 24 and table["params"].sum() == 8_852_366
+    assert table["GFLOPs"].sum() == pytest.approx(5.565, abs=5e-4)
+    assert table.loc[0, "output"] == "16 x 416 x 416" and table.loc[11, "output"] == "512 x 13 x 13"
+
+
+def test_info_cli_json(capsys):
+    assert main(["info", str(upstream_cfg("yolov4")), "--json", "--img-size", "416"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layers"] == 162 and out["params"] == 64363101
+    assert out["gflops"] == pytest.approx(60.105, abs=5e-4)
+    assert out["heads"] == [[255, 52, 52], [255, 26, 26], [255, 13, 13]]
+
+
+def test_info_cli_errors(capsys, tmp_path):
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("[net]\nwidth=32\nheight=32\n[convolutional]\nfilters=x\n")
+    assert main(["info", str(bad)]) == 2
+    assert "bad.cfg:5: filters= expects an integer" in capsys.readouterr().err
+    assert main(["info", "teach", "--img-size", "100"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
+
+
+def test_latency_reports_median():
+    model = Darknet(read_cfg(upstream_cfg("yolov3-tiny")))
+    r = latency(model, img_size=64, runs=3, warmup=1, threads=1)
+    assert r["ms"] > 0 and r["threads"] == 1 and r["runs"] == 3 and r["p90_ms"] >= r["ms"] * 0.5

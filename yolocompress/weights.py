@@ -1,0 +1,208 @@
+"""Darknet ``.weights`` read/write with exact byte accounting, and plain-data ``.pt`` checkpoints.
+
+Layout (``src/parser.c``): int32 major, minor, revision; then ``seen`` (images trained on) as
+uint64 when major*10 + minor >= 2, else uint32. Then, per [convolutional] layer in cfg order,
+float32: with BN - beta, gamma, running mean, running var, weights; without BN - bias, weights.
+
+Darknet silently accepts a file of the wrong size (it just stops reading); we refuse it and say
+how many floats the cfg needs and how many the file holds, so a cfg/weights mismatch never
+produces a quietly broken model. Loading then saving gives the same bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import atomic_path, atomic_write_bytes
+from .model import ConvLayer, Darknet
+
+
+class WeightsError(ValueError):
+    """A .weights or .pt file that does not fit its cfg; the message says expected vs found."""
+
+
+@dataclass
+class WeightsHeader:
+    major: int = 0
+    minor: int = 2
+    revision: int = 0
+    seen: int = 0         # images darknet trained on
+
+    @property
+    def seen_bytes(self) -> int:
+        """Width of the ``seen`` field: 8 bytes from format 0.2 on, 4 bytes before."""
+        return 8 if self.major * 10 + self.minor >= 2 else 4
+
+    @property
+    def nbytes(self) -> int:
+        return 12 + self.seen_bytes
+
+    def to_bytes(self) -> bytes:
+        head = np.array([self.major, self.minor, self.revision], dtype="<i4").tobytes()
+        return head + np.array([self.seen], dtype="<u8" if self.seen_bytes == 8 else "<u4").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<weights>") -> "WeightsHeader":
+        if len(data) < 12:
+            raise WeightsError(f"{source}: {len(data)} bytes is too short for a darknet header (12+ bytes)")
+        major, minor, revision = (int(v) for v in np.frombuffer(data[:12], dtype="<i4"))
+        if major > 1000 or minor > 1000:
+            raise WeightsError(f"{source}: header version {major}.{minor} marks transposed weights "
+                               "(darknet's 'flipped' format), which is not supported")
+        hdr = cls(major, minor, revision, 0)
+        end = 12 + hdr.seen_bytes
+        if len(data) < end:
+            raise WeightsError(f"{source}: file ends inside the header ({len(data)} of {end} bytes)")
+        hdr.seen = int(np.frombuffer(data[12:end], dtype="<u8" if hdr.seen_bytes == 8 else "<u4")[0])
+        return hdr
+
+
+def _conv_tensors(layer: ConvLayer) -> list[torch.Tensor]:
+    """The tensors of one conv layer in darknet's file order."""
+    if layer.bn is not None:
+        bn = layer.bn
+        return [bn.bias, bn.weight, bn.running_mean, bn.running_var, layer.conv.weight]
+    return [layer.conv.bias, layer.conv.weight]
+
+
+def weights_float_count(model: Darknet) -> int:
+    """Number of float32 values a .weights file for this model holds after the header."""
+    return sum(t.numel() for m in model.conv_layers().values() for t in _conv_tensors(m))
+
+
+def load_darknet_weights(model: Darknet, path: str | Path) -> WeightsHeader:
+    """Read a darknet .weights file into ``model`` (in place); returns its header.
+
+    Raises WeightsError unless the file holds exactly the floats the cfg needs.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read weights file ({e})") from None
+    header = WeightsHeader.from_bytes(data, str(path))
+    body = data[header.nbytes:]
+    need = weights_float_count(model)
+    if len(body) != 4 * need:
+        found = f"{len(body) // 4} floats" + (f" and {len(body) % 4} stray bytes" if len(body) % 4 else "")
+        hint = "fewer" if len(body) < 4 * need else "more"
+        raise WeightsError(
+            f"{path}: the cfg needs {need:,} float32 values ({4 * need + header.nbytes:,} bytes with the "
+            f"{header.nbytes}-byte header, format {header.major}.{header.minor}), the file holds {found} "
+            f"({len(data):,} bytes): {hint} than expected - is this the .weights file of this cfg?")
+    floats = np.frombuffer(body, dtype="<f4")
+    offset = 0
+    with torch.no_grad():
+        for layer in model.conv_layers().values():
+            for t in _conv_tensors(layer):
+                n = t.numel()
+                t.copy_(torch.from_numpy(floats[offset:offset + n].copy()).view_as(t))
+                offset += n
+    model.darknet_header = header  # so a later save writes the same header back
+    return header
+
+
+def darknet_weights_bytes(model: Darknet, header: WeightsHeader | None = None) -> bytes:
+    """The .weights file content for ``model`` (float32, little-endian)."""
+    header = header or getattr(model, "darknet_header", None) or WeightsHeader()
+    chunks = [header.to_bytes()]
+    for layer in model.conv_layers().values():
+        for t in _conv_tensors(layer):
+            chunks.append(t.detach().to("cpu", torch.float32).numpy().astype("<f4").tobytes())
+    return b"".join(chunks)
+
+
+def save_darknet_weights(model: Darknet, path: str | Path, header: WeightsHeader | None = None) -> None:
+    """Write ``model`` as a darknet .weights file (atomically)."""
+    atomic_write_bytes(path, darknet_weights_bytes(model, header))
+
+
+# ----------------------------------------------------------------------------- .pt checkpoints
+
+def save_pt(model: Darknet, path: str | Path, **meta) -> None:
+    """A .pt holding plain data only: cfg text, state dict, metadata (never a pickled module)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": "yolocompress-darknet/1", "cfg": model.cfg_text(), "state_dict": state,
+               "meta": meta}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_pt(path: str | Path) -> dict:
+    """Load a yolocompress .pt (weights_only: never runs pickled code)."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise WeightsError(f"{path}: cannot read checkpoint ({e})") from None
+    if not isinstance(payload, dict) or "cfg" not in payload or "state_dict" not in payload:
+        raise WeightsError(f"{path}: not a yolocompress checkpoint (expected keys 'cfg' and 'state_dict')")
+    return payload
+
+
+def load_pt(path: str | Path) -> Darknet:
+    """Rebuild the model stored in a .pt written by :func:`save_pt` (or a training checkpoint)."""
+    payload = read_pt(path)
+    model = Darknet.from_cfg(payload["cfg"])
+    _load_state(model, payload["state_dict"], str(path))
+    return model
+
+
+def _load_state(model: Darknet, state: dict, source: str) -> None:
+    mine = model.state_dict()
+    bad = [k for k, v in state.items() if k in mine and mine[k].shape != v.shape]
+    missing = sorted(set(mine) - set(state))
+    if bad or missing:
+        detail = "; ".join([f"{k}: cfg wants {tuple(mine[k].shape)}, file has {tuple(state[k].shape)}"
+                            for k in bad[:3]] + ([f"missing {missing[:3]}"] if missing else []))
+        raise WeightsError(f"{source}: state dict does not fit the cfg ({detail})")
+    model.load_state_dict(state, strict=False)
+
+
+def load_weights(model: Darknet, path: str | Path) -> dict:
+    """Load .weights or .pt weights into an existing model, by extension; returns metadata."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        payload = read_pt(path)
+        _load_state(model, payload["state_dict"], str(path))
+        return dict(payload.get("meta", {}))
+    return {"header": asdict(load_darknet_weights(model, path))}
+
+
+def load_model(cfg: str | Path, weights: str | Path | None = None) -> Darknet:
+    """A model from a cfg (path or text) and, optionally, .weights or .pt weights."""
+    model = Darknet.from_cfg(cfg)
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+@torch.no_grad()
+def randomize(model: Darknet, seed: int = 0, small_gamma: float = 0.0) -> Darknet:
+    """Fill ``model`` with well-scaled random weights (deterministic in ``seed``), in place.
+
+    Conv weights ~ N(0, 1/fan_in); BN gamma ~ U(0.5, 1.5), beta ~ N(0, 0.1), running mean
+    ~ N(0, 0.1), running var ~ U(0.5, 1.5): activations stay O(1) through deep nets, so outputs
+    can be compared at tight tolerance. ``small_gamma`` is the fraction of BN channels whose gamma
+    is instead ~ U(-1e-3, 1e-3), as after sparse training (for pruning tests and demos).
+    """
+    g = torch.Generator().manual_seed(seed)
+    for layer in model.conv_layers().values():
+        w = layer.conv.weight
+        fan_in = w[0].numel()
+        w.copy_(torch.randn(w.shape, generator=g) / fan_in ** 0.5)
+        if layer.conv.bias is not None:
+            layer.conv.bias.copy_(torch.randn(w.shape[0], generator=g) * 0.1)
+        if layer.bn is not None:
+            n = w.shape[0]
+            bn = layer.bn
+            bn.weight.copy_(torch.rand(n, generator=g) + 0.5)
+            small = torch.rand(n, generator=g) < small_gamma
+            bn.weight[small] = (torch.rand(int(small.sum()), generator=g) - 0.5) * 2e-3
+            bn.bias.copy_(torch.randn(n, generator=g) * 0.1)
+            bn.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+    return model
