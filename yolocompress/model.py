@@ -228,14 +228,33 @@ class Darknet(nn.Module):
         return heads if self.training else self.decode(heads, x.shape[-2:])
 
     # -- constructors --------------------------------------------------------------------------
+    @staticmethod
+    def from_cfg_blocks(cfg: str | Path | list[Block]) -> list[Block]:
+        """Blocks from a cfg file path, cfg text (anything with '[' and a newline), or blocks."""
+        if isinstance(cfg, list):
+            return cfg
+        if isinstance(cfg, str) and "[" in cfg and "\n" in cfg:
+            return parse_cfg(cfg)
+        return read_cfg(cfg)
+
     @classmethod
     def from_cfg(cls, cfg: str | Path | list[Block]) -> "Darknet":
-        """From a cfg file path, cfg text (anything containing '[net]'), or parsed blocks."""
-        if isinstance(cfg, list):
-            return cls(cfg)
-        if isinstance(cfg, str) and "[" in cfg and "\n" in cfg:
-            return cls(parse_cfg(cfg))
-        return cls(read_cfg(cfg))
+        """From a cfg file path, cfg text, or parsed blocks (randomly initialised)."""
+        return cls(cls.from_cfg_blocks(cfg))
+
+    @classmethod
+    def uninitialized(cls, blocks: list[Block], device: str | torch.device = "cpu") -> "Darknet":
+        """A model whose conv/BN tensors are allocated but not initialised (for surgery and
+        loading, which overwrite them all): skips the random init of tens of millions of weights."""
+        with torch.device("meta"):
+            model = cls(blocks)
+        model.to_empty(device=device)
+        for y, b in zip(model.yolo_layers, (model.layers[i] for i in model.head_indices)):
+            y.anchors = torch.tensor(b.head_anchors, dtype=torch.float32, device=device)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+        return model
 
     def conv_layers(self) -> dict[int, ConvLayer]:
         """{layer index: ConvLayer} for every [convolutional] layer."""

@@ -146,7 +146,7 @@ def read_pt(path: str | Path) -> dict:
 def load_pt(path: str | Path) -> Darknet:
     """Rebuild the model stored in a .pt written by :func:`save_pt` (or a training checkpoint)."""
     payload = read_pt(path)
-    model = Darknet.from_cfg(payload["cfg"])
+    model = Darknet.uninitialized(Darknet.from_cfg_blocks(payload["cfg"]))
     _load_state(model, payload["state_dict"], str(path))
     return model
 
@@ -174,9 +174,10 @@ def load_weights(model: Darknet, path: str | Path) -> dict:
 
 def load_model(cfg: str | Path, weights: str | Path | None = None) -> Darknet:
     """A model from a cfg (path or text) and, optionally, .weights or .pt weights."""
-    model = Darknet.from_cfg(cfg)
-    if weights is not None:
-        load_weights(model, weights)
+    if weights is None:
+        return Darknet.from_cfg(cfg)
+    model = Darknet.uninitialized(Darknet.from_cfg_blocks(cfg))  # every tensor comes from the file
+    load_weights(model, weights)
     return model
 
 

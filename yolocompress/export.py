@@ -1,0 +1,63 @@
+"""Export a (pruned) model: Darknet cfg + .weights (any darknet-compatible tool loads them), a
+plain-data .pt, and ONNX; each can be reloaded and checked against the model it came from."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .cfg import write_cfg
+from .model import Darknet
+from .weights import load_model, save_darknet_weights, save_pt
+
+
+def export_darknet(model: Darknet, out_dir: str | Path, name: str = "pruned", **meta) -> dict[str, Path]:
+    """Write ``name.cfg``, ``name.weights`` and ``name.pt`` into ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"cfg": out_dir / f"{name}.cfg", "weights": out_dir / f"{name}.weights", "pt": out_dir / f"{name}.pt"}
+    write_cfg(model.blocks, paths["cfg"])
+    save_darknet_weights(model, paths["weights"])
+    save_pt(model, paths["pt"], **meta)
+    return paths
+
+
+@torch.no_grad()
+def reload_matches(model: Darknet, cfg: str | Path, weights: str | Path, img_size: int = 128,
+                   atol: float = 1e-5) -> float:
+    """Reload cfg + weights and return the max |difference| of eval outputs on a random image;
+    raises AssertionError if it exceeds ``atol`` (relative to the output scale)."""
+    again = load_model(cfg, weights).eval()
+    model = model.eval()
+    x = torch.rand(1, model.net.channels, img_size, img_size)
+    a, b = model.cpu()(x), again(x)
+    diff = float((a - b).abs().max())
+    scale = float(a.abs().max()) or 1.0
+    if diff > atol * scale:
+        raise AssertionError(f"reloaded model differs by {diff:.3g} (output scale {scale:.3g})")
+    return diff
+
+
+def export_onnx(model: Darknet, path: str | Path, img_size: int = 416, opset: int = 17) -> Path:
+    """Write an ONNX graph of the eval-mode model (input 'images' (B, 3, S, S) -> 'detections'
+    (B, N, 5 + C)), with a dynamic batch dimension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    x = torch.zeros(1, model.net.channels, img_size, img_size)
+    torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=["detections"],
+                      dynamic_axes={"images": {0: "batch"}, "detections": {0: "batch"}}, opset_version=opset,
+                      dynamo=False)
+    return path
+
+
+def onnx_matches(model: Darknet, path: str | Path, img_size: int = 416) -> float:
+    """Run the ONNX file with onnxruntime and return max |difference| to PyTorch on a random image."""
+    import numpy as np
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, model.net.channels, img_size, img_size)
+    with torch.no_grad():
+        ref = model.eval().cpu()(x).numpy()
+    out = sess.run(None, {"images": x.numpy()})[0]
+    return float(np.abs(out - ref).max())
