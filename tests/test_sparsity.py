@@ -1,0 +1,86 @@
+"""Sparse training: the hook's arithmetic, the penalised layer sets, and the schedules."""
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from yolocompress import zoo
+from yolocompress.cfg import read_cfg
+from yolocompress.weights import randomize
+from yolocompress.sparsity import SparseConfig, SparsityHook, local_decay_mask, penalised_convs, sparsity_stats
+
+from conftest import upstream_cfg
+
+
+def _ctx(progress):
+    return types.SimpleNamespace(progress=progress, artifacts={}, epoch=0)
+
+
+def test_hook_adds_exactly_s_sign_gamma_to_penalised_gammas_only():
+    model = zoo.build("teach").train()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(-1, 1)
+    sum(h.sum() for h in model(torch.rand(2, 3, 64, 64))).backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    hook = SparsityHook(model, SparseConfig(s=0.003, scope="conservative"))
+    hook.after_backward(_ctx(0.1))
+    penalised = {f"module_list.{i}.bn.weight" for i in hook.layers}
+    assert len(penalised) == 27
+    for n, p in model.named_parameters():
+        if n in penalised:
+            torch.testing.assert_close(p.grad - before[n], 0.003 * torch.sign(p.detach()), rtol=0, atol=1e-7)
+        else:
+            assert torch.equal(p.grad, before[n]), n
+
+
+@pytest.mark.parametrize("name, bn, scope_all, conservative", [("yolov3", 72, 70, 42), ("yolov4", 107, 104, 76)])
+def test_scopes_match_the_original_method(name, bn, scope_all, conservative):
+    blocks = read_cfg(upstream_cfg(name))
+    n_bn = sum(getattr(b, "batch_normalize", 0) for b in blocks[1:])
+    assert n_bn == bn
+    assert len(penalised_convs(blocks, "all")) == scope_all
+    assert len(penalised_convs(blocks, "conservative")) == conservative
+    if name == "yolov3":   # scope all leaves out exactly the two convs before the upsamples
+        assert set(i for i, b in enumerate(blocks[1:]) if getattr(b, "batch_normalize", 0)) - \
+            set(penalised_convs(blocks, "all")) == {84, 96}
+
+
+def test_global_decay_switches_at_the_right_step():
+    model = zoo.build("teach")
+    hook = SparsityHook(model, SparseConfig(s=1e-3, schedule="global-decay", decay_at=0.5))
+    steps, per_epoch = 100, 10                       # 10 epochs of 10 steps
+    factors = [hook.factor(step / steps) for step in range(steps)]
+    assert factors[:50] == [1.0] * 50 and factors[50:] == [0.01] * 50
+    assert per_epoch * 5 == factors.index(0.01)
+
+
+def test_constant_never_decays():
+    hook = SparsityHook(zoo.build("teach"), SparseConfig(s=2e-3))
+    assert torch.all(hook.penalty(0.99) == 2e-3)
+
+
+def test_local_decay_relaxes_the_largest_gammas():
+    g = torch.tensor([0.9, -0.01, 0.5, 0.002, -0.8, 0.3, 0.05, 0.0, 0.7, 0.1])
+    mask = local_decay_mask(g, 0.7)                     # top 30% by |gamma|: 0.9, -0.8, 0.7
+    assert mask.tolist() == [True, False, False, False, True, False, False, False, True, False]
+    model = randomize(zoo.build("teach"), seed=0)
+    hook = SparsityHook(model, SparseConfig(s=1e-3, schedule="local-decay", decay_at=0.5, local_keep=0.85))
+    before, after = hook.penalty(0.4), hook.penalty(0.6)
+    assert torch.all(before == 1e-3)
+    relaxed = after < 1e-3
+    assert torch.allclose(after[relaxed], torch.tensor(1e-5))
+    n = hook.gammas().numel()
+    assert relaxed.sum() == n - int(0.85 * n)
+    assert hook.gammas().abs()[relaxed].min() >= hook.gammas().abs()[~relaxed].max()
+
+
+def test_stats_and_bad_config():
+    s = sparsity_stats(np.array([1e-4, 5e-3, 0.2, 1.0]))
+    assert s["gamma_lt_1e-2"] == 0.5 and s["gamma_lt_1e-3"] == 0.25
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        SparseConfig(schedule="cosine")
+    with pytest.raises(ValueError, match="scope must be one of"):
+        SparseConfig(scope="some")

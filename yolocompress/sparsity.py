@@ -1,0 +1,154 @@
+"""Sparse training (Network Slimming): an L1 penalty s * |gamma| on BatchNorm scale factors.
+
+Its subgradient ``s * sign(gamma)`` is added to ``gamma.grad`` of the penalised BN layers once per
+optimizer step - after AMP has unscaled the gradients (and DDP has averaged them), before the
+step - by ``SparsityHook.after_backward``, a hook of the one ``train()``. L1 (unlike weight decay,
+which is L2) pushes unimportant gammas all the way to ~0, so their channels can be cut with
+almost no change to the output.
+
+Which layers are penalised follows the pruning that will be used (``scope``), derived from the
+block graph: ``all`` = every prunable BN conv (for the shared and union strategies and layer
+pruning); ``conservative`` = the same without residual-tied convs (they will not be pruned).
+
+Schedules (``schedule``):
+* ``constant``: s throughout;
+* ``global-decay``: s until fraction ``decay_at`` of training, then s * ``decay_factor``;
+* ``local-decay``: after ``decay_at``, the channels that would survive a prune at ratio
+  ``local_keep`` (the top 1 - local_keep by |gamma| over the penalised layers, recomputed every
+  step) get s * ``decay_factor``; the rest keep s. The relaxed channels are the *important* ones:
+  they are let go to recover accuracy while the rest keep being pushed to zero.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .graph import ProtectOptions, build_graph
+from .model import Darknet
+
+SCHEDULES = ("constant", "global-decay", "local-decay")
+SCOPES = ("all", "conservative")
+HIST_EDGES = np.linspace(-5.0, 1.0, 61)     # log10 |gamma| bins for the per-epoch histograms
+
+
+@dataclass(frozen=True)
+class SparseConfig:
+    s: float = 1e-3                  # L1 penalty on |gamma| (the original's -s / --s)
+    schedule: str = "constant"       # constant | global-decay | local-decay
+    scope: str = "all"               # all | conservative: which BN convs are penalised
+    decay_at: float = 0.5            # fraction of training after which the schedule decays
+    decay_factor: float = 0.01       # s is multiplied by this where it decays
+    local_keep: float = 0.85         # local-decay: prune ratio whose survivors are relaxed
+    warn_drop: float = 0.05          # warn when val mAP@0.5 falls this far below its start
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"sparsity schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"sparsity scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        if self.s < 0 or not 0 <= self.decay_at <= 1 or not 0 <= self.local_keep < 1:
+            raise ValueError("need s >= 0, 0 <= decay_at <= 1 and 0 <= local_keep < 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def penalised_convs(blocks, scope: str = "all", protect: ProtectOptions = ProtectOptions()) -> list[int]:
+    """Layer indices of the BN convs sparse training penalises under ``scope``."""
+    graph = build_graph(blocks, protect)
+    prunable = graph.prunable()
+    if scope == "conservative":
+        tied = graph.residual_tied
+        return [c for c in prunable if c not in tied]
+    if scope == "all":
+        return prunable
+    raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+
+
+def local_decay_mask(gammas: torch.Tensor, keep_ratio: float) -> torch.Tensor:
+    """True for channels that survive a prune at ``keep_ratio`` (|gamma| >= the global threshold)."""
+    a = gammas.abs()
+    k = int(keep_ratio * a.numel())
+    if k >= a.numel():
+        return torch.zeros_like(a, dtype=torch.bool)
+    threshold = torch.sort(a).values[k]
+    return a >= threshold
+
+
+def sparsity_stats(gammas: np.ndarray) -> dict:
+    """Fractions of channels with |gamma| below 1e-2 and 1e-3, and the median |gamma|."""
+    a = np.abs(gammas)
+    return {"gamma_lt_1e-2": float((a < 1e-2).mean()), "gamma_lt_1e-3": float((a < 1e-3).mean()),
+            "gamma_median": float(np.median(a))}
+
+
+class SparsityHook:
+    """``train()`` hook adding s * sign(gamma) to the penalised gammas' gradients every step."""
+
+    def __init__(self, model: Darknet, cfg: SparseConfig = SparseConfig(),
+                 protect: ProtectOptions = ProtectOptions(), baseline_map50: float | None = None):
+        self.cfg = cfg
+        self.layers = penalised_convs(model.blocks, cfg.scope, protect)
+        self.bns = [model.module_list[i].bn for i in self.layers]
+        self.baseline_map50 = baseline_map50
+        self.warned = False
+
+    def factor(self, progress: float) -> float:
+        """Global multiplier of s at a point of training (global-decay only)."""
+        if self.cfg.schedule == "global-decay" and progress >= self.cfg.decay_at:
+            return self.cfg.decay_factor
+        return 1.0
+
+    def gammas(self) -> torch.Tensor:
+        return torch.cat([bn.weight.detach().reshape(-1) for bn in self.bns]) if self.bns else torch.zeros(0)
+
+    @torch.no_grad()
+    def penalty(self, progress: float) -> torch.Tensor:
+        """Per-channel penalty (over the penalised layers, concatenated) at ``progress``."""
+        g = self.gammas()
+        s = torch.full_like(g, self.cfg.s * self.factor(progress))
+        if self.cfg.schedule == "local-decay" and progress >= self.cfg.decay_at:
+            s[local_decay_mask(g, self.cfg.local_keep)] *= self.cfg.decay_factor
+        return s
+
+    @torch.no_grad()
+    def after_backward(self, ctx) -> None:
+        s = self.penalty(ctx.progress)
+        offset = 0
+        for bn in self.bns:
+            n = bn.weight.numel()
+            term = s[offset:offset + n].to(bn.weight.dtype) * torch.sign(bn.weight)
+            if bn.weight.grad is None:
+                bn.weight.grad = term.clone()
+            else:
+                bn.weight.grad.add_(term)
+            offset += n
+
+    # -- visibility ----------------------------------------------------------------------------
+    def on_train_start(self, ctx) -> None:
+        hist = ctx.artifacts.setdefault("gamma_hist", {"edges": HIST_EDGES.tolist(), "epochs": [], "counts": []})
+        if not hist["epochs"]:
+            self._record(hist, 0)
+
+    def on_epoch_end(self, ctx, log: dict) -> None:
+        self._record(ctx.artifacts["gamma_hist"], ctx.epoch + 1)
+        log.update(sparsity_stats(self.gammas().float().cpu().numpy()))
+        log["s_effective"] = float(self.penalty(ctx.progress).mean())
+        if "map50" in log:
+            if self.baseline_map50 is None:
+                self.baseline_map50 = log["map50"]
+            drop = self.baseline_map50 - log["map50"]
+            if drop > self.cfg.warn_drop and not self.warned:
+                self.warned = True
+                warnings.warn(f"sparse training: val mAP@0.5 fell {drop:.3f} below {self.baseline_map50:.3f} "
+                              f"at epoch {ctx.epoch + 1}; s={self.cfg.s} may be too strong (try s/2) - "
+                              "a decay schedule lets accuracy recover at the end", stacklevel=2)
+
+    def _record(self, hist: dict, epoch: int) -> None:
+        a = self.gammas().abs().float().cpu().numpy()
+        counts, _ = np.histogram(np.log10(np.clip(a, 10 ** HIST_EDGES[0], 10 ** HIST_EDGES[-1])), HIST_EDGES)
+        hist["epochs"].append(epoch)
+        hist["counts"].append(counts.tolist())
