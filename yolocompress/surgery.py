@@ -74,7 +74,7 @@ def _prepare(model: Darknet, plan: PrunePlan) -> _Prepared:
     for i, m in model.conv_layers().items():
         c_in = const[i - 1] if i else np.zeros(model.net.channels)
         if np.any(c_in) and i not in dropped:
-            w = m.conv.weight.detach().double().sum((2, 3)).numpy()        # (out, in / groups)
+            w = m.conv.weight.detach().sum((2, 3)).double().numpy()        # (out, in / groups)
             delta[i] = w @ c_in if m.conv.groups == 1 else _grouped_delta(w, c_in, m.conv.groups)
     return _Prepared(graph, kept, const, delta)
 
@@ -191,9 +191,9 @@ def apply_plan(model: Darknet, plan: PrunePlan) -> Darknet:
         dst = compact.module_list[new_index[i]]
         keep_out = torch.from_numpy(np.flatnonzero(prep.kept[i]))
         keep_in = torch.from_numpy(np.flatnonzero(prep.kept[i - 1] if i else np.ones(model.net.channels, bool)))
-        w = m.conv.weight[keep_out]
+        w = m.conv.weight.index_select(0, keep_out)
         if m.conv.groups == 1:
-            w = w[:, keep_in]
+            w = w.index_select(1, keep_in)
         dst.conv.weight.copy_(w)
         src_bn = copy.deepcopy(m.bn) if m.bn is not None else None
         src_bias = m.conv.bias.detach().clone() if m.conv.bias is not None else None
