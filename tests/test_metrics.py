@@ -86,13 +86,17 @@ def test_perfect_predictions():
     assert pc["AP50"].tolist() == approx([1.0, 1.0]) and pc["AP"].tolist() == approx([1.0, 1.0])
 
 
-def test_iou_two_thirds_counts_four_of_ten_thresholds():
-    # a 100 px box shifted 20 px: IoU = 80 / 120 = 2/3, so it matches at 0.50, 0.55, 0.60, 0.65
-    # (AP 1 there) and misses at 0.70 ... 0.95 (AP 0): mAP@0.5:0.95 = 4/10.
+@pytest.mark.parametrize("shift_px, n_thresholds", [(20.0, 4), (16.0, 5), (4.0, 9), (2.0, 10)])
+def test_shifted_box_counts_the_iou_thresholds_it_passes(shift_px, n_thresholds):
+    # a 100 x 100 px box shifted sideways by d px: IoU = (100 - d) / (100 + d).
+    # d = 20: 80/120 = 0.667 passes 0.50 ... 0.65 (4 of the 10 COCO thresholds), AP 0 above;
+    # d = 16: 84/116 = 0.724 passes 0.50 ... 0.70 (5); d = 4: 96/104 = 0.923 passes 0.50 ... 0.90
+    # (9); d = 2: 98/102 = 0.961 passes all 10.
+    # One box per image, so AP is 1 where it matches and 0 where not: mAP = n / 10.
     t = gt_boxes()[:1]
-    m = evaluate(raw_pred(t, 1, len(NAMES), shift_px=20.0), t)
+    m = evaluate(raw_pred(t, 1, len(NAMES), shift_px=shift_px), t)
     assert m.map50 == approx(1.0)
-    assert m.map == approx(0.4)
+    assert m.map == approx(n_thresholds / 10)
     assert (m.precision, m.recall) == (1.0, 1.0)
 
 
@@ -202,3 +206,49 @@ def test_matches_plain_pycocotools_on_random_boxes():
         ref.evaluate(), ref.accumulate(), ref.summarize()
     assert 0.1 < m.map < m.map50 < 0.99
     assert (m.map, m.map50) == approx((ref.stats[0], ref.stats[1]))
+
+
+def test_per_class_ap_and_map_is_the_mean_over_classes_with_gt():
+    # cats found perfectly, the dog missed, a false-positive dog elsewhere at 0.5:
+    # cat AP 1, dog AP 0 -> mAP 0.5; pooled best F1 at 0.9: P = 3/3, R = 3/4.
+    t = gt_boxes()
+    pred = raw_pred(t, 3, len(NAMES))
+    pred[0, 1, :] = 0  # drop the dog
+    pred[2, 0, :6] = torch.tensor([40., 40., 30., 30., 0.5, 0.0])
+    pred[2, 0, 5 + 1] = 1.0  # image 2 (no GT): a dog at 0.5
+    m = evaluate(pred, t)
+    assert (m.map50, m.map) == approx((0.5, 0.5))
+    assert (m.precision, m.recall) == approx((1.0, 0.75)) and m.conf == pytest.approx(0.9)
+    pc = m.per_class
+    assert pc["name"].tolist() == ["cat", "dog"] and pc["images"].tolist() == [2, 1]
+    assert pc["AP50"].tolist() == approx([1.0, 0.0]) and pc["AP"].tolist() == approx([1.0, 0.0])
+
+
+@pytest.mark.parametrize("max_det", [1, 5, 100, 300])
+def test_map_does_not_depend_on_max_det_being_100(max_det):
+    # regression: COCOeval.summarize() reads stats[0] at maxDets=100 whatever params.maxDets is,
+    # so any other max_det used to give map = 0 while map50 was right.
+    t = torch.tensor([[0, 0, 0.3, 0.3, 0.2, 0.2], [0, 0, 0.7, 0.7, 0.2, 0.2]])
+    dets = [torch.tensor([[64., 64, 128, 128, 0.9, 0], [192, 192, 256, 256, 0.8, 0]])]
+    ev = DetectionEvaluator(["thing"], S, max_det=max_det)
+    ev.update(dets, t)
+    m = ev.compute()
+    if max_det == 1:  # only the best detection per image and class is scored: recall 1/2
+        assert (m.map50, m.map, m.recall) == approx((51 / 101, 51 / 101, 0.5))
+    else:
+        assert (m.map50, m.map, m.recall) == approx((1.0, 1.0, 1.0))
+
+
+def test_failed_update_adds_nothing_and_stray_targets_raise():
+    ev = DetectionEvaluator(NAMES, S)
+    t = gt_boxes()[:1]
+    with pytest.raises(ValueError, match="image id 7 was already added"):
+        ev.update([torch.zeros(0, 6)] * 2, t, img_ids=[7, 7])
+    with pytest.raises(ValueError, match="targets refer to images 0..1 of a batch of 1"):
+        ev.update([torch.zeros(0, 6)], gt_boxes()[:3])  # image 1's boxes would be dropped silently
+    with pytest.raises(ValueError, match="1 img_ids for a batch of 2"):
+        ev.update([torch.zeros(0, 6)] * 2, t, img_ids=[3])
+    assert ev.compute().n_images == 0
+    ev.update(raw_pred(t, 1, len(NAMES)), t, img_ids=[7])
+    m = ev.compute()
+    assert (m.n_images, m.map) == (1, approx(1.0))

@@ -71,8 +71,8 @@ def postprocess(pred: Tensor, conf_thres: float = 0.001, iou_thres: float = 0.6,
 @dataclass(frozen=True)
 class DetectionMetrics:
     """What one evaluation returns. All fractions in [0, 1]."""
-    map50: float            # COCO AP at IoU 0.5 (stats[1]); 0.0 when there is no ground truth at all
-    map: float              # COCO AP averaged over IoU 0.5:0.05:0.95 (stats[0]); 0.0 likewise
+    map50: float            # COCO AP at IoU 0.5 (stats[1] at maxDets=max_det); 0.0 when no GT at all
+    map: float              # COCO AP averaged over IoU 0.5:0.05:0.95 (stats[0] likewise); 0.0 likewise
     precision: float        # TP / detections, all classes pooled, at IoU 0.5 and score >= conf
     recall: float           # TP / ground-truth boxes, same pooling, IoU and threshold
     conf: float             # the score threshold that maximises pooled F1 (0.0 if no detections)
@@ -93,8 +93,11 @@ class DetectionEvaluator:
     Everything is scored in input pixels of the square ``img_size`` x ``img_size`` image the model
     saw, so letterboxed inputs need no mapping back. Category id = class index, annotation ids
     start at 1 (COCOeval reads id 0 as "unmatched"). Only COCO's area range 'all' is evaluated
-    (small/medium/large would cost 4x the time and mean little at a few hundred pixels); stats[0]
-    and stats[1] are unaffected, a test checks them against plain pycocotools.
+    (small/medium/large would cost 4x the time and mean little at a few hundred pixels), and only
+    maxDets = [max_det]. mAP is read from COCOeval's precision array exactly as ``summarize`` reads
+    stats[0] / stats[1] (mean of entries > -1), not from ``stats``: summarize hard-codes
+    maxDets=100 for stats[0] and gives -1 for any other max_det. A test checks the numbers against
+    plain pycocotools.
     """
 
     def __init__(self, names: Sequence[str], img_size: int, conf_thres: float = 0.001,
@@ -126,7 +129,13 @@ class DetectionEvaluator:
                else [int(i) for i in img_ids])
         if len(ids) != len(pred):
             raise ValueError(f"got {len(ids)} img_ids for a batch of {len(pred)} images")
+        dup = sorted(i for i in set(ids) if i in self._gts or ids.count(i) > 1)
+        if dup:  # checked before anything is added, so a failed update leaves the state unchanged
+            raise ValueError(f"image id {dup[0]} was already added; pass unique img_ids")
         t = targets.detach().float().cpu().reshape(-1, 6)
+        if len(t) and not 0 <= int(t[:, 0].min()) <= int(t[:, 0].max()) < len(pred):
+            raise ValueError(f"targets refer to images {int(t[:, 0].min())}..{int(t[:, 0].max())} "
+                             f"of a batch of {len(pred)}")
         if len(t) and not 0 <= int(t[:, 1].min()) <= int(t[:, 1].max()) < len(self.names):
             raise ValueError(f"targets hold class ids {int(t[:, 1].min())}..{int(t[:, 1].max())} "
                              f"but the evaluator has {len(self.names)} names")
@@ -134,8 +143,6 @@ class DetectionEvaluator:
         gt = torch.cat([t[:, 1:2], xywh], 1).numpy()
         b = t[:, 0].long().numpy()
         for k, img_id in enumerate(ids):
-            if img_id in self._gts:
-                raise ValueError(f"image id {img_id} was already added; pass unique img_ids")
             self._gts[img_id] = gt[b == k]
             self._dets[img_id] = pred[k].detach().float().cpu().numpy().reshape(-1, 6)
         self._next_id = max([self._next_id] + [i + 1 for i in ids])
@@ -145,14 +152,14 @@ class DetectionEvaluator:
         with contextlib.redirect_stdout(io.StringIO()):
             gt, dt = self._coco_pair()
             ev = COCOeval(gt, dt, "bbox")
-            ev.params.maxDets = [1, 10, self.max_det]
+            ev.params.maxDets = [self.max_det]  # COCO sorts maxDets and evaluates the largest
             ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]  # 4x faster; only 'all' used
             ev.evaluate()
             ev.accumulate()
-            ev.summarize()
         precision, recall, conf = _best_f1(ev)
+        p = ev.eval["precision"][:, :, :, 0, -1]  # (T, R, K): what summarize reads for stats[0:2]
         return DetectionMetrics(
-            map50=max(float(ev.stats[1]), 0.0), map=max(float(ev.stats[0]), 0.0),
+            map50=_mean_valid(p[0], 0.0), map=_mean_valid(p, 0.0),
             precision=precision, recall=recall, conf=conf,
             per_class=self._per_class(ev.eval["precision"]), n_images=len(self._gts))
 
@@ -203,10 +210,10 @@ def _anns(per_image: dict[int, np.ndarray], split) -> list[dict]:
     return anns
 
 
-def _mean_valid(x: np.ndarray) -> float:
-    """Mean of the entries > -1 (COCO marks 'no ground truth' with -1); NaN if none."""
+def _mean_valid(x: np.ndarray, empty: float = float("nan")) -> float:
+    """Mean of the entries > -1 (COCO marks 'no ground truth' with -1); ``empty`` if none."""
     x = x[x > -1]
-    return float(x.mean()) if x.size else float("nan")
+    return float(x.mean()) if x.size else empty
 
 
 def _best_f1(ev: COCOeval) -> tuple[float, float, float]:
