@@ -1,0 +1,139 @@
+"""A deterministic synthetic detection dataset ("shapes") in YOLO format, made in seconds on a CPU.
+
+Why: the notebooks and tests need a detection task that trains on a laptop yet is hard enough that a
+pruned model's lost capacity shows in mAP. So the images carry small objects (6 px at 128 px),
+confusable classes (square/rhombus, circle/hexagon/ring at small sizes), rotation, occlusion (each
+object keeps >= `min_visible` of its area visible), cluttered backgrounds and unlabelled distractors.
+
+Image k of split s is a pure function of (seed, s, k): the output is byte-identical for any number of
+worker processes. Layout written by `make_shapes`:
+    out/images/{train,val}/NNNNN.png, out/labels/{train,val}/NNNNN.txt, out/data.yaml, out/shapes.json
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ._synth_draw import CLASS_NAMES, render
+from .io import atomic_write_text
+
+__all__ = ["CLASS_NAMES", "ShapesConfig", "make_shapes", "ensure_shapes", "render_image"]
+
+SHAPES_VERSION = 1  # bump when drawing changes, so ensure_shapes regenerates old folders
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    n_train: int = 2000            # images, training split
+    n_val: int = 400               # images, validation split
+    img_size: int = 128            # px, side of the square images
+    seed: int = 0                  # -, root of every image's RNG
+    min_size: float = 6.0          # px, smallest object (diameter of its circumscribed circle)
+    max_size: float = 60.0         # px, largest object; sizes are log-uniform in between
+    max_objects: int = 8           # objects per image are 1..max_objects (fewer if placement fails)
+    empty_prob: float = 0.05       # probability, an image has no objects at all
+    min_visible: float = 0.6       # fraction of each object's area kept visible (occlusion, border)
+    place_tries: int = 10          # -, positions tried per object before it is dropped
+    min_contrast: float = 60.0     # 0..255 RGB distance, object colour vs mean background under it
+    object_shade: float = 40.0     # 0..255, brightness ramp across an object (not a flat fill)
+    rhombus_aspect: float = 0.65   # short/long diagonal of a rhombus (1 = a square); +-10% jitter
+    n_distractors: int = 6         # -, unlabelled lines/arcs/polygons/blobs per image, 0..this
+    front_lines_prob: float = 0.3  # probability, 1-2 thin lines are drawn over the objects
+    blotch_strength: float = 40.0  # 0..255, amplitude of low-frequency background blotches
+    stripes_prob: float = 0.3      # probability, the background carries sinusoidal stripes
+    bg_noise: float = 8.0          # 0..255, std of the background's pixel texture
+    blur_prob: float = 0.3         # probability, the finished image is Gaussian-blurred
+    blur_max: float = 1.0          # px, largest blur radius
+    noise_max: float = 6.0         # 0..255, largest std of sensor noise added last
+
+    def __post_init__(self):
+        if not 0 < self.min_size <= self.max_size:
+            raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
+        if self.img_size < 16 or self.max_objects < 0 or not 0 <= self.min_visible <= 1:
+            raise ValueError(f"bad ShapesConfig: {self}")
+
+
+def render_image(cfg: ShapesConfig, split: str, k: int):
+    """Image k of `split` as (PIL.Image, labels (n, 5) [class, cx, cy, w, h] normalised)."""
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), k])
+    return render(rng, cfg)
+
+
+def _label_text(labels: np.ndarray) -> str:
+    return "".join(f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
+
+
+def _write_one(job) -> int:
+    out, cfg, split, k = job
+    img, labels = render_image(cfg, split, k)
+    img.save(out / "images" / split / f"{k:05d}.png", compress_level=1)
+    (out / "labels" / split / f"{k:05d}.txt").write_text(_label_text(labels))
+    return 1
+
+
+def _yaml_text(out: Path) -> str:
+    data = {"path": str(out.resolve()), "train": "images/train", "val": "images/val",
+            "nc": len(CLASS_NAMES), "names": dict(enumerate(CLASS_NAMES))}
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _stamp(cfg: ShapesConfig) -> dict:
+    return {"version": SHAPES_VERSION, "config": asdict(cfg)}
+
+
+def make_shapes(out: str | Path, cfg: ShapesConfig = ShapesConfig(), workers: int = 2,
+                progress: bool = True, overwrite: bool = False) -> Path:
+    """Write the dataset into `out` (see module doc) and return the path of its data.yaml.
+
+    `workers` processes share the images; the output does not depend on their number. An existing
+    dataset in `out` raises FileExistsError unless `overwrite` (then images/ and labels/ are removed).
+    shapes.json is written last, so an interrupted run is never mistaken for a finished one.
+    """
+    out = Path(out)
+    if any((out / p).exists() for p in ("images", "labels", "data.yaml", "shapes.json")):
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds a dataset; pass overwrite=True or use ensure_shapes")
+        (out / "shapes.json").unlink(missing_ok=True)
+        for p in ("images", "labels"):
+            shutil.rmtree(out / p, ignore_errors=True)
+    for kind in ("images", "labels"):
+        for split in SPLITS:
+            (out / kind / split).mkdir(parents=True, exist_ok=True)
+    jobs = [(out, cfg, "train", k) for k in range(cfg.n_train)] + [(out, cfg, "val", k) for k in range(cfg.n_val)]
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(jobs), desc=f"shapes -> {out}", unit="img", disable=not progress)
+    if workers <= 1:
+        for job in jobs:
+            bar.update(_write_one(job))
+    else:
+        with multiprocessing.get_context().Pool(workers) as pool:
+            for n in pool.imap_unordered(_write_one, jobs, chunksize=16):
+                bar.update(n)
+    bar.close()
+    yaml_path = out / "data.yaml"
+    atomic_write_text(yaml_path, _yaml_text(out))
+    atomic_write_text(out / "shapes.json", json.dumps(_stamp(cfg), indent=1))
+    return yaml_path
+
+
+def ensure_shapes(out: str | Path, cfg: ShapesConfig = ShapesConfig(), **kw) -> Path:
+    """Return out/data.yaml, generating the dataset only if it is missing or was made with another
+    config or drawing version (recorded in out/shapes.json). `kw` goes to `make_shapes`."""
+    out = Path(out)
+    yaml_path = out / "data.yaml"
+    try:
+        same = json.loads((out / "shapes.json").read_text()) == json.loads(json.dumps(_stamp(cfg)))
+    except (OSError, ValueError):
+        same = False
+    if not (same and yaml_path.exists()):
+        return make_shapes(out, cfg, overwrite=True, **kw)
+    if yaml_path.read_text() != _yaml_text(out):  # the folder was moved: fix the absolute root
+        atomic_write_text(yaml_path, _yaml_text(out))
+    return yaml_path
