@@ -32,6 +32,9 @@ class AugmentConfig:
     min_box: float = 2.0               # px, boxes thinner than this after augmenting are dropped
     min_kept: float = 0.25             # fraction, boxes with less of their area left in view are dropped
 
+    def __post_init__(self):  # JSON gives lists back: keep the value (and equality) a tuple
+        object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
+
 
 GREY_W = torch.tensor([0.2989, 0.587, 0.114])  # torchvision's rgb_to_grayscale weights
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)

@@ -94,7 +94,7 @@ def _distractors(rng, cfg, draw: ImageDraw.ImageDraw, S: int, n: int, thin_only:
             draw.polygon(list(zip(cx + rad * np.cos(ang), cy + rad * np.sin(ang))), fill=colour)
         else:  # elongated blob, smaller than the smallest object
             cx, cy = rng.uniform(0, S, 2)
-            rx, ry = rng.uniform(1, 0.4 * cfg.min_size, 2)
+            rx, ry = rng.uniform(1, 0.25 * cfg.min_size, 2)   # diameter < the smallest box
             draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=colour)
 
 

@@ -13,37 +13,19 @@ import sys
 from pathlib import Path
 
 from .cfg import CfgError
+from .cli_common import UserError, resolve_cfg
 from .weights import WeightsError
 
-USER_ERRORS = (CfgError, WeightsError, FileExistsError, FileNotFoundError)
-
-
-class UserError(ValueError):
-    """A mistake in what the user asked for; printed as one line, exit status 2."""
+USER_ERRORS = (CfgError, WeightsError, FileExistsError, FileNotFoundError, UserError)
 
 
 def _user_errors() -> tuple:
-    errors = list(USER_ERRORS) + [UserError]
-    try:
-        from .data import DataError
-        errors.append(DataError)
-    except ImportError:  # pragma: no cover - data.py always ships
-        pass
-    return tuple(errors)
-
-
-def resolve_cfg(cfg: str, classes: int | None = None):
-    """A cfg path, or the name of a zoo architecture (``teach``, ``yolov3``, ...) -> blocks."""
-    from . import zoo
-    from .cfg import read_cfg
-    if Path(cfg).exists():
-        if classes is not None:
-            raise UserError(f"--classes only applies to zoo names, but '{cfg}' is a file")
-        return read_cfg(cfg)
-    if cfg in zoo.ARCHITECTURES:
-        return zoo.blocks(cfg, classes)
-    raise UserError(f"cfg '{cfg}' is neither a file nor an architecture name "
-                    f"({', '.join(zoo.ARCHITECTURES)})")
+    """Error types that mean "the user asked for something wrong": one line, exit status 2."""
+    from .data import DataError
+    from .distill import DistillError
+    from .plan import PlanError
+    from .train import TrainingError
+    return USER_ERRORS + (DataError, DistillError, PlanError, TrainingError)
 
 
 # ----------------------------------------------------------------------------- info
@@ -64,6 +46,8 @@ def _add_info(sub) -> None:
 def _run_info(args) -> None:
     from .model import Darknet
     from .profile import layer_table, summarize
+    if args.classes is not None and Path(args.cfg).exists():
+        raise UserError(f"--classes only applies to zoo names, but '{args.cfg}' is a file")
     blocks = resolve_cfg(args.cfg, args.classes)
     size = args.img_size or blocks[0].width
     if size % 32:
@@ -91,9 +75,56 @@ class _pandas_wide:
         self._ctx.__exit__(*exc)
 
 
+# ----------------------------------------------------------------------------- data
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="generate the bundled dataset, or check a YOLO-format dataset",
+                       description="'data make' writes the synthetic shapes dataset (deterministic, no "
+                                   "downloads); 'data check' validates a dataset and prints its statistics.")
+    verbs = p.add_subparsers(dest="data_verb", metavar="{make,check}", required=True)
+    m = verbs.add_parser("make", help="generate the synthetic shapes dataset")
+    m.add_argument("--out", default="data/shapes", help="output folder (default data/shapes)")
+    m.add_argument("--train", type=int, default=2000, help="training images")
+    m.add_argument("--val", type=int, default=400, help="validation images")
+    m.add_argument("--img-size", type=int, default=128, help="image side, px")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--workers", type=int, default=2, help="processes")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    m.set_defaults(run=_run_data_make)
+    c = verbs.add_parser("check", help="validate a dataset (.yaml or .data) and print statistics")
+    c.add_argument("data", help="dataset .yaml or .data")
+    c.add_argument("--skip-bad", action="store_true", help="skip bad images instead of stopping at the first")
+    c.set_defaults(run=_run_data_check)
+
+
+def _run_data_make(args) -> None:
+    from .synth import ShapesConfig, make_shapes
+    cfg = ShapesConfig(n_train=args.train, n_val=args.val, img_size=args.img_size, seed=args.seed)
+    path = make_shapes(args.out, cfg, workers=args.workers, overwrite=args.overwrite)
+    print(f"wrote {args.train} train + {args.val} val images; dataset: {path}")
+
+
+def _run_data_check(args) -> None:
+    from .data import YoloDataset, load_data_config
+    data = load_data_config(args.data)
+    for split in ("train", "val"):
+        ds = YoloDataset(getattr(data, split), 32, augment=None, nc=data.nc, cache=False,
+                         on_error="skip" if args.skip_bad else "raise")
+        n_obj = sum(len(l) for l in ds.labels)
+        empty = sum(len(l) == 0 for l in ds.labels)
+        print(f"{split}: {len(ds)} images ({len(ds.skipped)} skipped), {n_obj} objects, {empty} without objects")
+        for reason in ds.skipped[:10]:
+            print("  skipped:", reason)
+    print(f"{data.nc} classes: {', '.join(data.names)}")
+
+
 # ----------------------------------------------------------------------------- main
 
-VERBS = [_add_info]
+def _verbs() -> list:
+    from .cli_prune import add_export, add_prune, add_sweep
+    from .cli_train import add_detect, add_eval, add_train
+    from .pipeline import add_demo
+    return [_add_info, _add_data, add_train, add_eval, add_detect, add_prune, add_sweep, add_export, add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Shrink Darknet YOLO detectors: train, sparse-train, prune channels and layers, "
                     "finetune with distillation, export back to Darknet.")
     sub = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
-    for add in VERBS:
+    for add in _verbs():
         add(sub)
     return parser
 

@@ -274,8 +274,9 @@ def make_loader(dataset, batch_size: int, shuffle: bool, workers: int = 0, seed:
                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory)
 
 
-def draw_boxes(image, labels, names: Sequence[str] = ()):
-    """Copy of a PIL image with boxes (n, 5) [cls, cx, cy, w, h] normalised drawn and named."""
+def draw_boxes(image, labels, names: Sequence[str] = (), scores=None):
+    """Copy of a PIL image with boxes (n, 5) [cls, cx, cy, w, h] normalised drawn and named
+    (with their scores, when given)."""
     from PIL import ImageDraw
 
     img = image.convert("RGB").copy()
@@ -283,9 +284,23 @@ def draw_boxes(image, labels, names: Sequence[str] = ()):
     w, h = img.size
     palette = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 178, 29), (207, 210, 49), (146, 204, 23),
                (255, 55, 199), (52, 69, 147), (255, 112, 31), (0, 24, 236)]
-    for c, cx, cy, bw, bh in np.asarray(labels, dtype=np.float64).reshape(-1, 5):
+    rows = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
+    scores = [None] * len(rows) if scores is None else list(np.asarray(scores, dtype=np.float64).reshape(-1))
+    for (c, cx, cy, bw, bh), score in zip(rows, scores):
         col = palette[int(c) % len(palette)]
         box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
         draw.rectangle(box, outline=col, width=1)
-        draw.text((box[0] + 1, box[1] + 1), names[int(c)] if int(c) < len(names) else str(int(c)), fill=col)
+        text = names[int(c)] if int(c) < len(names) else str(int(c))
+        draw.text((box[0] + 1, box[1] + 1), text if score is None else f"{text} {score:.2f}", fill=col)
     return img
+
+
+def box_table(dataset: "YoloDataset", names: Sequence[str] = ()):
+    """One row per labelled object: image, class, name, width and height in original pixels."""
+    import pandas as pd
+    rows = []
+    for i, (lab, (h, w)) in enumerate(zip(dataset.labels, dataset.hw)):
+        for c, _, _, bw, bh in np.asarray(lab).reshape(-1, 5):
+            rows.append({"image": i, "class": int(c), "name": names[int(c)] if int(c) < len(names) else str(int(c)),
+                         "w_px": bw * w, "h_px": bh * h})
+    return pd.DataFrame(rows, columns=["image", "class", "name", "w_px", "h_px"])

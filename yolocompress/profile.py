@@ -114,6 +114,12 @@ class Summary:
                 "heads": self.heads, "img_size": self.img_size}
 
 
+def summarize_blocks(blocks, img_size: int = 416) -> Summary:
+    """``summarize`` for cfg blocks, on PyTorch's meta device: no memory, no arithmetic."""
+    with torch.device("meta"):
+        return summarize(Darknet(blocks), img_size)
+
+
 def summarize(model: Darknet, img_size: int = 416) -> Summary:
     shapes = infer_shapes(model.blocks, img_size, img_size)
     heads = [list(shapes[i]) for i in model.head_indices]

@@ -25,7 +25,7 @@ from .io import atomic_write_text
 
 __all__ = ["CLASS_NAMES", "ShapesConfig", "make_shapes", "ensure_shapes", "render_image"]
 
-SHAPES_VERSION = 1  # bump when drawing changes, so ensure_shapes regenerates old folders
+SHAPES_VERSION = 2  # bump when drawing changes, so ensure_shapes regenerates old folders
 SPLITS = ("train", "val")
 
 
@@ -35,7 +35,7 @@ class ShapesConfig:
     n_val: int = 400               # images, validation split
     img_size: int = 128            # px, side of the square images
     seed: int = 0                  # -, root of every image's RNG
-    min_size: float = 6.0          # px, smallest object (diameter of its circumscribed circle)
+    min_size: float = 9.0          # px, smallest object (diameter of its circumscribed circle; box >= ~6.4 px)
     max_size: float = 60.0         # px, largest object; sizes are log-uniform in between
     max_objects: int = 8           # objects per image are 1..max_objects (fewer if placement fails)
     empty_prob: float = 0.05       # probability, an image has no objects at all
@@ -79,7 +79,7 @@ def _write_one(job) -> int:
 
 
 def _yaml_text(out: Path) -> str:
-    data = {"path": str(out.resolve()), "train": "images/train", "val": "images/val",
+    data = {"path": ".", "train": "images/train", "val": "images/val",
             "nc": len(CLASS_NAMES), "names": dict(enumerate(CLASS_NAMES))}
     return yaml.safe_dump(data, sort_keys=False)
 
@@ -134,6 +134,6 @@ def ensure_shapes(out: str | Path, cfg: ShapesConfig = ShapesConfig(), **kw) -> 
         same = False
     if not (same and yaml_path.exists()):
         return make_shapes(out, cfg, overwrite=True, **kw)
-    if yaml_path.read_text() != _yaml_text(out):  # the folder was moved: fix the absolute root
+    if yaml_path.read_text() != _yaml_text(out):  # written by an older version: refresh
         atomic_write_text(yaml_path, _yaml_text(out))
     return yaml_path

@@ -1,0 +1,26 @@
+"""The pipeline's training stages as one call each: baseline, sparse training, finetuning with or
+without distillation - all the one ``train()`` with different hooks and loss terms."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .data import DataConfig
+from .distill import DistillConfig, DistillTerm
+from .model import Darknet
+from .sparsity import SparseConfig, SparsityHook
+from .train import TrainConfig, TrainResult, train
+
+
+def run_stage(model: Darknet, data: DataConfig, cfg: TrainConfig, out: str | Path | None,
+              sparsity: SparseConfig | None = None, teacher: Darknet | None = None,
+              distill: DistillConfig | None = None, baseline_map50: float | None = None,
+              **kw) -> TrainResult:
+    """Train ``model`` with the hooks/terms a stage needs; the stage's settings go into the run's
+    config.json so ``--resume`` and later readers know what ran."""
+    hooks = [SparsityHook(model, sparsity, baseline_map50=baseline_map50)] if sparsity else []
+    if distill is not None and teacher is None:
+        raise ValueError("distillation needs a teacher model")
+    terms = [DistillTerm(teacher, model, distill)] if distill else []
+    meta = dict(kw.pop("meta", None) or {})
+    meta.update(sparsity=sparsity.to_dict() if sparsity else None, distill=distill.to_dict() if distill else None)
+    return train(model, data, cfg, out, hooks=hooks, terms=terms, meta=meta, **kw)

@@ -1,0 +1,423 @@
+"""One ``train()`` for every stage: baseline, sparse training, finetuning and distillation.
+
+Stages differ only in what they plug in:
+* ``hooks`` - objects with optional methods ``on_train_start(ctx)``, ``after_backward(ctx)``
+  (gradients are final: unscaled from AMP and, under DDP, averaged; the optimizer has not
+  stepped) and ``on_epoch_end(ctx, log)`` (may add scalars to the epoch's history row).
+  Sparse training is such a hook (``sparsity.py``).
+* ``terms`` - callables ``term(ctx, images, targets, heads) -> {name: loss tensor}`` added to the
+  detection loss and logged by name. Distillation is such a term (``distill.py``).
+
+A run directory holds ``config.json``, ``history.csv``, ``last.pt`` (everything needed to resume
+exactly: model, optimizer, scheduler, scaler, epoch, RNG states, history) and ``best.pt`` (the
+model with the best val mAP@0.5). Every file is written atomically; a run never overwrites
+another unless asked to.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import distributed as dist
+from .data import AugmentConfig, DataConfig, YoloDataset, collate, make_loader
+from .io import atomic_path, atomic_write_text
+from .loss import LossConfig, YoloLoss
+from .metrics import DetectionEvaluator, DetectionMetrics
+from .model import Darknet
+from .weights import save_pt
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN/inf loss, a run directory in the way); the message says where."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30                # passes over the training set
+    batch_size: int = 32            # images per optimizer step (global, over all processes)
+    img_size: int = 128             # px, square input, multiple of 32
+    optimizer: str = "sgd"          # "sgd" (momentum, nesterov) or "adam" (AdamW)
+    lr: float = 0.01                # peak learning rate
+    momentum: float = 0.937         # SGD momentum / Adam beta1
+    weight_decay: float = 5e-4      # on conv weights only (never BN gamma: sparsity owns it)
+    warmup_epochs: float = 1.0      # linear warm-up of the learning rate, in epochs
+    schedule: str = "cosine"        # "cosine" to lr * lr_final, or "step" (x0.1 at 70% and 90%)
+    lr_final: float = 0.05          # final lr as a fraction of lr (cosine)
+    amp: str = "auto"               # "auto" (fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    eval_every: int = 1             # evaluate every k epochs (and always after the last)
+    seed: int = 0
+    workers: int = 0                # DataLoader worker processes
+    device: str = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
+    max_batches: int | None = None  # stop each epoch after this many batches (quick runs, tests)
+    max_val_images: int | None = None  # evaluate on at most this many val images
+    init_head_bias: bool = True     # objectness/class bias priors when training from scratch
+    conf_thres: float = 0.001       # evaluation score threshold
+    nms_iou: float = 0.6            # evaluation NMS IoU
+    sync_bn: bool = False           # SyncBatchNorm across processes (torchrun on CUDA)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        d["loss"] = LossConfig(**d.get("loss", {}))
+        return cls(**d)
+
+
+@dataclass
+class Context:
+    """What hooks and loss terms see: the live objects of the run."""
+    model: Darknet                  # the bare model (not the DDP wrapper)
+    optimizer: torch.optim.Optimizer
+    cfg: TrainConfig
+    epoch: int = 0
+    step: int = 0                   # optimizer steps so far
+    steps_per_epoch: int = 1
+    device: torch.device = torch.device("cpu")
+    artifacts: dict = field(default_factory=dict)  # per-run arrays kept in the checkpoint (e.g. gamma histograms)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of training done, in [0, 1]."""
+        return self.step / max(1, self.cfg.epochs * self.steps_per_epoch)
+
+
+@dataclass
+class TrainResult:
+    model: Darknet
+    history: pd.DataFrame
+    best_map50: float
+    out: Path | None
+    metrics: DetectionMetrics | None = None   # of the last evaluation
+
+
+# ----------------------------------------------------------------------------- pieces
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for an AMP mode on a device (None: full fp32)."""
+    if mode == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def init_head_bias(model: Darknet, img_size: int, objects_per_image: float = 4.0) -> None:
+    """Prior biases for the convs that feed [yolo] heads (from-scratch training only):
+    objectness starts at the expected fraction of positive cells and classes at 1/C, so the first
+    steps are not spent learning that almost every cell is background."""
+    from .cfg import infer_shapes
+    shapes = infer_shapes(model.blocks, img_size, img_size)
+    with torch.no_grad():
+        for i in model.head_indices:
+            conv, yolo = model.module_list[i - 1].conv, model.module_list[i]
+            if conv.bias is None:
+                continue
+            cells = shapes[i][1] * shapes[i][2]
+            b = conv.bias.view(yolo.na, -1)                      # (A, 5 + C)
+            b[:, 4] = math.log(objects_per_image / yolo.na / cells)
+            b[:, 5:] = math.log(0.6 / max(yolo.classes - 0.99, 1e-3))
+
+
+def make_optimizer(model: Darknet, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Weight decay on conv weights only; BN gamma/beta and biases decay-free."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if name.endswith("conv.weight") else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning-rate multiplier at an optimizer step: linear warm-up, then cosine or step decay."""
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    if cfg.schedule == "cosine":
+        return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    if cfg.schedule == "step":
+        return 0.01 if t >= 0.9 else 0.1 if t >= 0.7 else 1.0
+    raise ValueError(f"schedule must be 'cosine' or 'step', got {cfg.schedule!r}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model: Darknet, loader, names: Sequence[str], img_size: int, device: torch.device | None = None,
+             conf_thres: float = 0.001, nms_iou: float = 0.6, amp: torch.dtype | None = None,
+             progress: bool = False) -> DetectionMetrics:
+    """mAP@0.5, mAP@0.5:0.95, P, R and per-class AP of ``model`` on a loader (COCO evaluator)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    ev = DetectionEvaluator(names, img_size, conf_thres=conf_thres, iou_thres=nms_iou)
+    try:
+        for images, targets, _ in tqdm(loader, desc="eval", leave=False, disable=not progress):
+            images = images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                pred = model(images)
+            ev.update(pred.float().cpu(), targets)
+    finally:
+        model.train(was_training)
+    return ev.compute()
+
+
+def evaluate_on(model: Darknet, data: DataConfig, split: str = "val", img_size: int = 128,
+                batch_size: int = 32, max_images: int | None = None, progress: bool = False,
+                device: torch.device | None = None, workers: int = 0) -> DetectionMetrics:
+    """Evaluate ``model`` on a split of ``data`` (letterboxed to ``img_size``, no augmentation)."""
+    images = getattr(data, split)
+    if max_images:
+        images = images[:max_images]
+    loader = make_loader(YoloDataset(images, img_size, augment=None, nc=data.nc), batch_size, shuffle=False,
+                         workers=workers)
+    device = device or next(model.parameters()).device
+    return evaluate(model.to(device), loader, data.names, img_size, device, progress=progress)
+
+
+# ----------------------------------------------------------------------------- run directory
+
+def prepare_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
+    """Refuse to write into another run's directory unless resuming it or told to replace it."""
+    if resume:
+        if not (out / "last.pt").exists():
+            raise TrainingError(f"--resume: {out / 'last.pt'} does not exist; nothing to resume")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not exist_ok:
+            raise TrainingError(f"run directory {out} already exists and is not empty; choose another "
+                                "--out, pass --resume to continue it, or --exist-ok to replace it")
+        for name in ("last.pt", "best.pt", "history.csv", "config.json"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _save_last(out: Path, ctx: Context, scheduler_state: dict, scaler, history: list, best: float,
+               extra_meta: dict) -> None:
+    model = ctx.model
+    payload = {"format": "yolocompress-darknet/1", "cfg": model.cfg_text(),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "meta": extra_meta, "optimizer": ctx.optimizer.state_dict(), "scheduler": scheduler_state,
+               "scaler": scaler.state_dict() if scaler is not None else None, "epoch": ctx.epoch,
+               "step": ctx.step, "rng": _rng_state(), "history": history, "best_map50": best,
+               "train_config": ctx.cfg.to_dict(), "artifacts": ctx.artifacts}
+    with atomic_path(out / "last.pt") as tmp:
+        torch.save(payload, tmp)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def _check_finite(losses: dict, epoch: int, batch: int) -> None:
+    bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v)}
+    if bad:
+        raise TrainingError(f"non-finite loss at epoch {epoch + 1}, batch {batch + 1}: {bad}; "
+                            "try a lower --lr, a longer warm-up, or --amp off")
+
+
+def _call(hooks, name: str, *args) -> None:
+    for h in hooks:
+        fn = getattr(h, name, None)
+        if fn is not None:
+            fn(*args)
+
+
+def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), out: str | Path | None = None,
+          hooks: Sequence[Any] = (), terms: Sequence[Callable] = (), resume: bool = False,
+          exist_ok: bool = False, progress: bool = True, from_scratch: bool = False,
+          meta: dict | None = None) -> TrainResult:
+    """Train ``model`` on ``data`` with ``cfg``; see the module docstring for hooks and terms.
+
+    ``out``: run directory (None: nothing written). ``resume``: continue ``out/last.pt`` exactly.
+    ``from_scratch``: apply the head-bias priors (baseline training from random init).
+    """
+    if cfg.img_size % 32:
+        raise ValueError(f"img_size {cfg.img_size} must be a multiple of 32")
+    ddp = dist.setup()
+    device = dist.device_for(pick_device(cfg.device)) if ddp else pick_device(cfg.device)
+    out = Path(out) if out is not None else None
+    if out is not None and dist.is_main():
+        prepare_run_dir(out, resume, exist_ok)
+    dist.barrier()
+    seed_everything(cfg.seed)
+    if from_scratch and cfg.init_head_bias and not resume:
+        init_head_bias(model, cfg.img_size)
+    model.to(device)
+    train_set = YoloDataset(data.train, cfg.img_size, augment=cfg.augment, nc=data.nc)
+    val_images = data.val[: cfg.max_val_images] if cfg.max_val_images else data.val
+    val_set = YoloDataset(val_images, cfg.img_size, augment=None, nc=data.nc)
+    per_rank_batch = dist.per_rank_batch(cfg.batch_size)
+    sampler = dist.make_sampler(train_set, cfg.seed) if ddp else None
+    train_loader = make_loader(train_set, per_rank_batch, shuffle=sampler is None, workers=cfg.workers,
+                               seed=cfg.seed, sampler=sampler, drop_last=True)
+    val_loader = make_loader(val_set, max(1, per_rank_batch), shuffle=False, workers=cfg.workers)
+    steps_per_epoch = min(len(train_loader), cfg.max_batches or len(train_loader))
+    if steps_per_epoch == 0:
+        raise TrainingError(f"the training set has {len(train_set)} images, fewer than one batch of "
+                            f"{cfg.batch_size}; lower --batch-size")
+
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps_per_epoch))
+    dtype = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    ctx = Context(model, optimizer, cfg, steps_per_epoch=steps_per_epoch, device=device)
+    loss_fn = YoloLoss(model, cfg.loss)
+    history: list[dict] = []
+    best = -1.0
+    start_epoch = 0
+    if resume:
+        start_epoch, best, history = _restore(out / "last.pt", ctx, scheduler, scaler)
+    net = dist.wrap(model, device) if ddp else model
+    meta = dict(meta or {})
+    if out is not None and dist.is_main():
+        atomic_write_text(out / "config.json", json.dumps({"train": cfg.to_dict(), "meta": meta}, indent=2,
+                                                          default=str))
+    _call(hooks, "on_train_start", ctx)
+    metrics = None
+    for epoch in range(start_epoch, cfg.epochs):
+        ctx.epoch = epoch
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        _seed_epoch(train_loader, train_set, cfg, epoch)
+        t0 = time.time()
+        sums = _run_epoch(net, ctx, train_loader, loss_fn, terms, hooks, scheduler, scaler, dtype, progress)
+        log = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **sums, "time_s": time.time() - t0}
+        last = epoch + 1 == cfg.epochs
+        if dist.is_main() and ((epoch + 1) % cfg.eval_every == 0 or last):
+            metrics = evaluate(model, val_loader, data.names, cfg.img_size, device, cfg.conf_thres, cfg.nms_iou, dtype)
+            log.update(map50=metrics.map50, map=metrics.map, precision=metrics.precision, recall=metrics.recall)
+        _call(hooks, "on_epoch_end", ctx, log)
+        history.append(log)
+        improved = log.get("map50", -1.0) > best
+        best = max(best, log.get("map50", -1.0))
+        if out is not None and dist.is_main():
+            _write_epoch(out, ctx, scheduler, scaler, history, best, improved, meta)
+        if progress and dist.is_main():
+            tqdm.write(_epoch_line(log, cfg.epochs))
+        dist.barrier()
+    dist.cleanup(ddp)
+    return TrainResult(model, pd.DataFrame(history), best, out, metrics)
+
+
+def _seed_epoch(loader, dataset, cfg: TrainConfig, epoch: int) -> None:
+    """Shuffle order and augmentation of epoch ``epoch`` depend only on (seed, epoch, rank), so a
+    run resumed at an epoch boundary sees exactly the batches an uninterrupted run sees.
+    (With ``workers > 0`` the persistent workers keep their own augmentation streams.)"""
+    loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)
+    if cfg.workers == 0:
+        dataset.reseed(cfg.seed * 1_000_003 + epoch * 7919 + dist.rank())
+
+
+def _epoch_line(log: dict, epochs: int) -> str:
+    parts = [f"epoch {log['epoch']}/{epochs}", f"loss {log['total']:.3f}"]
+    if "map50" in log:
+        parts.append(f"mAP@0.5 {log['map50']:.3f}  mAP@0.5:0.95 {log['map']:.3f}")
+    return "  ".join(parts) + f"  ({log['time_s']:.0f}s)"
+
+
+def _write_epoch(out, ctx, scheduler, scaler, history, best, improved, meta) -> None:
+    _save_last(out, ctx, scheduler.state_dict(), scaler, history, best, meta)
+    atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    if improved or not (out / "best.pt").exists():
+        save_pt(ctx.model, out / "best.pt", epoch=ctx.epoch + 1, map50=history[-1].get("map50"), **meta)
+
+
+def _restore(path: Path, ctx: Context, scheduler, scaler) -> tuple[int, float, list]:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ctx.model.load_state_dict(ck["state_dict"])
+    ctx.optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    if scaler is not None and ck.get("scaler"):
+        scaler.load_state_dict(ck["scaler"])
+    _set_rng_state(ck["rng"])
+    ctx.step = ck["step"]
+    ctx.artifacts = ck.get("artifacts", {})
+    return ck["epoch"] + 1, ck["best_map50"], ck["history"]
+
+
+def _run_epoch(net, ctx: Context, loader, loss_fn, terms, hooks, scheduler, scaler, dtype, progress) -> dict:
+    """One pass; returns the mean of every loss term over the epoch."""
+    net.train()
+    device = ctx.device
+    sums: dict[str, float] = {}
+    n = 0
+    bar = tqdm(loader, total=ctx.steps_per_epoch, desc=f"epoch {ctx.epoch + 1}/{ctx.cfg.epochs}",
+               leave=False, disable=not (progress and dist.is_main()))
+    for batch_i, (images, targets, _) in enumerate(bar):
+        if batch_i >= ctx.steps_per_epoch:
+            break
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            heads = net(images)
+        heads = [h.float() for h in heads]
+        losses = loss_fn(heads, targets, images.shape[-2:])
+        for term in terms:
+            extra = term(ctx, images, targets, heads)
+            losses.update(extra)
+            losses["total"] = losses["total"] + sum(extra.values())
+        _check_finite(losses, ctx.epoch, batch_i)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(losses["total"]).backward()
+            scaler.unscale_(ctx.optimizer)
+        else:
+            losses["total"].backward()
+        _call(hooks, "after_backward", ctx)
+        if scaler is not None:
+            scaler.step(ctx.optimizer)
+            scaler.update()
+        else:
+            ctx.optimizer.step()
+        scheduler.step()
+        ctx.step += 1
+        n += 1
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        bar.set_postfix({k: f"{v / n:.3f}" for k, v in sums.items()})
+    return {k: v / max(n, 1) for k, v in sums.items()}
