@@ -262,12 +262,17 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset, batch_size: int, shuffle: bool, workers: int = 0, seed: int = 0, sampler=None,
-                drop_last: bool = False, pin_memory: bool | None = None) -> DataLoader:
+                drop_last: bool = False, pin_memory: bool | None = None, batch_sampler=None) -> DataLoader:
     """A DataLoader with `collate`, a generator seeded by `seed` (shuffle order, worker seeds) and
-    persistent workers; with workers=0 the dataset's augmentation RNG is reseeded from `seed`."""
+    persistent workers; with workers=0 the dataset's augmentation RNG is reseeded from `seed`.
+    With `batch_sampler`, it alone decides the batches (batch_size, shuffle, drop_last unused)."""
     gen = torch.Generator().manual_seed(seed)
     if workers == 0 and hasattr(dataset, "reseed"):
         dataset.reseed(seed)
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate,
+                          generator=gen, worker_init_fn=_seed_worker, persistent_workers=workers > 0,
+                          pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       num_workers=workers, collate_fn=collate, generator=gen, worker_init_fn=_seed_worker,
                       persistent_workers=workers > 0, drop_last=drop_last,

@@ -3,7 +3,7 @@
 ``train()`` calls these few functions so that the same loop runs alone or under
 ``torchrun --nproc_per_node N -m yolocompress train ...``: the process group comes from the
 environment torchrun sets (nccl on CUDA, gloo on CPU), each rank sees its own shard of every epoch
-(DistributedSampler, reseeded per epoch), and only rank 0 evaluates, logs and writes files.
+(``GlobalBatchSampler``, reseeded per epoch), and only rank 0 evaluates, logs and writes files.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import os
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data.distributed import DistributedSampler
 
 _CREATED = False
 
@@ -75,9 +74,60 @@ def per_rank_batch(global_batch: int) -> int:
     return global_batch // n
 
 
-def make_sampler(dataset, seed: int) -> DistributedSampler:
-    return DistributedSampler(dataset, num_replicas=world(), rank=rank(), shuffle=True, seed=seed,
-                              drop_last=True)
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """Shuffled global batches, each split into ``world`` equal contiguous slices; this process
+    gets slice ``rank``. The global batches depend only on (seed, epoch), never on the number of
+    processes - so 1 process and N processes see the same data, which is what makes runs
+    comparable (and a resumed run, on any number of processes, continue the same sequence).
+    Incomplete final global batches are dropped."""
+
+    def __init__(self, n: int, global_batch: int, seed: int = 0, rank_: int = 0, world_: int = 1):
+        if global_batch % world_:
+            raise ValueError(f"batch size {global_batch} is not divisible by the {world_} processes")
+        self.n, self.global_batch, self.seed, self.rank, self.world = n, global_batch, seed, rank_, world_
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.global_batch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        per = self.global_batch // self.world
+        for b in range(len(self)):
+            start = b * self.global_batch + self.rank * per
+            yield perm[start:start + per]
+
+
+def make_sampler(dataset, global_batch: int, seed: int) -> GlobalBatchSampler:
+    """This process's batch sampler (one process: the whole global batch)."""
+    return GlobalBatchSampler(len(dataset), global_batch, seed, rank(), world())
+
+
+def sync_bn(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Convert BatchNorm2d to SyncBatchNorm (statistics over all processes). torch runs it on GPUs
+    only, so on CPU this refuses with a clear message instead of failing inside the first forward."""
+    if device.type != "cuda":
+        raise ValueError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only "
+                         "(on CPU, run without it; pruning works either way)")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def revert_sync_bn(module: torch.nn.Module) -> torch.nn.Module:
+    """SyncBatchNorm -> BatchNorm2d in place (same parameters and statistics), for pruning, export
+    and single-process use after a --sync-bn run."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.SyncBatchNorm):
+            bn = torch.nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                      child.track_running_stats).to(child.weight.device)
+            bn.load_state_dict(child.state_dict())
+            setattr(module, name, bn)
+        else:
+            revert_sync_bn(child)
+    return module
 
 
 def wrap(model: torch.nn.Module, device: torch.device) -> DistributedDataParallel:

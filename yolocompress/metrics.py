@@ -33,7 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torchvision.ops import batched_nms, box_convert
 
-MAX_NMS = 3_000  # candidates, most kept per image before NMS: bounds CPU time on untrained models;
+MAX_NMS = 1_000  # candidates, most kept per image before NMS: bounds CPU time on untrained models;
 # the result is unchanged whenever max_det boxes of these top-scoring candidates survive NMS
 
 

@@ -129,6 +129,7 @@ class SparsityHook:
 
     # -- visibility ----------------------------------------------------------------------------
     def on_train_start(self, ctx) -> None:
+        self.bns = [ctx.model.module_list[i].bn for i in self.layers]   # after any SyncBN conversion
         hist = ctx.artifacts.setdefault("gamma_hist", {"edges": HIST_EDGES.tolist(), "epochs": [], "counts": []})
         if not hist["epochs"]:
             self._record(hist, 0)

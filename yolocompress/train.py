@@ -15,6 +15,8 @@ another unless asked to.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
 import random
@@ -65,6 +67,7 @@ class TrainConfig:
     conf_thres: float = 0.001       # evaluation score threshold
     nms_iou: float = 0.6            # evaluation NMS IoU
     sync_bn: bool = False           # SyncBatchNorm across processes (torchrun on CUDA)
+    micro_batches: int = 1          # split each batch into chunks, one backward each, one step
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -89,6 +92,7 @@ class Context:
     step: int = 0                   # optimizer steps so far
     steps_per_epoch: int = 1
     device: torch.device = torch.device("cpu")
+    amp: torch.dtype | None = None  # autocast dtype of the forward passes (teachers use it too)
     artifacts: dict = field(default_factory=dict)  # per-run arrays kept in the checkpoint (e.g. gamma histograms)
 
     @property
@@ -291,21 +295,23 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
     train_set = YoloDataset(data.train, cfg.img_size, augment=cfg.augment, nc=data.nc)
     val_images = data.val[: cfg.max_val_images] if cfg.max_val_images else data.val
     val_set = YoloDataset(val_images, cfg.img_size, augment=None, nc=data.nc)
-    per_rank_batch = dist.per_rank_batch(cfg.batch_size)
-    sampler = dist.make_sampler(train_set, cfg.seed) if ddp else None
-    train_loader = make_loader(train_set, per_rank_batch, shuffle=sampler is None, workers=cfg.workers,
-                               seed=cfg.seed, sampler=sampler, drop_last=True)
-    val_loader = make_loader(val_set, max(1, per_rank_batch), shuffle=False, workers=cfg.workers)
-    steps_per_epoch = min(len(train_loader), cfg.max_batches or len(train_loader))
+    sampler = dist.make_sampler(train_set, cfg.batch_size, cfg.seed)
+    train_loader = make_loader(train_set, 1, shuffle=False, workers=cfg.workers, seed=cfg.seed,
+                               batch_sampler=sampler)
+    val_loader = make_loader(val_set, max(1, dist.per_rank_batch(cfg.batch_size)), shuffle=False,
+                             workers=cfg.workers)
+    steps_per_epoch = min(len(sampler), cfg.max_batches or len(sampler))
     if steps_per_epoch == 0:
         raise TrainingError(f"the training set has {len(train_set)} images, fewer than one batch of "
                             f"{cfg.batch_size}; lower --batch-size")
+    if cfg.sync_bn and ddp:
+        model = dist.sync_bn(model, device)
 
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps_per_epoch))
     dtype = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    ctx = Context(model, optimizer, cfg, steps_per_epoch=steps_per_epoch, device=device)
+    ctx = Context(model, optimizer, cfg, steps_per_epoch=steps_per_epoch, device=device, amp=dtype)
     loss_fn = YoloLoss(model, cfg.loss)
     history: list[dict] = []
     best = -1.0
@@ -318,18 +324,33 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
         atomic_write_text(out / "config.json", json.dumps({"train": cfg.to_dict(), "meta": meta}, indent=2,
                                                           default=str))
     _call(hooks, "on_train_start", ctx)
-    metrics = None
+    try:
+        metrics = _epochs(ctx, net, data, cfg, train_loader, sampler, train_set, val_loader, loss_fn, terms,
+                          hooks, scheduler, scaler, out, history, best, meta, start_epoch, progress)
+    finally:
+        if cfg.sync_bn:
+            dist.revert_sync_bn(model)
+        dist.cleanup(ddp)
+    hist = pd.DataFrame(history)
+    best = float(hist["map50"].max()) if "map50" in hist and hist["map50"].notna().any() else -1.0
+    return TrainResult(model, hist, best, out, metrics)
+
+
+def _epochs(ctx, net, data, cfg, train_loader, sampler, train_set, val_loader, loss_fn, terms, hooks,
+            scheduler, scaler, out, history, best, meta, start_epoch, progress):
+    """The epoch loop: train, evaluate (rank 0), hooks, checkpoints (rank 0). Returns the last metrics."""
+    model, metrics = ctx.model, None
     for epoch in range(start_epoch, cfg.epochs):
         ctx.epoch = epoch
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        _seed_epoch(train_loader, train_set, cfg, epoch)
+        sampler.set_epoch(epoch)
+        _seed_epoch(train_set, cfg, epoch)
         t0 = time.time()
-        sums = _run_epoch(net, ctx, train_loader, loss_fn, terms, hooks, scheduler, scaler, dtype, progress)
-        log = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **sums, "time_s": time.time() - t0}
+        sums = _run_epoch(net, ctx, train_loader, loss_fn, terms, hooks, scheduler, scaler, ctx.amp, progress)
+        log = {"epoch": epoch + 1, "lr": ctx.optimizer.param_groups[0]["lr"], **sums, "time_s": time.time() - t0}
         last = epoch + 1 == cfg.epochs
         if dist.is_main() and ((epoch + 1) % cfg.eval_every == 0 or last):
-            metrics = evaluate(model, val_loader, data.names, cfg.img_size, device, cfg.conf_thres, cfg.nms_iou, dtype)
+            metrics = evaluate(model, val_loader, data.names, cfg.img_size, ctx.device, cfg.conf_thres,
+                               cfg.nms_iou, ctx.amp)
             log.update(map50=metrics.map50, map=metrics.map, precision=metrics.precision, recall=metrics.recall)
         _call(hooks, "on_epoch_end", ctx, log)
         history.append(log)
@@ -340,15 +361,14 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
         if progress and dist.is_main():
             tqdm.write(_epoch_line(log, cfg.epochs))
         dist.barrier()
-    dist.cleanup(ddp)
-    return TrainResult(model, pd.DataFrame(history), best, out, metrics)
+    return metrics
 
 
-def _seed_epoch(loader, dataset, cfg: TrainConfig, epoch: int) -> None:
-    """Shuffle order and augmentation of epoch ``epoch`` depend only on (seed, epoch, rank), so a
-    run resumed at an epoch boundary sees exactly the batches an uninterrupted run sees.
-    (With ``workers > 0`` the persistent workers keep their own augmentation streams.)"""
-    loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)
+def _seed_epoch(dataset, cfg: TrainConfig, epoch: int) -> None:
+    """Augmentation of epoch ``epoch`` depends only on (seed, epoch, rank) - and the batches only on
+    (seed, epoch), through the sampler - so a run resumed at an epoch boundary sees exactly the
+    batches an uninterrupted run sees. (With ``workers > 0`` the persistent workers keep their own
+    augmentation streams.)"""
     if cfg.workers == 0:
         dataset.reseed(cfg.seed * 1_000_003 + epoch * 7919 + dist.rank())
 
@@ -380,34 +400,61 @@ def _restore(path: Path, ctx: Context, scheduler, scaler) -> tuple[int, float, l
     return ck["epoch"] + 1, ck["best_map50"], ck["history"]
 
 
+def _micro(images: torch.Tensor, targets: torch.Tensor, k: int):
+    """Split a batch into k contiguous chunks, re-indexing each chunk's targets from 0."""
+    n = images.shape[0]
+    if n % k:
+        raise TrainingError(f"batch of {n} images does not split into {k} micro-batches")
+    per = n // k
+    for c in range(k):
+        sel = (targets[:, 0] >= c * per) & (targets[:, 0] < (c + 1) * per)
+        t = targets[sel].clone()
+        t[:, 0] -= c * per
+        yield images[c * per:(c + 1) * per], t
+
+
+def _forward_losses(net, ctx: Context, loss_fn, terms, images, targets, batch_i) -> dict:
+    with torch.autocast(ctx.device.type, dtype=ctx.amp, enabled=ctx.amp is not None):
+        heads = net(images)
+    heads = [h.float() for h in heads]
+    losses = loss_fn(heads, targets, images.shape[-2:])
+    for term in terms:
+        extra = term(ctx, images, targets, heads)
+        losses.update(extra)
+        losses["total"] = losses["total"] + sum(extra.values())
+    _check_finite(losses, ctx.epoch, batch_i)
+    return losses
+
+
 def _run_epoch(net, ctx: Context, loader, loss_fn, terms, hooks, scheduler, scaler, dtype, progress) -> dict:
-    """One pass; returns the mean of every loss term over the epoch."""
+    """One pass; returns the mean of every loss term over the epoch.
+
+    Gradient scale: the loss is (images in the batch) x (weighted means), so under DDP, where
+    gradients are averaged over processes, each process's loss is multiplied by the world size:
+    the step then equals one process training on the whole global batch. With ``micro_batches``
+    the chunks' gradients simply add up, which reproduces an N-process run in one process.
+    """
     net.train()
-    device = ctx.device
     sums: dict[str, float] = {}
     n = 0
-    bar = tqdm(loader, total=ctx.steps_per_epoch, desc=f"epoch {ctx.epoch + 1}/{ctx.cfg.epochs}",
-               leave=False, disable=not (progress and dist.is_main()))
+    k = ctx.cfg.micro_batches
+    scale = dist.world()
+    bar = tqdm(itertools.islice(loader, ctx.steps_per_epoch), total=ctx.steps_per_epoch,
+               desc=f"epoch {ctx.epoch + 1}/{ctx.cfg.epochs}", leave=False, disable=not (progress and dist.is_main()))
     for batch_i, (images, targets, _) in enumerate(bar):
-        if batch_i >= ctx.steps_per_epoch:
-            break
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            heads = net(images)
-        heads = [h.float() for h in heads]
-        losses = loss_fn(heads, targets, images.shape[-2:])
-        for term in terms:
-            extra = term(ctx, images, targets, heads)
-            losses.update(extra)
-            losses["total"] = losses["total"] + sum(extra.values())
-        _check_finite(losses, ctx.epoch, batch_i)
+        images = images.to(ctx.device, non_blocking=True)
+        targets = targets.to(ctx.device)
         ctx.optimizer.zero_grad(set_to_none=True)
+        for c, (im, t) in enumerate(_micro(images, targets, k)):
+            sync = contextlib.nullcontext() if c == k - 1 or not hasattr(net, "no_sync") else net.no_sync()
+            with sync:
+                losses = _forward_losses(net, ctx, loss_fn, terms, im, t, batch_i)
+                total = losses["total"] * scale
+                (scaler.scale(total) if scaler is not None else total).backward()
+            for key, v in losses.items():
+                sums[key] = sums.get(key, 0.0) + float(v.detach()) / k
         if scaler is not None:
-            scaler.scale(losses["total"]).backward()
             scaler.unscale_(ctx.optimizer)
-        else:
-            losses["total"].backward()
         _call(hooks, "after_backward", ctx)
         if scaler is not None:
             scaler.step(ctx.optimizer)
@@ -417,7 +464,5 @@ def _run_epoch(net, ctx: Context, loader, loss_fn, terms, hooks, scheduler, scal
         scheduler.step()
         ctx.step += 1
         n += 1
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        bar.set_postfix({k: f"{v / n:.3f}" for k, v in sums.items()})
-    return {k: v / max(n, 1) for k, v in sums.items()}
+        bar.set_postfix({key: f"{v / n:.3f}" for key, v in sums.items()})
+    return {key: v / max(n, 1) for key, v in sums.items()}
