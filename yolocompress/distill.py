@@ -154,3 +154,34 @@ class DistillTerm:
             pt = box_params(t[a.b, a.a, a.gy, a.gx], anchors, yolo.scale_x_y)
             total = total + bounded_box_loss(ps, pt, y, self.cfg.margin)[0]
         return total
+
+
+@torch.no_grad()
+def bounded_examples(student: Darknet, teacher: Darknet, images: Tensor, targets: Tensor,
+                     margin: float = 0.0) -> list[dict]:
+    """For every positive anchor of a batch: the ground-truth, student and teacher boxes (input
+    pixels, cx cy w h), both distances in the regression space, and whether the bounded rule lets
+    the student learn from it (d_s > d_t + margin). For pictures of the rule."""
+    student.eval()
+    teacher.eval()
+    s_heads, t_heads = student.heads(images), teacher.heads(images)
+    img_hw = images.shape[-2:]
+    rows = []
+    for a, s, t, yolo in zip(build_targets(student, s_heads, targets, img_hw, 0.2), s_heads, t_heads,
+                             student.yolo_layers):
+        if not len(a.b):
+            continue
+        stride = img_hw[0] / s.shape[2]
+        anchors = yolo.anchors[a.a] / stride
+        y = torch.cat([a.box[:, :2] - torch.stack([a.gx, a.gy], 1), torch.log(a.box[:, 2:] / anchors)], 1)
+        ps = box_params(s[a.b, a.a, a.gy, a.gx], anchors, yolo.scale_x_y)
+        pt = box_params(t[a.b, a.a, a.gy, a.gx], anchors, yolo.scale_x_y)
+        _, learn = bounded_box_loss(ps, pt, y, margin)
+        cell = torch.stack([a.gx, a.gy], 1)
+        to_px = lambda p: torch.cat([(p[:, :2] + cell) * stride, torch.exp(p[:, 2:]) * anchors * stride], 1)  # noqa: E731
+        for k in range(len(a.b)):
+            rows.append({"image": int(a.b[k]), "class": int(a.cls[k]), "gt": (a.box[k] * stride).tolist(),
+                         "student": to_px(ps)[k].tolist(), "teacher": to_px(pt)[k].tolist(),
+                         "d_student": float(((ps[k] - y[k]) ** 2).sum()), "d_teacher": float(((pt[k] - y[k]) ** 2).sum()),
+                         "learn": bool(learn[k])})
+    return rows

@@ -100,3 +100,303 @@ def weights_layout(model, max_layers: int = 6):
     ax.set_ylim(-0.2, 1.5)
     ax.axis("off")
     return fig
+
+
+def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("total", "map50"),
+                 title: str = ""):
+    """One panel per metric, one line per run (e.g. loss and mAP per epoch, per schedule)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2))
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        for name, h in histories.items():
+            if metric in h:
+                d = h.dropna(subset=[metric])
+                ax.plot(d["epoch"], d[metric], marker="o", ms=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[-1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gamma_heatmap(hist: dict, ax=None, title: str = "|gamma| distribution per epoch"):
+    """The per-epoch log10|gamma| histograms kept by sparse training, as an epoch x value heatmap."""
+    fig, ax = _ax(ax, (7, 3.2))
+    counts = np.asarray(hist["counts"], float)
+    counts = counts / counts.sum(1, keepdims=True).clip(min=1)
+    edges = np.asarray(hist["edges"])
+    ax.imshow(counts.T, aspect="auto", origin="lower", cmap="magma",
+              extent=[hist["epochs"][0] - 0.5, hist["epochs"][-1] + 0.5, edges[0], edges[-1]])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("log10 |gamma|")
+    ax.set_title(title)
+    return fig
+
+
+def plot_gamma_hist(gammas: dict[str, np.ndarray], ax=None, title: str = "|gamma| of the BN channels"):
+    """Overlaid histograms of log10|gamma| (e.g. before vs after sparse training)."""
+    fig, ax = _ax(ax, (6, 3.2))
+    for name, g in gammas.items():
+        ax.hist(np.log10(np.clip(np.abs(g), 1e-5, None)), bins=60, alpha=0.55, label=name)
+    ax.set_xlabel("log10 |gamma|")
+    ax.set_ylabel("channels")
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def plot_channels(plans: dict, ax=None, title: str = "channels per BN conv"):
+    """Per-layer channel counts: grey = before, one bar series per plan (strategy)."""
+    first = next(iter(plans.values()))
+    layers = sorted(first.filters)
+    fig, ax = _ax(ax, (max(8, 0.16 * len(layers) * (1 + len(plans) / 3)), 3.4))
+    x = np.arange(len(layers))
+    ax.bar(x, [first.filters[i] for i in layers], color="#dddddd", label="before", width=0.9)
+    w = 0.9 / len(plans)
+    for k, (name, plan) in enumerate(plans.items()):
+        ax.bar(x - 0.45 + w * (k + 0.5), [len(plan.keep[i]) for i in layers], width=w, label=name)
+    ax.set_xticks(x[::max(1, len(x) // 20)])
+    ax.set_xticklabels([layers[i] for i in range(0, len(layers), max(1, len(x) // 20))], fontsize=7)
+    ax.set_xlabel("cfg layer index (BN convs)")
+    ax.set_ylabel("channels")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
+def plot_sweep(sweeps: dict[str, pd.DataFrame], title: str = "sensitivity: what-if mAP (no finetune) vs ratio"):
+    """mAP@0.5 and GFLOPs of the what-if against the requested ratio, one line per strategy."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, df in sweeps.items():
+        a.plot(df["ratio"], df["map50"], marker="o", ms=3, label=name)
+        b.plot(df["GFLOPs"], df["map50"], marker="o", ms=3, label=name)
+    a.set_xlabel("requested prune ratio")
+    a.set_ylabel("mAP@0.5 (what-if)")
+    b.set_xlabel("GFLOPs of the compact model")
+    b.set_ylabel("mAP@0.5 (what-if)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pareto(df: pd.DataFrame, x: str = "GFLOPs", y: str = "map50", label: str = "model", ax=None,
+                title: str = "accuracy vs cost"):
+    """Scatter of models with their Pareto front (higher y at lower x is better)."""
+    fig, ax = _ax(ax, (6.5, 4))
+    sns.scatterplot(data=df, x=x, y=y, hue=label, s=70, ax=ax, legend=False)
+    for _, r in df.iterrows():
+        ax.annotate(str(r[label]), (r[x], r[y]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    front = pareto_front(df, x, y)
+    ax.plot(front[x], front[y], "k--", lw=1, alpha=0.6, label="Pareto front")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Rows not beaten by any other row on both lower x and higher y, sorted by x."""
+    d = df.sort_values([x, y], ascending=[True, False])
+    best, keep = -np.inf, []
+    for idx, r in d.iterrows():
+        if r[y] > best:
+            keep.append(idx)
+            best = r[y]
+    return d.loc[keep]
+
+
+def sample_grid(dataset, names: Sequence[str], n: int = 8, cols: int = 4, model=None, conf: float = 0.25,
+                title: str = ""):
+    """Images of a YoloDataset with their labels - or, with ``model``, its detections (scores shown)."""
+    import torch
+    from PIL import Image
+    from .data import draw_boxes
+    from .metrics import postprocess
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows))
+    for k, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if k >= n:
+            continue
+        img, lab, _ = dataset[k]
+        pil = Image.fromarray((img.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+        scores = None
+        if model is not None:
+            with torch.no_grad():
+                det = postprocess(model.eval()(img[None].to(next(model.parameters()).device)), conf, 0.45)[0].cpu()
+            s = img.shape[-1]
+            xyxy = det[:, :4] / s
+            lab = torch.stack([det[:, 5], (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2,
+                               xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]], 1)
+            scores = det[:, 4]
+        ax.imshow(draw_boxes(pil.resize((256, 256), Image.NEAREST), lab, names, scores))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def dataset_stats(boxes: pd.DataFrame, n_images: int, title: str = ""):
+    """Objects per class, box size (longer side, px) and objects per image."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    sns.countplot(data=boxes, x="name", ax=axes[0], color="#4C72B0")
+    axes[0].tick_params(axis="x", rotation=35)
+    axes[0].set_title("objects per class")
+    side = boxes[["w_px", "h_px"]].max(axis=1)
+    axes[1].hist(side, bins=np.geomspace(max(1, side.min()), side.max(), 30), color="#55A868")
+    axes[1].set_xscale("log")
+    axes[1].set_title("box size (longer side, px)")
+    per_image = boxes.groupby("image").size().reindex(range(n_images), fill_value=0)
+    axes[2].hist(per_image, bins=np.arange(per_image.max() + 2) - 0.5, color="#C44E52")
+    axes[2].set_title("objects per image")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_masks(plan, graph, layers: Sequence[int] | None = None, ax=None, title: str = ""):
+    """Kept (dark) and removed (light) output channels of BN convs, one row per conv; residual
+    groups share a colour and protected convs are hatched. The picture of a strategy's rule."""
+    layers = list(layers if layers is not None else sorted(plan.keep))
+    width = max(plan.filters[i] for i in layers)
+    fig, ax = _ax(ax, (0.28 * width + 2.5, 0.42 * len(layers) + 0.8))
+    palette = sns.color_palette("tab10")
+    group_of = {c: k for k, g in enumerate(graph.groups) for c in g}
+    for row, i in enumerate(layers):
+        y = len(layers) - 1 - row
+        colour = palette[group_of[i] % 10] if i in group_of else (0.35, 0.35, 0.35)
+        kept = set(plan.keep[i])
+        for c in range(plan.filters[i]):
+            ax.add_patch(Rectangle((c, y + 0.1), 0.9, 0.8, color=colour, alpha=1.0 if c in kept else 0.15,
+                                   hatch="//" if i in graph.protected else None, lw=0))
+        label = f"layer {i}" + (f"  (group {group_of[i] + 1})" if i in group_of else "")
+        ax.text(-0.5, y + 0.5, label, ha="right", va="center", fontsize=8)
+        ax.text(plan.filters[i] + 0.3, y + 0.5, f"{len(kept)}/{plan.filters[i]}", va="center", fontsize=8)
+    ax.set_xlim(-7, width + 3)
+    ax.set_ylim(-0.2, len(layers) + 0.2)
+    ax.axis("off")
+    ax.set_title(title or f"{plan.strategy}: kept channels (dark), removed (light)")
+    return fig
+
+
+TOY_RESIDUAL_CFG = """[net]
+width=64
+height=64
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=4
+size=1
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[shortcut]
+from=-3
+activation=linear
+[convolutional]
+batch_normalize=1
+filters=4
+size=1
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[shortcut]
+from=-3
+activation=linear
+[convolutional]
+batch_normalize=1
+filters=8
+size=1
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+filters=21
+size=1
+stride=1
+pad=1
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=8,8, 16,16, 32,32
+classes=2
+num=3
+"""
+
+
+_TOY_BIG = {0: [0, 1, 2, 4, 5], 1: [0, 2], 2: [0, 1, 3, 5], 4: [1, 2, 3], 5: [0, 2, 5], 7: [0, 3, 5, 6]}
+
+
+def toy_residual_model():
+    """A tiny model with one residual group (layers 0, 2, 5: a stride-2 conv and two blocks) whose
+    gammas are set by hand - large (0.5..1) on the channels in ``_TOY_BIG``, tiny elsewhere - for
+    drawing how each strategy treats the group."""
+    import torch
+    from .cfg import parse_cfg
+    from .model import Darknet
+    model = Darknet(parse_cfg(TOY_RESIDUAL_CFG))
+    with torch.no_grad():
+        for i, m in model.conv_layers().items():
+            if m.bn is not None:
+                n = m.bn.weight.numel()
+                g = torch.linspace(0.001, 0.009, n)
+                big = _TOY_BIG[i]
+                g[big] = torch.linspace(0.5, 1.0, len(big))
+                m.bn.weight.copy_(g)
+    return model
+
+
+def plot_bounded(image, rows: list[dict], ax=None, title: str = ""):
+    """One image with, per positive anchor: ground truth (white), teacher (blue dashed) and student
+    box - red where the bounded rule makes the student learn from it, grey where it does not."""
+    fig, ax = _ax(ax, (4.5, 4.5))
+    ax.imshow(image)
+    for r in rows:
+        for key, style in (("gt", dict(ec="white", lw=1.5)), ("teacher", dict(ec="#4C72B0", lw=1, ls="--")),
+                           ("student", dict(ec="#C44E52" if r["learn"] else "#999999", lw=1.2))):
+            cx, cy, w, h = r[key]
+            ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, **style))
+    ax.axis("off")
+    n = sum(r["learn"] for r in rows)
+    ax.set_title(title or f"student learns from {n} of {len(rows)} positive anchors")
+    return fig
+
+
+def plot_soft_targets(logits, names: Sequence[str], temperatures=(1, 3, 10), ax=None):
+    """softmax(logits / T) for several temperatures: higher T shows the teacher's 'dark knowledge'."""
+    import torch
+    fig, ax = _ax(ax, (7, 3))
+    x = np.arange(len(names))
+    w = 0.8 / len(temperatures)
+    for k, t in enumerate(temperatures):
+        p = torch.softmax(torch.as_tensor(logits, dtype=torch.float32) / t, -1).numpy()
+        ax.bar(x + k * w - 0.4 + w / 2, p, width=w, label=f"T = {t}")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=30)
+    ax.set_ylabel("probability")
+    ax.legend()
+    ax.set_title("the teacher's class distribution at several temperatures")
+    return fig
