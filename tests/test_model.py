@@ -30,7 +30,7 @@ def test_head_shapes(name, size):
 def test_teaching_model_heads():
     model = zoo.build("teach").train()
     heads = model(torch.zeros(2, 3, 128, 128))
-    assert [tuple(h.shape) for h in heads] == [(2, 3, 4, 4, 11), (2, 3, 8, 8, 11), (2, 3, 16, 16, 11)]
+    assert [tuple(h.shape) for h in heads] == [(2, 3, 4, 4, 13), (2, 3, 8, 8, 13), (2, 3, 16, 16, 13)]
 
 
 def _compare_with_darknet(blocks, h, w, seed=0):

@@ -32,6 +32,9 @@ def add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run in --out")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun, CUDA)")
+    p.add_argument("--micro-batches", type=int, default=1,
+                   help="split each batch into this many chunks (gradient accumulation: less memory, and "
+                        "the exact arithmetic of a run on that many processes)")
     s = p.add_argument_group("sparse training (L1 on BN gamma)")
     s.add_argument("--sparsity", type=float, default=0.0, metavar="S", help="penalty s (0: off); try 1e-3")
     s.add_argument("--sparsity-schedule", choices=["constant", "global-decay", "local-decay"], default="constant")
@@ -60,7 +63,8 @@ def _configs(args):
                      optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                      warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
                      seed=args.seed, workers=args.workers, device=args.device,
-                     max_val_images=args.max_val_images, sync_bn=args.sync_bn, augment=AugmentConfig())
+                     max_val_images=args.max_val_images, sync_bn=args.sync_bn,
+                     micro_batches=getattr(args, "micro_batches", 1), augment=AugmentConfig())
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
                       decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
     if args.distill and not (args.teacher_cfg and args.teacher_weights):

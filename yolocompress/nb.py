@@ -54,7 +54,7 @@ def setup(seed: int = 0, threads: int | None = None) -> Settings:
     """Seed, device, QUICK flag, run directory; prints one line. Call it first in a notebook."""
     quick = os.environ.get("YOLOCOMPRESS_QUICK", "0") not in ("", "0", "false", "False")
     root = project_root()
-    runs = root / "runs" / ("notebooks-quick" if quick else "notebooks")
+    runs = root / "runs" / ("notebooks-quick" if quick else "demo")   # full mode shares make demo's results
     runs.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)

@@ -68,7 +68,8 @@ def run_all(pc: pl.PipelineConfig, docs: Path, seeds: tuple[int, ...] = (0, 1)) 
     kd_rows = []
     for kind in (None, "hinton", "bounded"):
         for seed in seeds:
-            st = pl.finetune(pc, target, teacher=chosen if kind else None, kind=kind, seed=seed)
+            st = pl.finetune(pc, target, teacher=chosen if kind else None, kind=kind,
+                             seed=None if seed == pc.seed else seed)     # seed pc.seed: the run above
             kd_rows.append(st.row | {"finetune": kind or "plain", "seed": seed})
             if seed == seeds[0] and kind:
                 rows.append(st.row | {"stage": f"pruned + finetune + KD ({kind})"})

@@ -249,13 +249,13 @@ def yolov4_tiny(classes: int = 80) -> list[Block]:
     return c.blocks
 
 
-def teach(classes: int = 6, width: int = 8, depths=(1, 2, 2, 2, 1), img_size: int = 128) -> list[Block]:
+def teach(classes: int = 8, width: int = 8, depths=(1, 2, 2, 2, 1), img_size: int = 128) -> list[Block]:
     """The teaching model: YOLOv3's structure at CPU scale.
 
     Darknet-53-style backbone (stride-2 convs, ``sum(depths)`` residual blocks with shortcuts) with
     base width ``width`` (YOLOv3 uses 32), and YOLOv3's three heads (strides 32, 16, 8) joined by
     upsample + route, with neck widths scaled like the backbone. Defaults: ~2 M parameters,
-    ~0.2 GFLOPs at 128 x 128, 6 classes (the bundled shapes set).
+    ~0.24 GFLOPs at 128 x 128, 8 classes (the bundled shapes set).
     """
     c = CfgBuilder(img_size, img_size, {"batch": "64", "subdivisions": "1"})
     ends = _darknet53(c, width, depths)
