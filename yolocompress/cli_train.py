@@ -44,7 +44,7 @@ def add_train(sub) -> None:
     s.add_argument("--local-keep", type=float, default=0.85,
                    help="local-decay: channels surviving a prune at this ratio get s x 0.01")
     d = p.add_argument_group("knowledge distillation")
-    d.add_argument("--teacher-cfg", help="teacher cfg (or zoo name)")
+    d.add_argument("--teacher-cfg", help="teacher cfg (or zoo name); not needed for a yolocompress .pt")
     d.add_argument("--teacher-weights", help="teacher weights (.weights or .pt)")
     d.add_argument("--distill", choices=["hinton", "bounded"], help="distillation variant")
     d.add_argument("--distill-weight", type=float, default=1.0, help="alpha, multiplies every KD term")
@@ -67,8 +67,8 @@ def _configs(args):
                      micro_batches=getattr(args, "micro_batches", 1), augment=AugmentConfig())
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
                       decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
-    if args.distill and not (args.teacher_cfg and args.teacher_weights):
-        raise UserError("--distill needs --teacher-cfg and --teacher-weights")
+    if args.distill and not args.teacher_weights:
+        raise UserError("--distill needs --teacher-weights (and --teacher-cfg unless they are a yolocompress .pt)")
     if (args.teacher_cfg or args.teacher_weights) and not args.distill:
         raise UserError("a teacher was given but no --distill {hinton,bounded}")
     dc = DistillConfig(kind=args.distill, weight=args.distill_weight, temperature=args.temperature,
