@@ -130,3 +130,16 @@ def test_cli_train_eval_detect(tmp_path, tiny_data, capsys):
     assert main(["train", "--cfg", "yolov3-tiny", "--classes", "80", "--data", str(tiny_data), "--out",
                  str(tmp_path / "x"), "--quiet"]) == 2
     assert "classes=80 but the dataset has 8" in capsys.readouterr().err
+
+
+def test_cli_distill_from_a_pt_teacher(tmp_path, tiny_data, capsys):
+    """A training checkpoint (last.pt, with RNG state and gamma histograms) loads as weights and as a
+    teacher (plain data, weights_only); --teacher-cfg is optional for a .pt; no teacher is refused."""
+    common = ["--data", str(tiny_data), "--epochs", "1", "--img-size", "64", "--batch-size", "4",
+              "--max-val-images", "4", "--quiet"]
+    assert main(["train", "--cfg", "teach", *common, "--out", str(tmp_path / "t"), "--sparsity", "0.01"]) == 0
+    assert main(["train", "--weights", str(tmp_path / "t" / "last.pt"), *common, "--out", str(tmp_path / "s"),
+                 "--teacher-weights", str(tmp_path / "t" / "last.pt"), "--distill", "hinton"]) == 0
+    assert "kd_cls" in (tmp_path / "s" / "history.csv").read_text()
+    assert main(["train", "--cfg", "teach", *common, "--out", str(tmp_path / "u"), "--distill", "bounded"]) == 2
+    assert "--distill needs --teacher-weights" in capsys.readouterr().err
