@@ -125,6 +125,14 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
+@torch.no_grad()
+def reset_weights(model: torch.nn.Module) -> None:
+    """PyTorch's default initialisation of every conv and BN, drawn from the current torch RNG."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)):
+            m.reset_parameters()
+
+
 def init_head_bias(model: Darknet, img_size: int, objects_per_image: float = 4.0) -> None:
     """Prior biases for the convs that feed [yolo] heads (from-scratch training only):
     objectness starts at the expected fraction of positive cells and classes at 1/C, so the first
@@ -283,7 +291,8 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
     """Train ``model`` on ``data`` with ``cfg``; see the module docstring for hooks and terms.
 
     ``out``: run directory (None: nothing written). ``resume``: continue ``out/last.pt`` exactly.
-    ``from_scratch``: apply the head-bias priors (baseline training from random init).
+    ``from_scratch``: re-initialise every weight from ``cfg.seed`` (so a run depends on its seed, not
+    on whatever drew random numbers before) and apply the head-bias priors.
     """
     if cfg.img_size % 32:
         raise ValueError(f"img_size {cfg.img_size} must be a multiple of 32")
@@ -294,8 +303,10 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
         prepare_run_dir(out, resume, exist_ok)
     dist.barrier()
     seed_everything(cfg.seed)
-    if from_scratch and cfg.init_head_bias and not resume:
-        init_head_bias(model, cfg.img_size)
+    if from_scratch and not resume:
+        reset_weights(model)
+        if cfg.init_head_bias:
+            init_head_bias(model, cfg.img_size)
     model.to(device)
     train_set = YoloDataset(data.train, cfg.img_size, augment=cfg.augment, nc=data.nc)
     val_images = data.val[: cfg.max_val_images] if cfg.max_val_images else data.val
