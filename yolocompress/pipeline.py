@@ -177,8 +177,8 @@ def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio:
 
 
 def prune_aggressive(pc: PipelineConfig, source: Stage) -> Stage:
-    """The aggressive combined prune the distillation stages start from (most of the accuracy is
-    gone before finetuning, so a teacher has something to give)."""
+    """The aggressive combined prune the distillation stages start from: nearly all accuracy is gone
+    before finetuning, which is where a teacher could help most (if the student has the capacity)."""
     return prune(pc, source, pc.strategy, pc.kd_ratio, pc.kd_blocks)
 
 
