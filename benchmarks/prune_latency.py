@@ -18,12 +18,13 @@ from yolocompress import zoo
 from yolocompress.plan import plan_combined
 from yolocompress.profile import count_params, gflops, latency
 from yolocompress.surgery import apply_plan
-from yolocompress.weights import load_model, load_pt, randomize
+from yolocompress.cli_common import build_model
+from yolocompress.weights import randomize
 
 
 def _source(args):
     if args.weights:
-        return load_pt(args.weights) if args.weights.endswith(".pt") else load_model(args.cfg, args.weights)
+        return build_model(args.cfg, args.weights)
     return randomize(zoo.build(args.arch), seed=0, small_gamma=args.small_gamma)
 
 

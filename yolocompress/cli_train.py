@@ -36,7 +36,8 @@ def add_train(sub) -> None:
                    help="split each batch into this many chunks (gradient accumulation: less memory, and "
                         "the exact arithmetic of a run on that many processes)")
     s = p.add_argument_group("sparse training (L1 on BN gamma)")
-    s.add_argument("--sparsity", type=float, default=0.0, metavar="S", help="penalty s (0: off). SGD (upstream): ~1e-3; AdamW: ~0.1 (s competes with Adam-normalised gradients)")
+    s.add_argument("--sparsity", type=float, default=0.0, metavar="S", help="penalty s (0: off). SGD (upstream): ~1e-3; AdamW: ~0.1 "
+                        "(s competes with Adam-normalised gradients)")
     s.add_argument("--sparsity-schedule", choices=["constant", "global-decay", "local-decay"], default="constant")
     s.add_argument("--sparsity-scope", choices=["all", "conservative"], default="all",
                    help="all: for shared/union/layer pruning; conservative: skip residual-tied convs")
