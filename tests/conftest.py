@@ -1,5 +1,6 @@
-"""Shared fixtures. Upstream Darknet cfgs are read from ../shared/reference/darknet-cfg when that
-folder exists; tests that need them skip with a reason otherwise."""
+"""Shared fixtures. Every test runs on architectures the zoo generates, so a clean clone runs the
+whole suite; only tests/test_zoo.py's "generated == upstream file" reads the upstream Darknet cfgs
+from ../shared/reference/darknet-cfg, and skips with a reason when that folder is absent."""
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT.parent / "shared" / "reference" / "darknet-cfg"
-UPSTREAM_NAMES = ["yolov3", "yolov3-spp", "yolov3-tiny", "yolov4", "yolov4-tiny"]
+ARCHS = ["yolov3", "yolov3-spp", "yolov3-tiny", "yolov4", "yolov4-tiny"]   # the five darknet YOLOs
+UPSTREAM_NAMES = ARCHS   # old name, until the pruning tests move to ARCHS
 
 torch.set_num_threads(2)
 

@@ -24,9 +24,8 @@ def run(rank: int, world: int, port: int, kwargs: dict) -> None:
     from yolocompress.sparsity import SparseConfig, SparsityHook
     from yolocompress.train import TrainConfig, train
     data = load_data_config(kwargs["data"])
-    model = zoo.build("teach", data.nc)
     torch.manual_seed(0)
-    model = zoo.build("teach", data.nc)
+    model = zoo.build("teach", data.nc).to(kwargs.get("dtype", torch.float32))
     hooks = [SparsityHook(model, SparseConfig(s=kwargs["sparsity"]))] if kwargs.get("sparsity") else []
     if kwargs.get("crash_at") is not None:
         hooks.append(CrashAt(kwargs["crash_at"]))

@@ -4,19 +4,21 @@ import pytest
 from yolocompress.cfg import (CfgError, Conv, MaxPool, Route, Shortcut, Yolo, infer_shapes, parse_cfg,
                               read_cfg, to_text)
 
-from conftest import UPSTREAM_NAMES, upstream_cfg
+from yolocompress import zoo
+
+from conftest import ARCHS
 
 
-@pytest.mark.parametrize("name", UPSTREAM_NAMES)
-def test_upstream_round_trip(name):
-    blocks = read_cfg(upstream_cfg(name))
+@pytest.mark.parametrize("name", ARCHS)
+def test_architecture_round_trip(name):
+    blocks = parse_cfg(zoo.cfg_text(name, 80))
     again = parse_cfg(to_text(blocks))
     assert again == blocks
     assert to_text(again) == to_text(blocks)
 
 
-def test_layer_counts_of_upstream():
-    counts = {n: len(read_cfg(upstream_cfg(n))) - 1 for n in UPSTREAM_NAMES}
+def test_layer_counts():
+    counts = {n: len(zoo.blocks(n, 80)) - 1 for n in ARCHS}
     assert counts == {"yolov3": 107, "yolov3-spp": 114, "yolov3-tiny": 24, "yolov4": 162, "yolov4-tiny": 38}
 
 

@@ -4,22 +4,22 @@ import pytest
 import torch
 
 from yolocompress import zoo
-from yolocompress.cfg import parse_cfg, read_cfg
+from yolocompress.cfg import parse_cfg
 from yolocompress.model import Darknet
 from yolocompress.weights import darknet_weights_bytes, randomize
 
-from conftest import UPSTREAM_NAMES, upstream_cfg
+from conftest import ARCHS
 from darknet_ref import darknet_forward
 
 HEADS_416 = {"yolov3": [13, 26, 52], "yolov3-spp": [13, 26, 52], "yolov3-tiny": [13, 26],
              "yolov4": [52, 26, 13], "yolov4-tiny": [13, 26]}
 
 
-@pytest.mark.parametrize("name", UPSTREAM_NAMES)
+@pytest.mark.parametrize("name", ARCHS)
 @pytest.mark.parametrize("size", [320, 416, 608])
 def test_head_shapes(name, size):
     with torch.device("meta"):
-        model = Darknet(read_cfg(upstream_cfg(name)))
+        model = Darknet(zoo.blocks(name, 80))
         heads = model.heads(torch.zeros(2, 3, size, size))
         boxes = model.eval()(torch.zeros(2, 3, size, size))
     grids = [g * size // 416 for g in HEADS_416[name]]
@@ -43,10 +43,10 @@ def _compare_with_darknet(blocks, h, w, seed=0):
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", UPSTREAM_NAMES)
-def test_upstream_cfg_matches_darknet_arithmetic(name):
+@pytest.mark.parametrize("name", ARCHS)
+def test_architecture_matches_darknet_arithmetic(name):
     """Random weights, non-square input: every value equals the NumPy port of darknet's loops."""
-    _compare_with_darknet(read_cfg(upstream_cfg(name)), 64, 96)
+    _compare_with_darknet(zoo.blocks(name, 80), 64, 96)
 
 
 def test_every_layer_type_matches_darknet_arithmetic(tiny_cfg_text):

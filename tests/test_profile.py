@@ -4,12 +4,10 @@ import json
 import pytest
 import torch
 
-from yolocompress.cfg import read_cfg
+from yolocompress import zoo
 from yolocompress.cli import main
 from yolocompress.model import Darknet
 from yolocompress.profile import count_params, gflops, latency, layer_table
-
-from conftest import upstream_cfg
 
 FIGURES = {  # cfg: (params, GFLOPs = 2 x conv MACs) at 416
     "yolov3": (61_949_149, 65.864),
@@ -23,7 +21,7 @@ FIGURES = {  # cfg: (params, GFLOPs = 2 x conv MACs) at 416
 @pytest.mark.parametrize("name", FIGURES)
 def test_params_and_gflops(name):
     with torch.device("meta"):
-        model = Darknet(read_cfg(upstream_cfg(name)))
+        model = Darknet(zoo.blocks(name, 80))
     params, gf = FIGURES[name]
     assert count_params(model) == params
     assert gflops(model, 416) == pytest.approx(gf, abs=5e-4)
@@ -31,7 +29,7 @@ def test_params_and_gflops(name):
 
 def test_layer_table_adds_up():
     with torch.device("meta"):
-        model = Darknet(read_cfg(upstream_cfg("yolov3-tiny")))
+        model = Darknet(zoo.blocks("yolov3-tiny", 80))
     table = layer_table(model, 416)
     assert len(table) == 24 and table["params"].sum() == 8_852_366
     assert table["GFLOPs"].sum() == pytest.approx(5.565, abs=5e-4)
@@ -39,7 +37,7 @@ def test_layer_table_adds_up():
 
 
 def test_info_cli_json(capsys):
-    assert main(["info", str(upstream_cfg("yolov4")), "--json", "--img-size", "416"]) == 0
+    assert main(["info", "yolov4", "--json", "--img-size", "416"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["layers"] == 162 and out["params"] == 64363101
     assert out["gflops"] == pytest.approx(60.105, abs=5e-4)
@@ -56,6 +54,6 @@ def test_info_cli_errors(capsys, tmp_path):
 
 
 def test_latency_reports_median():
-    model = Darknet(read_cfg(upstream_cfg("yolov3-tiny")))
+    model = Darknet(zoo.blocks("yolov3-tiny", 80))
     r = latency(model, img_size=64, runs=3, warmup=1, threads=1)
     assert r["ms"] > 0 and r["threads"] == 1 and r["runs"] == 3 and r["p90_ms"] >= r["ms"] * 0.5

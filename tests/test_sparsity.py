@@ -6,11 +6,8 @@ import pytest
 import torch
 
 from yolocompress import zoo
-from yolocompress.cfg import read_cfg
 from yolocompress.weights import randomize
 from yolocompress.sparsity import SparseConfig, SparsityHook, local_decay_mask, penalised_convs, sparsity_stats
-
-from conftest import upstream_cfg
 
 
 def _ctx(progress):
@@ -38,7 +35,7 @@ def test_hook_adds_exactly_s_sign_gamma_to_penalised_gammas_only():
 
 @pytest.mark.parametrize("name, bn, scope_all, conservative", [("yolov3", 72, 70, 42), ("yolov4", 107, 104, 76)])
 def test_scopes_match_the_original_method(name, bn, scope_all, conservative):
-    blocks = read_cfg(upstream_cfg(name))
+    blocks = zoo.blocks(name, 80)
     n_bn = sum(getattr(b, "batch_normalize", 0) for b in blocks[1:])
     assert n_bn == bn
     assert len(penalised_convs(blocks, "all")) == scope_all

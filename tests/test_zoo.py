@@ -6,15 +6,15 @@ from yolocompress import zoo
 from yolocompress.cfg import Conv, Shortcut, Upsample, Yolo, read_cfg
 from yolocompress.profile import count_params, gflops
 
-from conftest import UPSTREAM_NAMES, upstream_cfg
+from conftest import ARCHS, upstream_cfg
 
 
-@pytest.mark.parametrize("name", UPSTREAM_NAMES)
+@pytest.mark.parametrize("name", ARCHS)
 def test_generated_equals_upstream(name):
     assert zoo.blocks(name, 80) == read_cfg(upstream_cfg(name))
 
 
-@pytest.mark.parametrize("name", UPSTREAM_NAMES)
+@pytest.mark.parametrize("name", ARCHS)
 def test_any_class_count(name):
     blocks = zoo.blocks(name, 3)
     heads = [b for b in blocks if isinstance(b, Yolo)]

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .loss import build_targets
-from .model import Darknet
+from .model import Darknet, full_precision
 
 KINDS = ("hinton", "bounded")
 
@@ -119,7 +119,7 @@ class DistillTerm:
     def teacher_heads(self, images: Tensor, amp: torch.dtype | None = None) -> list[Tensor]:
         self.teacher.to(images.device).eval()
         with torch.no_grad(), torch.autocast(images.device.type, dtype=amp, enabled=amp is not None):
-            return [h.float() for h in self.teacher.heads(images)]
+            return [full_precision(h) for h in self.teacher.heads(images)]
 
     def __call__(self, ctx, images: Tensor, targets: Tensor, heads: list[Tensor]) -> dict[str, Tensor]:
         t_heads = self.teacher_heads(images, getattr(ctx, "amp", None))

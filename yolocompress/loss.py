@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_convert, complete_box_iou_loss, generalized_box_iou_loss
 
-from .model import Darknet
+from .model import Darknet, full_precision
 
 _STRIDE_BALANCE = {8: 4.0, 16: 1.0, 32: 0.4}  # objectness weight per head stride
 
@@ -105,7 +105,7 @@ class YoloLoss:
         box_l, obj_l, cls_l = zero.clone(), zero.clone(), zero.clone()
         iou_loss = complete_box_iou_loss if cfg.iou_type == "ciou" else generalized_box_iou_loss
         for p, yolo, t in zip(heads, self.model.yolo_layers, assigned):
-            p = p.float()
+            p = full_precision(p)
             obj_t = torch.zeros_like(p[..., 4])
             stride = img_hw[0] / p.shape[2]
             if len(t.b):

@@ -259,3 +259,13 @@ class Darknet(nn.Module):
     def conv_layers(self) -> dict[int, ConvLayer]:
         """{layer index: ConvLayer} for every [convolutional] layer."""
         return {i: m for i, m in enumerate(self.module_list) if isinstance(m, ConvLayer)}
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of a model's parameters (inputs are cast to it: float32, or float64 in exactness tests)."""
+    return next(model.parameters()).dtype
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """Widen an autocast output (fp16/bf16) to float32 for the loss; float32/float64 pass unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t

@@ -36,7 +36,7 @@ from .data import AugmentConfig, DataConfig, YoloDataset, collate, make_loader
 from .io import atomic_path, atomic_write_text
 from .loss import LossConfig, YoloLoss
 from .metrics import DetectionEvaluator, DetectionMetrics
-from .model import Darknet
+from .model import Darknet, full_precision, model_dtype
 from .weights import save_pt
 
 
@@ -94,6 +94,11 @@ class Context:
     device: torch.device = torch.device("cpu")
     amp: torch.dtype | None = None  # autocast dtype of the forward passes (teachers use it too)
     artifacts: dict = field(default_factory=dict)  # per-run arrays kept in the checkpoint (e.g. gamma histograms)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's parameter dtype (float32, or float64 in exactness tests); inputs are cast to it."""
+        return model_dtype(self.model)
 
     @property
     def progress(self) -> float:
@@ -216,7 +221,7 @@ def evaluate(model: Darknet, loader, names: Sequence[str], img_size: int, device
     ev = DetectionEvaluator(names, img_size, conf_thres=conf_thres, iou_thres=nms_iou)
     try:
         for images, targets, _ in tqdm(loader, desc="eval", leave=False, disable=not progress):
-            images = images.to(device, non_blocking=True)
+            images = images.to(device, dtype=model_dtype(model), non_blocking=True)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 pred = model(images)
             ev.update(pred.float().cpu(), targets)
@@ -432,7 +437,7 @@ def _micro(images: torch.Tensor, targets: torch.Tensor, k: int):
 def _forward_losses(net, ctx: Context, loss_fn, terms, images, targets, batch_i) -> dict:
     with torch.autocast(ctx.device.type, dtype=ctx.amp, enabled=ctx.amp is not None):
         heads = net(images)
-    heads = [h.float() for h in heads]
+    heads = [full_precision(h) for h in heads]
     losses = loss_fn(heads, targets, images.shape[-2:])
     for term in terms:
         extra = term(ctx, images, targets, heads)
@@ -458,7 +463,7 @@ def _run_epoch(net, ctx: Context, loader, loss_fn, terms, hooks, scheduler, scal
     bar = tqdm(itertools.islice(loader, ctx.steps_per_epoch), total=ctx.steps_per_epoch,
                desc=f"epoch {ctx.epoch + 1}/{ctx.cfg.epochs}", leave=False, disable=not (progress and dist.is_main()))
     for batch_i, (images, targets, _) in enumerate(bar):
-        images = images.to(ctx.device, non_blocking=True)
+        images = images.to(ctx.device, dtype=ctx.dtype, non_blocking=True)
         targets = targets.to(ctx.device)
         ctx.optimizer.zero_grad(set_to_none=True)
         for c, (im, t) in enumerate(_micro(images, targets, k)):
