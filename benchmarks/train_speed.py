@@ -13,6 +13,7 @@ import torch
 
 from yolocompress import zoo
 from yolocompress.loss import YoloLoss
+from yolocompress.precision import choose_amp, cpu_bf16_native, cpu_capability
 
 
 def _targets(batch: int, n: int = 4) -> torch.Tensor:
@@ -79,7 +80,9 @@ def main() -> None:
     cases = [("teach", 128, 32, args.steps)]
     if not args.skip_yolov3:
         cases.append(("yolov3", 416, 2, max(2, args.steps // 4)))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    choice = choose_amp("auto", torch.device("cpu"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {cpu_capability()}, "
+          f"native bf16: {'yes' if cpu_bf16_native() else 'no'} (--amp auto trains in {choice.name} here)")
     print(f"{'model':8}{'size':>6}{'batch':>7}{'precision':>11}{'train img/s':>13}{'eval img/s':>12}")
     for name, size, batch, steps in cases:
         model = zoo.build(name, 8 if name == "teach" else 80)

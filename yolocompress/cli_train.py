@@ -23,7 +23,9 @@ def add_train(sub) -> None:
     p.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
-                   help="mixed precision: auto = fp16 on CUDA, off on CPU; bf16 is ~1.8x faster on recent CPUs")
+                   help="mixed precision: auto (default) = fp16 on CUDA, bf16 on a CPU with native bf16 units "
+                        "(AVX512-BF16/AMX; ~1.8x faster there), fp32 otherwise - emulated bf16 is ~10x slower; "
+                        "the choice and its reason go to the log and config.json")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--seed", type=int, default=0)

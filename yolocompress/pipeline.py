@@ -42,7 +42,7 @@ class PipelineConfig:
     batch_size: int = 32
     optimizer: str = "adam"               # adam (AdamW) | sgd
     lr: float = 4e-3                      # baseline peak lr (measured: 4e-3 -> 0.79 mAP@0.5, 2e-3 -> 0.77)
-    amp: str = "bf16"                     # bf16 is ~1.6x faster on CPU; use "auto" for fp16 on CUDA
+    amp: str = "auto"                     # fp16 on CUDA, bf16 on a CPU with native bf16, else fp32 (precision.py)
     baseline_epochs: int = 35
     sparse_epochs: int = 30
     sparsity: float = 0.1                 # s; with AdamW, s is compared with the gradient (~6e-3 median)
@@ -68,7 +68,7 @@ class PipelineConfig:
     def quick(cls, **kw) -> "PipelineConfig":
         """Tiny settings that exercise every stage in seconds (CI, QUICK notebooks)."""
         base = dict(baseline_epochs=2, sparse_epochs=2, finetune_epochs=1, max_batches=4, max_val_images=32,
-                    batch_size=16, latency_runs=3, runs="runs/quick", amp="off")   # bf16 kernels take ~30 s to warm up
+                    batch_size=16, latency_runs=3, runs="runs/quick", amp="off")   # fp32: bf16 kernels take ~30 s to warm up, more than a quick run
         base.update(kw)
         return cls(**base)
 

@@ -37,6 +37,7 @@ from .io import atomic_path, atomic_write_text
 from .loss import LossConfig, YoloLoss
 from .metrics import DetectionEvaluator, DetectionMetrics
 from .model import Darknet, full_precision, model_dtype
+from .precision import choose_amp
 from .weights import save_pt
 
 
@@ -56,7 +57,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0      # linear warm-up of the learning rate, in epochs
     schedule: str = "cosine"        # "cosine" to lr * lr_final, or "step" (x0.1 at 70% and 90%)
     lr_final: float = 0.05          # final lr as a fraction of lr (cosine)
-    amp: str = "auto"               # "auto" (fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    amp: str = "auto"               # "auto" (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), "off", "bf16", "fp16"
     eval_every: int = 1             # evaluate every k epochs (and always after the last)
     seed: int = 0
     workers: int = 0                # DataLoader worker processes
@@ -121,13 +122,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for an AMP mode on a device (None: full fp32)."""
-    if mode == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
 @torch.no_grad()
@@ -330,7 +324,8 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
 
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps_per_epoch))
-    dtype = amp_dtype(cfg.amp, device)
+    amp = choose_amp(cfg.amp, device)
+    dtype = amp.dtype
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     ctx = Context(model, optimizer, cfg, steps_per_epoch=steps_per_epoch, device=device, amp=dtype)
     loss_fn = YoloLoss(model, cfg.loss)
@@ -341,9 +336,11 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
         start_epoch, best, history = _restore(out / "last.pt", ctx, scheduler, scaler)
     net = dist.wrap(model, device) if ddp else model
     meta = dict(meta or {})
+    if progress and dist.is_main():
+        tqdm.write(f"precision: {amp.name} ({amp.reason})")
     if out is not None and dist.is_main():
-        atomic_write_text(out / "config.json", json.dumps({"train": cfg.to_dict(), "meta": meta}, indent=2,
-                                                          default=str))
+        atomic_write_text(out / "config.json", json.dumps({"train": cfg.to_dict(), "meta": meta,
+                                                           "precision": amp.to_dict()}, indent=2, default=str))
     _call(hooks, "on_train_start", ctx)
     try:
         metrics = _epochs(ctx, net, data, cfg, train_loader, sampler, train_set, val_loader, loss_fn, terms,
