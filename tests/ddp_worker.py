@@ -30,8 +30,8 @@ def run(rank: int, world: int, port: int, kwargs: dict) -> None:
     if kwargs.get("crash_at") is not None:
         hooks.append(CrashAt(kwargs["crash_at"]))
     try:
-        train(model, data, TrainConfig(**kwargs["cfg"]), kwargs["out"], hooks=hooks, resume=kwargs.get("resume", False),
-              progress=False, from_scratch=not kwargs.get("resume", False), exist_ok=True)
+        train(model, data, TrainConfig(**kwargs["cfg"], from_scratch=True), kwargs["out"], hooks=hooks,
+              resume=kwargs.get("resume", False), progress=False, exist_ok=True)
     except RuntimeError as e:
         if "simulated crash" not in str(e):
             raise

@@ -41,7 +41,7 @@ def _single(data_yaml, out, sparsity=0.0, dtype=torch.float32, **cfg) -> dict:
     torch.manual_seed(0)
     model = zoo.build("teach", data.nc).to(dtype)
     hooks = [SparsityHook(model, SparseConfig(s=sparsity))] if sparsity else []
-    train(model, data, TrainConfig(**{**CFG, **cfg}), out, hooks=hooks, progress=False, from_scratch=True)
+    train(model, data, TrainConfig(**{**CFG, **cfg}, from_scratch=True), out, hooks=hooks, progress=False)
     return _params(out)
 
 
@@ -51,7 +51,7 @@ def _params(out) -> dict:
 
 
 def _initial(data_yaml, img_size, dtype=torch.float32) -> dict:
-    """The parameters every run starts from: what train(from_scratch=True) draws from seed 0 in
+    """The parameters every run starts from: what train() with from_scratch=True draws from seed 0 in
     ``dtype`` (float64 draws differ from float32 ones), head-bias priors applied."""
     from yolocompress.train import init_head_bias, reset_weights, seed_everything
     model = zoo.build("teach", load_data_config(data_yaml).nc).to(dtype)

@@ -61,7 +61,7 @@ def test_lr_schedule():
 def test_run_directory_files_and_refusal(tmp_path, tiny_data):
     data = load_data_config(tiny_data)
     out = tmp_path / "run"
-    r = train(zoo.build("teach", data.nc), data, TrainConfig(**FAST), out, progress=False, from_scratch=True)
+    r = train(zoo.build("teach", data.nc), data, TrainConfig(**FAST, from_scratch=True), out, progress=False)
     assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "last.pt", "best.pt"}
     assert list(r.history["epoch"]) == [1, 2] and "map50" in r.history
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
@@ -99,13 +99,12 @@ class _KillAt:
 
 def test_resume_is_exact(tmp_path, tiny_data):
     data = load_data_config(tiny_data)
-    cfg = TrainConfig(**{**FAST, "epochs": 3, "augment": TrainConfig().augment})
+    cfg = TrainConfig(**{**FAST, "epochs": 3, "augment": TrainConfig().augment}, from_scratch=True)
     torch.manual_seed(0)
-    whole = train(zoo.build("teach", data.nc), data, cfg, tmp_path / "whole", progress=False, from_scratch=True)
+    whole = train(zoo.build("teach", data.nc), data, cfg, tmp_path / "whole", progress=False)
     torch.manual_seed(0)
     with pytest.raises(_Crash):
-        train(zoo.build("teach", data.nc), data, cfg, tmp_path / "cut", hooks=[_KillAt(5)], progress=False,
-              from_scratch=True)
+        train(zoo.build("teach", data.nc), data, cfg, tmp_path / "cut", hooks=[_KillAt(5)], progress=False)
     resumed = train(zoo.build("teach", data.nc), data, cfg, tmp_path / "cut", resume=True, progress=False)
     for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
@@ -148,10 +147,10 @@ def test_cli_distill_from_a_pt_teacher(tmp_path, tiny_data, capsys):
 def test_from_scratch_run_depends_only_on_its_seed(tiny_data):
     """Models built after different RNG draws train to the same weights: init comes from cfg.seed."""
     data = load_data_config(tiny_data)
-    cfg = TrainConfig(**{**FAST, "epochs": 1})
+    cfg = TrainConfig(**{**FAST, "epochs": 1}, from_scratch=True)
     runs = []
     for noise in (1, 2):
         torch.manual_seed(noise)
-        runs.append(train(zoo.build("teach", data.nc), data, cfg, progress=False, from_scratch=True).model)
+        runs.append(train(zoo.build("teach", data.nc), data, cfg, progress=False).model)
     for (k, a), b in zip(runs[0].state_dict().items(), runs[1].state_dict().values()):
         assert torch.equal(a, b), k

@@ -71,7 +71,7 @@ def run_prune(args) -> None:
 def _report_map(model, plan, compact, args) -> None:
     from .data import load_data_config
     from .surgery import apply_masks
-    from .train import evaluate_on
+    from .evaluate import evaluate_on
     data = load_data_config(args.data)
     if model.num_classes != data.nc:
         raise UserError(f"the model has {model.num_classes} classes, the dataset {data.nc}")

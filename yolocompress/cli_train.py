@@ -67,7 +67,8 @@ def _configs(args):
                      warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
                      seed=args.seed, workers=args.workers, device=args.device,
                      max_val_images=args.max_val_images, sync_bn=args.sync_bn,
-                     micro_batches=getattr(args, "micro_batches", 1), augment=AugmentConfig())
+                     micro_batches=getattr(args, "micro_batches", 1), augment=AugmentConfig(),
+                     from_scratch=args.weights is None)
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
                       decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
     if args.distill and not args.teacher_weights:
@@ -94,7 +95,7 @@ def run_train(args) -> None:
     teacher = build_model(args.teacher_cfg, args.teacher_weights, classes=args.classes, data_nc=data.nc) \
         if dc else None
     result = run_stage(model, data, tc, out, sparsity=sc, teacher=teacher, distill=dc, resume=args.resume,
-                       exist_ok=args.exist_ok, progress=not args.quiet, from_scratch=args.weights is None,
+                       exist_ok=args.exist_ok, progress=not args.quiet,
                        meta={"args": {k: v for k, v in vars(args).items() if k != "run"}})
     print(f"best mAP@0.5 {result.best_map50:.4f}; weights: {out / 'best.pt'} (best), {out / 'last.pt'} (last)")
 
@@ -122,7 +123,8 @@ def add_eval(sub) -> None:
 
 def run_eval(args) -> None:
     from .data import load_data_config
-    from .train import evaluate_on, pick_device
+    from .evaluate import evaluate_on
+    from .precision import pick_device
     data = load_data_config(args.data)
     model = build_model(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
     m = evaluate_on(model, data, args.split, args.img_size, args.batch_size, progress=not args.json,

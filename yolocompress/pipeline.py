@@ -29,7 +29,8 @@ from .profile import count_params, gflops, latency
 from .sparsity import SparseConfig
 from .stages import run_stage
 from .surgery import apply_plan
-from .train import TrainConfig, evaluate_on
+from .evaluate import evaluate_on
+from .train import TrainConfig
 from .weights import load_pt, save_pt
 
 
@@ -116,7 +117,7 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, epochs: int, lr
     The key covers the stage's own settings, the data, and its parent's key (a retrained
     parent retrains its children)."""
     out = Path(pc.runs) / name
-    tc = pc.train_config(epochs, lr, seed)
+    tc = replace(pc.train_config(epochs, lr, seed), from_scratch=parent is None)
     if eval_every:
         tc = replace(tc, eval_every=eval_every)
     key = _key(pc.data, name, tc.to_dict(), sparsity and sparsity.to_dict(), distill and distill.to_dict(),
@@ -129,7 +130,7 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, epochs: int, lr
         return Stage(name, load_pt(out / "final.pt"), hist, info["row"], extra, key)
     t0 = time.time()
     result = run_stage(model, data_of(pc), tc, out, sparsity=sparsity, teacher=teacher, distill=distill,
-                       exist_ok=True, progress=progress, from_scratch=parent is None, meta={"stage": name})
+                       exist_ok=True, progress=progress, meta={"stage": name})
     took = time.time() - t0
     save_pt(result.model, out / "final.pt", stage=name)
     row = measure(pc, name, result.model, time_s=took, epochs=epochs)

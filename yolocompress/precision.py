@@ -1,4 +1,4 @@
-"""Mixed precision chosen by what the hardware does natively.
+"""Device and mixed precision, chosen by what the hardware does natively.
 
 bf16 autocast pays off on a CPU only where it has bf16 units (AVX512-BF16 or AMX on x86; the bf16
 extension on Arm): measured there ~1.8x faster than fp32 for training. Without them oneDNN emulates
@@ -79,3 +79,10 @@ def choose_amp(mode: str, device: torch.device) -> AmpChoice:
                       "use --amp auto (fp32 here)", stacklevel=2)
     dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
     return AmpChoice(mode, dtype, f"{mode}: as requested")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when there is a GPU, else the CPU; anything else as torch names it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -13,7 +13,7 @@ from .model import Darknet
 from .plan import PlanError, plan_channels
 from .profile import count_params, gflops
 from .surgery import apply_masks, apply_plan
-from .train import evaluate_on
+from .evaluate import evaluate_on
 
 
 def parse_ratios(spec: str) -> list[float]:

@@ -35,9 +35,10 @@ from . import distributed as dist
 from .data import AugmentConfig, DataConfig, YoloDataset, collate, make_loader
 from .io import atomic_path, atomic_write_text
 from .loss import LossConfig, YoloLoss
-from .metrics import DetectionEvaluator, DetectionMetrics
+from .metrics import DetectionMetrics
 from .model import Darknet, full_precision, model_dtype
-from .precision import choose_amp
+from .evaluate import evaluate
+from .precision import AmpChoice, choose_amp, pick_device
 from .weights import save_pt
 
 
@@ -64,6 +65,7 @@ class TrainConfig:
     device: str = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
     max_batches: int | None = None  # stop each epoch after this many batches (quick runs, tests)
     max_val_images: int | None = None  # evaluate on at most this many val images
+    from_scratch: bool = False      # re-initialise every weight from seed first (a run then depends on its seed only)
     init_head_bias: bool = True     # objectness/class bias priors when training from scratch
     conf_thres: float = 0.001       # evaluation score threshold
     nms_iou: float = 0.6            # evaluation NMS IoU
@@ -94,6 +96,7 @@ class Context:
     steps_per_epoch: int = 1
     device: torch.device = torch.device("cpu")
     amp: torch.dtype | None = None  # autocast dtype of the forward passes (teachers use it too)
+    precision: AmpChoice | None = None  # what --amp chose, and why
     artifacts: dict = field(default_factory=dict)  # per-run arrays kept in the checkpoint (e.g. gamma histograms)
 
     @property
@@ -117,12 +120,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------- pieces
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
 
 @torch.no_grad()
 def reset_weights(model: torch.nn.Module) -> None:
@@ -202,41 +199,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def evaluate(model: Darknet, loader, names: Sequence[str], img_size: int, device: torch.device | None = None,
-             conf_thres: float = 0.001, nms_iou: float = 0.6, amp: torch.dtype | None = None,
-             progress: bool = False) -> DetectionMetrics:
-    """mAP@0.5, mAP@0.5:0.95, P, R and per-class AP of ``model`` on a loader (COCO evaluator)."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    ev = DetectionEvaluator(names, img_size, conf_thres=conf_thres, iou_thres=nms_iou)
-    try:
-        for images, targets, _ in tqdm(loader, desc="eval", leave=False, disable=not progress):
-            images = images.to(device, dtype=model_dtype(model), non_blocking=True)
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                pred = model(images)
-            ev.update(pred.float().cpu(), targets)
-    finally:
-        model.train(was_training)
-    return ev.compute()
-
-
-def evaluate_on(model: Darknet, data: DataConfig, split: str = "val", img_size: int = 128,
-                batch_size: int = 32, max_images: int | None = None, progress: bool = False,
-                device: torch.device | None = None, workers: int = 0) -> DetectionMetrics:
-    """Evaluate ``model`` on a split of ``data`` (letterboxed to ``img_size``, no augmentation)."""
-    images = getattr(data, split)
-    if max_images:
-        images = images[:max_images]
-    loader = make_loader(YoloDataset(images, img_size, augment=None, nc=data.nc), batch_size, shuffle=False,
-                         workers=workers)
-    device = device or next(model.parameters()).device
-    return evaluate(model.to(device), loader, data.names, img_size, device, progress=progress)
-
-
 # ----------------------------------------------------------------------------- run directory
 
 def prepare_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
@@ -270,7 +232,7 @@ def _save_last(out: Path, ctx: Context, scheduler_state: dict, scaler, history: 
 # ----------------------------------------------------------------------------- the loop
 
 def _check_finite(losses: dict, epoch: int, batch: int) -> None:
-    bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v)}
+    bad = {k: float(v.detach()) for k, v in losses.items() if not torch.isfinite(v)}
     if bad:
         raise TrainingError(f"non-finite loss at epoch {epoch + 1}, batch {batch + 1}: {bad}; "
                             "try a lower --lr, a longer warm-up, or --amp off")
@@ -283,30 +245,78 @@ def _call(hooks, name: str, *args) -> None:
             fn(*args)
 
 
+@dataclass
+class Run:
+    """One training run's live objects, built once; the epoch loop reads them from here."""
+    ctx: Context                    # what hooks and terms see (model, optimizer, config, step, ...)
+    data: DataConfig
+    train_set: YoloDataset
+    sampler: Any                    # global-batch sampler, reseeded per epoch (distributed.py)
+    train_loader: Any
+    val_loader: Any
+    loss_fn: YoloLoss
+    scheduler: Any                  # LambdaLR over lr_factor
+    scaler: Any                     # GradScaler under fp16 autocast, else None
+    net: torch.nn.Module | None = None  # the model, or its DDP wrapper
+    hooks: Sequence[Any] = ()
+    terms: Sequence[Callable] = ()
+    out: Path | None = None         # run directory (None: nothing written)
+    meta: dict = field(default_factory=dict)
+    progress: bool = True
+    history: list = field(default_factory=list)  # one dict per epoch
+    best: float = -1.0              # best val mAP@0.5 so far
+    start_epoch: int = 0
+
+
 def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), out: str | Path | None = None,
           hooks: Sequence[Any] = (), terms: Sequence[Callable] = (), resume: bool = False,
-          exist_ok: bool = False, progress: bool = True, from_scratch: bool = False,
-          meta: dict | None = None) -> TrainResult:
+          exist_ok: bool = False, progress: bool = True, meta: dict | None = None) -> TrainResult:
     """Train ``model`` on ``data`` with ``cfg``; see the module docstring for hooks and terms.
 
     ``out``: run directory (None: nothing written). ``resume``: continue ``out/last.pt`` exactly.
-    ``from_scratch``: re-initialise every weight from ``cfg.seed`` (so a run depends on its seed, not
-    on whatever drew random numbers before) and apply the head-bias priors.
+    ``cfg.from_scratch``: re-initialise every weight from ``cfg.seed`` first.
     """
     if cfg.img_size % 32:
         raise ValueError(f"img_size {cfg.img_size} must be a multiple of 32")
     ddp = dist.setup()
-    device = dist.device_for(pick_device(cfg.device)) if ddp else pick_device(cfg.device)
     out = Path(out) if out is not None else None
+    device = _prepare(model, cfg, out, resume, exist_ok, ddp)
+    run = _build_run(model, data, cfg, device, ddp)
+    run.hooks, run.terms, run.out, run.meta, run.progress = hooks, terms, out, dict(meta or {}), progress
+    if resume:
+        run.start_epoch, run.best, run.history = _restore(out / "last.pt", run.ctx, run.scheduler, run.scaler)
+    run.net = dist.wrap(run.ctx.model, device) if ddp else run.ctx.model
+    _announce(run)
+    _call(hooks, "on_train_start", run.ctx)
+    try:
+        metrics = _epochs(run)
+    finally:
+        if cfg.sync_bn:
+            dist.revert_sync_bn(run.ctx.model)
+        dist.cleanup(ddp)
+    hist = pd.DataFrame(run.history)
+    best = float(hist["map50"].max()) if "map50" in hist and hist["map50"].notna().any() else -1.0
+    return TrainResult(run.ctx.model, hist, best, out, metrics)
+
+
+def _prepare(model: Darknet, cfg: TrainConfig, out: Path | None, resume: bool, exist_ok: bool,
+             ddp: bool) -> torch.device:
+    """Run directory (rank 0), seeds, initial weights; returns the device the model now lives on."""
+    device = dist.device_for(pick_device(cfg.device)) if ddp else pick_device(cfg.device)
     if out is not None and dist.is_main():
         prepare_run_dir(out, resume, exist_ok)
     dist.barrier()
     seed_everything(cfg.seed)
-    if from_scratch and not resume:
+    if cfg.from_scratch and not resume:
         reset_weights(model)
         if cfg.init_head_bias:
             init_head_bias(model, cfg.img_size)
     model.to(device)
+    return device
+
+
+def _build_run(model: Darknet, data: DataConfig, cfg: TrainConfig, device: torch.device, ddp: bool) -> Run:
+    """Datasets, loaders, optimizer, schedule, precision and loss of a run."""
     train_set = YoloDataset(data.train, cfg.img_size, augment=cfg.augment, nc=data.nc)
     val_images = data.val[: cfg.max_val_images] if cfg.max_val_images else data.val
     val_set = YoloDataset(val_images, cfg.img_size, augment=None, nc=data.nc)
@@ -321,62 +331,46 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
                             f"{cfg.batch_size}; lower --batch-size")
     if cfg.sync_bn and ddp:
         model = dist.sync_bn(model, device)
-
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps_per_epoch))
     amp = choose_amp(cfg.amp, device)
-    dtype = amp.dtype
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    ctx = Context(model, optimizer, cfg, steps_per_epoch=steps_per_epoch, device=device, amp=dtype)
-    loss_fn = YoloLoss(model, cfg.loss)
-    history: list[dict] = []
-    best = -1.0
-    start_epoch = 0
-    if resume:
-        start_epoch, best, history = _restore(out / "last.pt", ctx, scheduler, scaler)
-    net = dist.wrap(model, device) if ddp else model
-    meta = dict(meta or {})
-    if progress and dist.is_main():
+    scaler = torch.amp.GradScaler(device.type) if amp.dtype == torch.float16 else None
+    ctx = Context(model, optimizer, cfg, steps_per_epoch=steps_per_epoch, device=device, amp=amp.dtype,
+                  precision=amp)
+    return Run(ctx, data, train_set, sampler, train_loader, val_loader, YoloLoss(model, cfg.loss), scheduler, scaler)
+
+
+def _announce(run: Run) -> None:
+    """The precision line in the log, and config.json (settings, stage metadata, precision chosen)."""
+    amp = run.ctx.precision
+    if run.progress and dist.is_main():
         tqdm.write(f"precision: {amp.name} ({amp.reason})")
-    if out is not None and dist.is_main():
-        atomic_write_text(out / "config.json", json.dumps({"train": cfg.to_dict(), "meta": meta,
-                                                           "precision": amp.to_dict()}, indent=2, default=str))
-    _call(hooks, "on_train_start", ctx)
-    try:
-        metrics = _epochs(ctx, net, data, cfg, train_loader, sampler, train_set, val_loader, loss_fn, terms,
-                          hooks, scheduler, scaler, out, history, best, meta, start_epoch, progress)
-    finally:
-        if cfg.sync_bn:
-            dist.revert_sync_bn(model)
-        dist.cleanup(ddp)
-    hist = pd.DataFrame(history)
-    best = float(hist["map50"].max()) if "map50" in hist and hist["map50"].notna().any() else -1.0
-    return TrainResult(model, hist, best, out, metrics)
+    if run.out is not None and dist.is_main():
+        record = {"train": run.ctx.cfg.to_dict(), "meta": run.meta, "precision": amp.to_dict()}
+        atomic_write_text(run.out / "config.json", json.dumps(record, indent=2, default=str))
 
 
-def _epochs(ctx, net, data, cfg, train_loader, sampler, train_set, val_loader, loss_fn, terms, hooks,
-            scheduler, scaler, out, history, best, meta, start_epoch, progress):
+def _epochs(run: Run) -> DetectionMetrics | None:
     """The epoch loop: train, evaluate (rank 0), hooks, checkpoints (rank 0). Returns the last metrics."""
-    model, metrics = ctx.model, None
-    for epoch in range(start_epoch, cfg.epochs):
+    ctx, cfg, metrics = run.ctx, run.ctx.cfg, None
+    for epoch in range(run.start_epoch, cfg.epochs):
         ctx.epoch = epoch
-        sampler.set_epoch(epoch)
-        _seed_epoch(train_set, cfg, epoch)
+        run.sampler.set_epoch(epoch)
+        _seed_epoch(run.train_set, cfg, epoch)
         t0 = time.time()
-        sums = _run_epoch(net, ctx, train_loader, loss_fn, terms, hooks, scheduler, scaler, ctx.amp, progress)
+        sums = _run_epoch(run)
         log = {"epoch": epoch + 1, "lr": ctx.optimizer.param_groups[0]["lr"], **sums, "time_s": time.time() - t0}
-        last = epoch + 1 == cfg.epochs
-        if dist.is_main() and ((epoch + 1) % cfg.eval_every == 0 or last):
-            metrics = evaluate(model, val_loader, data.names, cfg.img_size, ctx.device, cfg.conf_thres,
-                               cfg.nms_iou, ctx.amp)
+        if dist.is_main() and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            metrics = evaluate(ctx.model, run.val_loader, run.data.names, cfg.img_size, ctx.device,
+                               cfg.conf_thres, cfg.nms_iou, ctx.amp)
             log.update(map50=metrics.map50, map=metrics.map, precision=metrics.precision, recall=metrics.recall)
-        _call(hooks, "on_epoch_end", ctx, log)
-        history.append(log)
-        improved = log.get("map50", -1.0) > best
-        best = max(best, log.get("map50", -1.0))
-        if out is not None and dist.is_main():
-            _write_epoch(out, ctx, scheduler, scaler, history, best, improved, meta)
-        if progress and dist.is_main():
+        _call(run.hooks, "on_epoch_end", ctx, log)
+        run.history.append(log)
+        improved = log.get("map50", -1.0) > run.best
+        run.best = max(run.best, log.get("map50", -1.0))
+        if run.out is not None and dist.is_main():
+            _write_epoch(run.out, ctx, run.scheduler, run.scaler, run.history, run.best, improved, run.meta)
+        if run.progress and dist.is_main():
             tqdm.write(_epoch_line(log, cfg.epochs))
         dist.barrier()
     return metrics
@@ -444,7 +438,7 @@ def _forward_losses(net, ctx: Context, loss_fn, terms, images, targets, batch_i)
     return losses
 
 
-def _run_epoch(net, ctx: Context, loader, loss_fn, terms, hooks, scheduler, scaler, dtype, progress) -> dict:
+def _run_epoch(run: Run) -> dict:
     """One pass; returns the mean of every loss term over the epoch.
 
     Gradient scale: the loss is (images in the batch) x (weighted means), so under DDP, where
@@ -452,35 +446,43 @@ def _run_epoch(net, ctx: Context, loader, loss_fn, terms, hooks, scheduler, scal
     the step then equals one process training on the whole global batch. With ``micro_batches``
     the chunks' gradients simply add up, which reproduces an N-process run in one process.
     """
-    net.train()
-    sums: dict[str, float] = {}
-    n = 0
-    k = ctx.cfg.micro_batches
-    scale = dist.world()
-    bar = tqdm(itertools.islice(loader, ctx.steps_per_epoch), total=ctx.steps_per_epoch,
-               desc=f"epoch {ctx.epoch + 1}/{ctx.cfg.epochs}", leave=False, disable=not (progress and dist.is_main()))
+    ctx, sums, n = run.ctx, {}, 0
+    run.net.train()
+    bar = tqdm(itertools.islice(run.train_loader, ctx.steps_per_epoch), total=ctx.steps_per_epoch,
+               desc=f"epoch {ctx.epoch + 1}/{ctx.cfg.epochs}", leave=False,
+               disable=not (run.progress and dist.is_main()))
     for batch_i, (images, targets, _) in enumerate(bar):
-        images = images.to(ctx.device, dtype=ctx.dtype, non_blocking=True)
-        targets = targets.to(ctx.device)
-        ctx.optimizer.zero_grad(set_to_none=True)
-        for c, (im, t) in enumerate(_micro(images, targets, k)):
-            sync = contextlib.nullcontext() if c == k - 1 or not hasattr(net, "no_sync") else net.no_sync()
-            with sync:
-                losses = _forward_losses(net, ctx, loss_fn, terms, im, t, batch_i)
-                total = losses["total"] * scale
-                (scaler.scale(total) if scaler is not None else total).backward()
-            for key, v in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(v.detach()) / k
-        if scaler is not None:
-            scaler.unscale_(ctx.optimizer)
-        _call(hooks, "after_backward", ctx)
-        if scaler is not None:
-            scaler.step(ctx.optimizer)
-            scaler.update()
-        else:
-            ctx.optimizer.step()
-        scheduler.step()
-        ctx.step += 1
+        for key, v in _train_step(run, images, targets, batch_i).items():
+            sums[key] = sums.get(key, 0.0) + v
         n += 1
         bar.set_postfix({key: f"{v / n:.3f}" for key, v in sums.items()})
     return {key: v / max(n, 1) for key, v in sums.items()}
+
+
+def _train_step(run: Run, images: torch.Tensor, targets: torch.Tensor, batch_i: int) -> dict[str, float]:
+    """One optimizer step on one (per-process) batch; micro-batches add up their gradients.
+    Returns the batch's loss terms."""
+    net, ctx, scaler = run.net, run.ctx, run.scaler
+    images = images.to(ctx.device, dtype=ctx.dtype, non_blocking=True)     # (B, 3, S, S)
+    targets = targets.to(ctx.device)                                        # (n, 6): image, class, cx, cy, w, h
+    ctx.optimizer.zero_grad(set_to_none=True)
+    k, scale, out = ctx.cfg.micro_batches, dist.world(), {}
+    for c, (im, t) in enumerate(_micro(images, targets, k)):
+        sync = contextlib.nullcontext() if c == k - 1 or not hasattr(net, "no_sync") else net.no_sync()
+        with sync:
+            losses = _forward_losses(net, ctx, run.loss_fn, run.terms, im, t, batch_i)
+            total = losses["total"] * scale
+            (scaler.scale(total) if scaler is not None else total).backward()
+        for key, v in losses.items():
+            out[key] = out.get(key, 0.0) + float(v.detach()) / k
+    if scaler is not None:
+        scaler.unscale_(ctx.optimizer)
+    _call(run.hooks, "after_backward", ctx)
+    if scaler is not None:
+        scaler.step(ctx.optimizer)
+        scaler.update()
+    else:
+        ctx.optimizer.step()
+    run.scheduler.step()
+    ctx.step += 1
+    return out
