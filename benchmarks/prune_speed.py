@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from yolocompress import zoo
 from yolocompress.cfg import write_cfg
 from yolocompress.plan import plan_combined
 from yolocompress.surgery import apply_plan
-from yolocompress.weights import load_model, randomize, save_darknet_weights
+from yolocompress.loader import load_model
+from yolocompress.weights import randomize, save_darknet_weights
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        src = randomize(zoo.build(args.arch), seed=0, small_gamma=0.5)
+        src = randomize(load_model(args.arch), seed=0, small_gamma=0.5)
         write_cfg(src.blocks, tmp / "in.cfg")
         save_darknet_weights(src, tmp / "in.weights")
         size_mb = (tmp / "in.weights").stat().st_size / 2**20

@@ -77,10 +77,3 @@ def test_eval_output_layout():
     assert out[6, :4].tolist() == pytest.approx([16.0, 48.0, 4.0, 4.0])
     assert out[1, :4].tolist() == pytest.approx([48.0, 16.0, 8.0, 16.0])
     assert out[:, 4:].eq(0.5).all()
-
-
-def test_from_cfg_accepts_text_path_and_blocks(tmp_path, tiny_cfg_text):
-    p = tmp_path / "t.cfg"
-    p.write_text(tiny_cfg_text)
-    a, b, c = Darknet.from_cfg(tiny_cfg_text), Darknet.from_cfg(p), Darknet.from_cfg(parse_cfg(tiny_cfg_text))
-    assert a.blocks == b.blocks == c.blocks

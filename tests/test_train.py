@@ -10,7 +10,7 @@ from yolocompress.data import load_data_config
 from yolocompress.loss import LossConfig, YoloLoss, build_targets
 from yolocompress.synth import ShapesConfig, make_shapes
 from yolocompress.train import TrainConfig, TrainingError, lr_factor, train
-from yolocompress.weights import load_pt
+from yolocompress.loader import load_model
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_run_directory_files_and_refusal(tmp_path, tiny_data):
     assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "last.pt", "best.pt"}
     assert list(r.history["epoch"]) == [1, 2] and "map50" in r.history
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
-    assert load_pt(out / "best.pt").blocks == r.model.blocks
+    assert load_model(out / "best.pt").blocks == r.model.blocks
     with pytest.raises(TrainingError, match="already exists and is not empty"):
         train(zoo.build("teach", data.nc), data, TrainConfig(**FAST), out, progress=False)
     with pytest.raises(TrainingError, match="nothing to resume"):

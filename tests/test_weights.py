@@ -5,9 +5,10 @@ import torch
 
 from yolocompress import zoo
 from yolocompress.cfg import parse_cfg
+from yolocompress.loader import load_model
 from yolocompress.model import Darknet
 from yolocompress.weights import (WeightsError, WeightsHeader, darknet_weights_bytes, load_darknet_weights,
-                                  load_pt, randomize, save_darknet_weights, save_pt, weights_float_count)
+                                  randomize, save_darknet_weights, save_pt, weights_float_count)
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_pt_round_trip_is_plain_data(tmp_path, model):
     save_pt(model, p, note="hello")
     payload = torch.load(p, weights_only=True)
     assert set(payload) == {"format", "cfg", "state_dict", "meta"} and payload["meta"] == {"note": "hello"}
-    again = load_pt(p).eval()
+    again = load_model(p).eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(again(x), model.eval()(x))

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .cfg import CfgError
-from .cli_common import UserError, resolve_cfg
+from .cli_common import UserError
 from .weights import WeightsError
 
 USER_ERRORS = (CfgError, WeightsError, FileExistsError, FileNotFoundError, UserError)
@@ -48,7 +48,8 @@ def _run_info(args) -> None:
     from .profile import layer_table, summarize
     if args.classes is not None and Path(args.cfg).exists():
         raise UserError(f"--classes only applies to zoo names, but '{args.cfg}' is a file")
-    blocks = resolve_cfg(args.cfg, args.classes)
+    from .loader import architecture
+    blocks = architecture(args.cfg, args.classes)
     size = args.img_size or blocks[0].width
     if size % 32:
         raise UserError(f"--img-size {size} must be a multiple of 32")
@@ -123,7 +124,7 @@ def _run_data_check(args) -> None:
 def _verbs() -> list:
     from .cli_prune import add_export, add_prune, add_sweep
     from .cli_train import add_detect, add_eval, add_train
-    from .pipeline import add_demo
+    from .report import add_demo
     return [_add_info, _add_data, add_train, add_eval, add_detect, add_prune, add_sweep, add_export, add_demo]
 
 

@@ -1,22 +1,11 @@
-"""Pieces every CLI verb shares: the user-error type, model flags, model loading, table printing."""
+"""Pieces every CLI verb shares: the user-error type, the model flags, table printing."""
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
 
 
 class UserError(ValueError):
     """A mistake in what the user asked for; printed as one line, exit status 2."""
-
-
-def resolve_cfg(cfg: str, classes: int | None = None):
-    """A cfg path, or the name of a zoo architecture (``teach``, ``yolov3``, ...) -> blocks."""
-    from . import zoo
-    from .cfg import read_cfg
-    if Path(cfg).exists():
-        return read_cfg(cfg)
-    if cfg in zoo.ARCHITECTURES:
-        return zoo.blocks(cfg, classes)
-    raise UserError(f"cfg '{cfg}' is neither a file nor an architecture name ({', '.join(zoo.ARCHITECTURES)})")
 
 
 def add_model_args(p, weights_required: bool = False, weights_help: str | None = None) -> None:
@@ -28,27 +17,27 @@ def add_model_args(p, weights_required: bool = False, weights_help: str | None =
                    help="class count for zoo names (default: the dataset's)")
 
 
-def build_model(cfg: str | None, weights: str | None, classes: int | None = None, data_nc: int | None = None):
-    """Model from flags: cfg (file or zoo name) and/or weights; checks the class count."""
-    from .model import Darknet
-    from .weights import load_pt, load_weights
-    if cfg is None:
-        if not weights or not str(weights).endswith(".pt"):
-            raise UserError("--cfg is required unless --weights is a yolocompress .pt (which holds its cfg)")
-        model = load_pt(weights)
-    else:
-        from . import zoo
-        is_zoo = not Path(cfg).exists() and cfg in zoo.ARCHITECTURES
-        blocks = resolve_cfg(cfg, (classes or data_nc) if is_zoo else None)
-        model = Darknet.uninitialized(blocks) if weights else Darknet(blocks)
-        if weights:
-            if not Path(weights).exists():
-                raise UserError(f"weights file {weights} not found")
-            load_weights(model, weights)
-    if data_nc is not None and model.num_classes != data_nc:
-        raise UserError(f"the model's [yolo] layers have classes={model.num_classes} but the dataset has "
-                        f"{data_nc} classes; use a cfg (or --classes) that matches the dataset")
-    return model
+def model_from_flags(cfg: str | None, weights: str | None, classes: int | None = None, data_nc: int | None = None):
+    """--cfg/--weights/--classes -> :func:`yolocompress.loader.load_model`; the class count is
+    --classes or the dataset's, and the two must agree when both are given."""
+    from .loader import load_model
+    if classes and data_nc and classes != data_nc:
+        raise UserError(f"--classes {classes} but the dataset has {data_nc} classes")
+    return load_model(cfg, weights, classes=data_nc or classes)
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each flag's default, except where there is none (None or an off switch)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def field_default(cls, name: str):
+    """A dataclass field's default, so a CLI flag's default is the config's, written once."""
+    return cls.__dataclass_fields__[name].default
 
 
 def print_table(df, floats: str = "{:.3f}") -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .cli_common import UserError, add_model_args, build_model, print_table
+from .cli_common import UserError, add_model_args, model_from_flags, print_table
 
 
 def _out_dir(path: str, exist_ok: bool) -> Path:
@@ -45,7 +45,7 @@ def run_prune(args) -> None:
     if args.strategy == "none" and not args.blocks:
         raise UserError("--strategy none prunes nothing unless --blocks N is given")
     out = _out_dir(args.out, args.exist_ok)
-    model = build_model(args.cfg, args.weights, classes=args.classes).eval()
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
     protect = ProtectOptions(spp=not args.no_protect_spp, upsample=not args.no_protect_upsample)
     plan = plan_combined(model, args.strategy, args.ratio, args.blocks, args.rank, args.min_keep, protect,
                          source=str(args.weights))
@@ -102,7 +102,7 @@ def run_sweep(args) -> None:
     from .sweep import largest_ratio_within, parse_ratios, sensitivity_sweep
     from .viz import plot_sweep
     data = load_data_config(args.data)
-    model = build_model(args.cfg, args.weights, classes=args.classes, data_nc=data.nc).eval()
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc).eval()
     df = sensitivity_sweep(model, data, args.strategy, parse_ratios(args.ratios), args.img_size, args.min_keep,
                            args.max_images)
     out = Path(args.out)
@@ -131,7 +131,7 @@ def add_export(sub) -> None:
 def run_export(args) -> None:
     from .export import export_darknet, export_onnx, onnx_matches, reload_matches
     out = _out_dir(args.out, args.exist_ok)
-    model = build_model(args.cfg, args.weights, classes=args.classes).eval()
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
     paths = export_darknet(model, out, args.name)
     diff = reload_matches(model, paths["cfg"], paths["weights"], img_size=64)
     print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")

@@ -2,66 +2,93 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
-from .cli_common import UserError, add_model_args, build_model, print_table
+from .cli_common import DefaultsFormatter, UserError, add_model_args, field_default, model_from_flags, print_table
+from .distill import KINDS, DistillConfig
+from .precision import MODES
+from .sparsity import SCHEDULES, SCOPES, SparseConfig
+from .train import TrainConfig
 
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model: baseline, sparse training, finetune, distillation",
+                       formatter_class=DefaultsFormatter,
                        description="Train a Darknet model on a YOLO-format dataset. The same command does "
                                    "baseline training, sparse training (--sparsity) and finetuning with "
                                    "knowledge distillation (--teacher-cfg/--teacher-weights/--distill).")
     add_model_args(p, weights_help="initial weights (.weights or .pt); omit to train from scratch")
     p.add_argument("--data", required=True, help="dataset: Ultralytics-style .yaml or darknet .data")
     p.add_argument("--out", required=True, help="run directory (refused if it exists, unless --resume/--exist-ok)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--img-size", type=int, default=128, help="square input size, px (multiple of 32)")
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size (all processes together)")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate")
-    p.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
-                   help="mixed precision: auto (default) = fp16 on CUDA, bf16 on a CPU with native bf16 units "
-                        "(AVX512-BF16/AMX; ~1.8x faster there), fp32 otherwise - emulated bf16 is ~10x slower; "
-                        "the choice and its reason go to the log and config.json")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=1, help="evaluate every k epochs (and after the last)")
-    p.add_argument("--max-val-images", type=int, default=None, help="evaluate on at most this many val images")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run in --out")
-    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun, CUDA)")
-    p.add_argument("--micro-batches", type=int, default=1,
-                   help="split each batch into this many chunks (gradient accumulation: less memory, and "
-                        "the exact arithmetic of a run on that many processes)")
-    s = p.add_argument_group("sparse training (L1 on BN gamma)")
-    s.add_argument("--sparsity", type=float, default=0.0, metavar="S", help="penalty s (0: off). SGD (upstream): ~1e-3; AdamW: ~0.1 "
-                        "(s competes with Adam-normalised gradients)")
-    s.add_argument("--sparsity-schedule", choices=["constant", "global-decay", "local-decay"], default="constant")
-    s.add_argument("--sparsity-scope", choices=["all", "conservative"], default="all",
-                   help="all: for shared/union/layer pruning; conservative: skip residual-tied convs")
-    s.add_argument("--decay-at", type=float, default=0.5, help="fraction of training after which s decays")
-    s.add_argument("--local-keep", type=float, default=0.85,
-                   help="local-decay: channels surviving a prune at this ratio get s x 0.01")
-    d = p.add_argument_group("knowledge distillation")
-    d.add_argument("--teacher-cfg", help="teacher cfg (or zoo name); not needed for a yolocompress .pt")
-    d.add_argument("--teacher-weights", help="teacher weights (.weights or .pt)")
-    d.add_argument("--distill", choices=["hinton", "bounded"], help="distillation variant")
-    d.add_argument("--distill-weight", type=float, default=1.0, help="alpha, multiplies every KD term")
-    d.add_argument("--temperature", type=float, default=3.0)
-    d.add_argument("--margin", type=float, default=0.0, help="bounded: margin m")
+    _add_schedule_flags(p)
+    _add_run_flags(p)
+    _add_sparsity_flags(p.add_argument_group("sparse training (L1 on BN gamma)"))
+    _add_distill_flags(p.add_argument_group("knowledge distillation"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run_train)
 
 
+def _add_schedule_flags(p) -> None:
+    """What is trained and how fast; every default is TrainConfig's."""
+    t = partial(field_default, TrainConfig)
+    p.add_argument("--epochs", type=int, default=t("epochs"), help="passes over the training set")
+    p.add_argument("--img-size", type=int, default=t("img_size"), help="square input size, px (multiple of 32)")
+    p.add_argument("--batch-size", type=int, default=t("batch_size"), help="global batch (all processes together)")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default=t("optimizer"), help="sgd or adam (AdamW)")
+    p.add_argument("--lr", type=float, default=t("lr"), help="peak learning rate")
+    p.add_argument("--schedule", choices=["cosine", "step"], default=t("schedule"), help="learning-rate decay")
+    p.add_argument("--warmup-epochs", type=float, default=t("warmup_epochs"), help="linear lr warm-up")
+    p.add_argument("--amp", choices=list(MODES), default=t("amp"),
+                   help="mixed precision: auto = fp16 on CUDA, bf16 on a CPU with native bf16 units "
+                        "(AVX512-BF16/AMX; ~1.8x faster there), fp32 otherwise - emulated bf16 is ~10x slower; "
+                        "the choice and its reason go to the log and config.json")
+    p.add_argument("--seed", type=int, default=t("seed"), help="the run's only source of randomness")
+    p.add_argument("--micro-batches", type=int, default=t("micro_batches"),
+                   help="split each batch into this many chunks (gradient accumulation: less memory, and "
+                        "the exact arithmetic of a run on that many processes)")
+
+
+def _add_run_flags(p) -> None:
+    """Where and how the run executes; every default is TrainConfig's."""
+    t = partial(field_default, TrainConfig)
+    p.add_argument("--device", default=t("device"), help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--workers", type=int, default=t("workers"), help="data-loading worker processes")
+    p.add_argument("--eval-every", type=int, default=t("eval_every"), help="evaluate every k epochs (and after the last)")
+    p.add_argument("--max-val-images", type=int, default=t("max_val_images"),
+                   help="evaluate on at most this many val images")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run in --out")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun, CUDA)")
+
+
+def _add_sparsity_flags(g) -> None:
+    """Every default but --sparsity's (0: off) is SparseConfig's."""
+    s = partial(field_default, SparseConfig)
+    g.add_argument("--sparsity", type=float, default=0.0, metavar="S",
+                   help=f"penalty s (0: off). SGD: ~{s('s'):g} (the original's value); AdamW: ~0.1 "
+                        "(s competes with Adam-normalised gradients)")
+    g.add_argument("--sparsity-schedule", choices=list(SCHEDULES), default=s("schedule"), help="how s changes")
+    g.add_argument("--sparsity-scope", choices=list(SCOPES), default=s("scope"),
+                   help="all: for shared/union/layer pruning; conservative: skip residual-tied convs")
+    g.add_argument("--decay-at", type=float, default=s("decay_at"), help="fraction of training after which s decays")
+    g.add_argument("--local-keep", type=float, default=s("local_keep"),
+                   help="local-decay: channels surviving a prune at this ratio get s x decay factor")
+
+
+def _add_distill_flags(g) -> None:
+    """Every default is DistillConfig's."""
+    d = partial(field_default, DistillConfig)
+    g.add_argument("--teacher-cfg", help="teacher cfg (or zoo name); not needed for a yolocompress .pt")
+    g.add_argument("--teacher-weights", help="teacher weights (.weights or .pt)")
+    g.add_argument("--distill", choices=list(KINDS), help="distillation variant")
+    g.add_argument("--distill-weight", type=float, default=d("weight"), help="alpha, multiplies every KD term")
+    g.add_argument("--temperature", type=float, default=d("temperature"), help="T of the soft targets")
+    g.add_argument("--margin", type=float, default=d("margin"), help="bounded: margin m")
+
+
 def _configs(args):
     from .data import AugmentConfig
-    from .distill import DistillConfig
-    from .sparsity import SparseConfig
-    from .train import TrainConfig
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size,
                      optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                      warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
@@ -81,7 +108,7 @@ def _configs(args):
 
 
 def run_train(args) -> None:
-    from .stages import run_stage
+    from .recipe import train_recipe
     from .data import load_data_config
     out = Path(args.out)
     if args.resume:
@@ -91,10 +118,10 @@ def run_train(args) -> None:
         args = _args_from_saved(args, saved["meta"]["args"])
     data = load_data_config(args.data)
     tc, sc, dc = _configs(args)
-    model = build_model(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
-    teacher = build_model(args.teacher_cfg, args.teacher_weights, classes=args.classes, data_nc=data.nc) \
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
+    teacher = model_from_flags(args.teacher_cfg, args.teacher_weights, classes=args.classes, data_nc=data.nc) \
         if dc else None
-    result = run_stage(model, data, tc, out, sparsity=sc, teacher=teacher, distill=dc, resume=args.resume,
+    result = train_recipe(model, data, tc, out, sparsity=sc, teacher=teacher, distill=dc, resume=args.resume,
                        exist_ok=args.exist_ok, progress=not args.quiet,
                        meta={"args": {k: v for k, v in vars(args).items() if k != "run"}})
     print(f"best mAP@0.5 {result.best_map50:.4f}; weights: {out / 'best.pt'} (best), {out / 'last.pt'} (last)")
@@ -126,7 +153,7 @@ def run_eval(args) -> None:
     from .evaluate import evaluate_on
     from .precision import pick_device
     data = load_data_config(args.data)
-    model = build_model(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
     m = evaluate_on(model, data, args.split, args.img_size, args.batch_size, progress=not args.json,
                     device=pick_device(args.device))
     if args.json:

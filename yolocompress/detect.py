@@ -52,8 +52,8 @@ def image_files(source: str | Path) -> list[Path]:
 def detect_folder(cfg, weights, source, out, img_size: int = 128, conf: float = 0.25, iou: float = 0.45,
                   names_from: str | None = None, classes: int | None = None) -> int:
     """Annotated PNGs and YOLO-format prediction .txt files (class cx cy w h score) into ``out``."""
-    from .cli_common import build_model
-    model = build_model(cfg, weights, classes=classes)
+    from .loader import load_model
+    model = load_model(cfg, weights, classes=classes)
     names: Sequence[str] = ()
     if names_from:
         from .data import load_data_config

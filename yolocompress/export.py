@@ -8,7 +8,8 @@ import torch
 
 from .cfg import write_cfg
 from .model import Darknet
-from .weights import load_model, save_darknet_weights, save_pt
+from .loader import load_model
+from .weights import save_darknet_weights, save_pt
 
 
 def export_darknet(model: Darknet, out_dir: str | Path, name: str = "pruned", **meta) -> dict[str, Path]:

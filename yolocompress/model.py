@@ -13,14 +13,13 @@ Outputs:
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cfg import (Block, Conv, MaxPool, Net, Route, Shortcut, Upsample, Yolo, infer_shapes,
-                  parse_cfg, read_cfg, route_inputs, shortcut_source, to_text)
+                  route_inputs, shortcut_source, to_text)
 
 BN_EPS = 1e-5  # darknet normalize_cpu: (x - mean) / sqrt(var + .00001f)
 
@@ -228,20 +227,6 @@ class Darknet(nn.Module):
         return heads if self.training else self.decode(heads, x.shape[-2:])
 
     # -- constructors --------------------------------------------------------------------------
-    @staticmethod
-    def from_cfg_blocks(cfg: str | Path | list[Block]) -> list[Block]:
-        """Blocks from a cfg file path, cfg text (anything with '[' and a newline), or blocks."""
-        if isinstance(cfg, list):
-            return cfg
-        if isinstance(cfg, str) and "[" in cfg and "\n" in cfg:
-            return parse_cfg(cfg)
-        return read_cfg(cfg)
-
-    @classmethod
-    def from_cfg(cls, cfg: str | Path | list[Block]) -> "Darknet":
-        """From a cfg file path, cfg text, or parsed blocks (randomly initialised)."""
-        return cls(cls.from_cfg_blocks(cfg))
-
     @classmethod
     def uninitialized(cls, blocks: list[Block], device: str | torch.device = "cpu") -> "Darknet":
         """A model whose conv/BN tensors are allocated but not initialised (for surgery and

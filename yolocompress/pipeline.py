@@ -10,6 +10,7 @@ GFLOPs, CPU latency, mAP@0.5, mAP@0.5:0.95 and training time.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -19,19 +20,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import zoo
 from .data import DataConfig, load_data_config
 from .distill import DistillConfig
 from .io import atomic_write_text
 from .model import Darknet
 from .plan import PrunePlan, plan_combined
-from .profile import count_params, gflops, latency
+from .profile import cost_row
 from .sparsity import SparseConfig
-from .stages import run_stage
+from .recipe import train_recipe
 from .surgery import apply_plan
 from .evaluate import evaluate_on
 from .train import TrainConfig
-from .weights import load_pt, save_pt
+from .loader import load_model
+from .weights import save_pt
 
 
 @dataclass(frozen=True)
@@ -102,41 +103,58 @@ def data_of(pc: PipelineConfig) -> DataConfig:
 def measure(pc: PipelineConfig, name: str, model: Darknet, data: DataConfig | None = None, **extra) -> dict:
     """The comparison row of a model: size, cost, speed (batch 1, 2 threads, CPU) and accuracy."""
     model = model.cpu().eval()
-    data = data or data_of(pc)
-    m = evaluate_on(model, data, img_size=pc.img_size, max_images=pc.max_val_images)
-    lat = latency(model, pc.img_size, runs=pc.latency_runs, threads=2, device="cpu")
-    return {"model": name, "params": count_params(model), "GFLOPs": gflops(model, pc.img_size),
-            "latency_ms": lat["ms"], "map50": m.map50, "map": m.map, **extra}
+    m = evaluate_on(model, data or data_of(pc), img_size=pc.img_size, max_images=pc.max_val_images)
+    return {"model": name, **cost_row(model, pc.img_size, pc.latency_runs), "map50": m.map50, "map": m.map,
+            **extra}
 
 
-def _train_cached(pc: PipelineConfig, name: str, model: Darknet, epochs: int, lr: float,
-                  sparsity: SparseConfig | None = None, teacher: Darknet | None = None,
-                  distill: DistillConfig | None = None, seed: int | None = None, parent: Stage | None = None,
-                  progress: bool = True, eval_every: int | None = None) -> Stage:
+@dataclass(frozen=True)
+class StageRun:
+    """What one training stage of the pipeline runs: its schedule and the method's plug-ins."""
+    epochs: int
+    lr: float                                  # peak learning rate
+    sparsity: SparseConfig | None = None       # sparse training (L1 on BN gamma)
+    distill: DistillConfig | None = None       # distillation from the teacher given beside it
+    seed: int | None = None                    # None: the pipeline's seed
+    eval_every: int | None = None              # None: the pipeline's
+
+
+def _train_cached(pc: PipelineConfig, name: str, model: Darknet, run: StageRun, parent: Stage | None = None,
+                  teacher: Darknet | None = None, progress: bool = True) -> Stage:
     """Train one stage, or load it when ``done.json`` says these exact settings already ran.
     The key covers the stage's own settings, the data, and its parent's key (a retrained
     parent retrains its children)."""
     out = Path(pc.runs) / name
-    tc = replace(pc.train_config(epochs, lr, seed), from_scratch=parent is None)
-    if eval_every:
-        tc = replace(tc, eval_every=eval_every)
-    key = _key(pc.data, name, tc.to_dict(), sparsity and sparsity.to_dict(), distill and distill.to_dict(),
-               model.cfg_text(), parent.key if parent else "scratch", pc.latency_runs)
+    tc = replace(pc.train_config(run.epochs, run.lr, run.seed), from_scratch=parent is None)
+    if run.eval_every:
+        tc = replace(tc, eval_every=run.eval_every)
+    key = _key(data_key(pc.data), name, tc.to_dict(), run.sparsity and run.sparsity.to_dict(),
+               run.distill and run.distill.to_dict(), model.cfg_text(), parent.key if parent else "scratch",
+               pc.latency_runs)
     done = out / "done.json"
     if done.exists() and json.loads(done.read_text()).get("key") == key:
         info = json.loads(done.read_text())
-        hist = pd.read_csv(out / "history.csv")
-        extra = torch.load(out / "last.pt", map_location="cpu", weights_only=False).get("artifacts", {})
-        return Stage(name, load_pt(out / "final.pt"), hist, info["row"], extra, key)
+        return Stage(name, load_model(out / "final.pt"), pd.read_csv(out / "history.csv"), info["row"],
+                     _artifacts(out), key)
     t0 = time.time()
-    result = run_stage(model, data_of(pc), tc, out, sparsity=sparsity, teacher=teacher, distill=distill,
-                       exist_ok=True, progress=progress, meta={"stage": name})
+    result = train_recipe(model, data_of(pc), tc, out, sparsity=run.sparsity, teacher=teacher,
+                          distill=run.distill, exist_ok=True, progress=progress, meta={"stage": name})
     took = time.time() - t0
     save_pt(result.model, out / "final.pt", stage=name)
-    row = measure(pc, name, result.model, time_s=took, epochs=epochs)
-    extra = torch.load(out / "last.pt", map_location="cpu", weights_only=False).get("artifacts", {})
+    row = measure(pc, name, result.model, time_s=took, epochs=run.epochs)
     atomic_write_text(done, json.dumps({"key": key, "row": row}, indent=1))
-    return Stage(name, result.model, result.history, row, extra, key)
+    return Stage(name, result.model, result.history, row, _artifacts(out), key)
+
+
+def _artifacts(out: Path) -> dict:
+    """The per-run arrays a training run kept in its checkpoint (e.g. gamma histograms)."""
+    return torch.load(out / "last.pt", map_location="cpu", weights_only=True).get("artifacts", {})
+
+
+def data_key(path: str | Path) -> str:
+    """The data's part of a cache key: the resolved path, so 'data/x.yaml' and '/abs/.../x.yaml'
+    (or a symlink to it) key the same runs."""
+    return str(Path(path).resolve())
 
 
 # ----------------------------------------------------------------------------- stages
@@ -144,8 +162,8 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, epochs: int, lr
 def baseline(pc: PipelineConfig, progress: bool = True) -> Stage:
     """Train the baseline from scratch."""
     data = data_of(pc)
-    model = zoo.build(pc.arch, data.nc)
-    return _train_cached(pc, "baseline", model, pc.baseline_epochs, pc.lr, progress=progress)
+    model = load_model(pc.arch, classes=data.nc)
+    return _train_cached(pc, "baseline", model, StageRun(pc.baseline_epochs, pc.lr), progress=progress)
 
 
 def sparse(pc: PipelineConfig, schedule: str | None = None, s: float | None = None, scope: str = "all",
@@ -156,8 +174,8 @@ def sparse(pc: PipelineConfig, schedule: str | None = None, s: float | None = No
     epochs = epochs or pc.sparse_epochs
     name = name or (f"sparse-{sc.schedule}-s{sc.s:g}" + ("" if scope == "all" else f"-{scope}")
                     + ("" if epochs == pc.sparse_epochs else f"-e{epochs}"))
-    start = load_pt(Path(pc.runs) / "baseline" / "final.pt")
-    return _train_cached(pc, name, start, epochs, pc.sparse_lr, sparsity=sc, parent=base, progress=progress)
+    start = copy.deepcopy(base.model)          # training changes it in place; the baseline stays
+    return _train_cached(pc, name, start, StageRun(epochs, pc.sparse_lr, sparsity=sc), base, progress=progress)
 
 
 def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio: float | None = None,
@@ -188,10 +206,9 @@ def finetune(pc: PipelineConfig, pruned: Stage, teacher: Stage | None = None, ki
     """Finetune a pruned model, optionally distilling from ``teacher`` (kind: hinton | bounded)."""
     distill = DistillConfig(kind=kind, weight=pc.distill_weight, temperature=pc.temperature) if kind else None
     name = f"ft-{pruned.name}" + (f"-{kind}" if kind else "") + (f"-seed{seed}" if seed is not None else "")
-    model = load_pt(Path(pc.runs) / f"prune-{pruned.name}" / "pruned.pt")
-    stage = _train_cached(pc, name, model, epochs or pc.finetune_epochs, pc.finetune_lr,
-                          teacher=teacher.model if teacher else None, distill=distill, seed=seed,
-                          parent=pruned, progress=progress, eval_every=1)
+    model = copy.deepcopy(pruned.model)
+    run = StageRun(epochs or pc.finetune_epochs, pc.finetune_lr, distill=distill, seed=seed, eval_every=1)
+    stage = _train_cached(pc, name, model, run, pruned, teacher.model if teacher else None, progress)
     stage.extra["plan"] = pruned.extra.get("plan")
     return stage
 
@@ -203,29 +220,6 @@ def results_table(stages: list[Stage]) -> pd.DataFrame:
     df["GFLOPs ratio"] = df["GFLOPs"] / base["GFLOPs"]
     df["latency ratio"] = df["latency_ms"] / base["latency_ms"]
     return df
-
-
-def with_runs(pc: PipelineConfig, runs: str | Path) -> PipelineConfig:
-    return replace(pc, runs=str(runs))
-
-
-def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on the bundled data and write docs/results.md",
-                       description="Baseline, sparse training, the three channel strategies, layer-only and "
-                                   "combined pruning, finetuning with and without distillation; writes "
-                                   "docs/results.md and PNG figures. Finished stages are reused.")
-    p.add_argument("--out", default="runs/demo", help="run directory")
-    p.add_argument("--docs", default="docs", help="where results.md and figures go")
-    p.add_argument("--data", default="data/shapes/data.yaml")
-    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run of every stage)")
-    p.set_defaults(run=run_demo)
-
-
-def run_demo(args) -> None:
-    from .report import run_all
-    pc = PipelineConfig.quick(data=args.data, runs=args.out) if args.quick else \
-        PipelineConfig(data=args.data, runs=args.out)
-    run_all(pc, Path(args.docs))
 
 
 def for_notebook(settings) -> PipelineConfig:

@@ -157,3 +157,12 @@ def latency(model: torch.nn.Module, img_size: int = 416, runs: int = 20, warmup:
     times.sort()
     return {"ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))],
             "threads": threads or old_threads, "device": str(device), "runs": runs}
+
+
+def cost_row(model: Darknet, img_size: int, latency_runs: int = 0, threads: int = 2) -> dict:
+    """The cost columns of every comparison table: params, GFLOPs and (with ``latency_runs``) the
+    median batch-1 CPU latency in ms."""
+    row = {"params": count_params(model), "GFLOPs": gflops(model, img_size)}
+    if latency_runs:
+        row["latency_ms"] = latency(model, img_size, runs=latency_runs, threads=threads, device="cpu")["ms"]
+    return row

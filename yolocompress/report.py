@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +17,7 @@ from . import pipeline as pl
 from . import viz
 from .io import atomic_write_text
 from .plan import bn_gammas
-from .sparsity import sparsity_stats
+from .sparsity import penalised_gammas, sparsity_stats
 
 SCHEDULES = ("constant", "global-decay", "local-decay")
 STRATEGIES = ("conservative", "shared", "union")
@@ -35,9 +36,27 @@ def _fmt_table(df: pd.DataFrame, cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _sparse_row(stage: pl.Stage, penalised: set) -> dict:
-    g = np.concatenate([v for k, v in bn_gammas(stage.model).items() if k in penalised])
-    return {"schedule": stage.name, **stage.row, **sparsity_stats(g)}
+def _sparse_row(stage: pl.Stage) -> dict:
+    return {"schedule": stage.name, **stage.row, **sparsity_stats(penalised_gammas(stage.model))}
+
+
+@dataclass
+class _Collected:
+    """What ``run_all`` gathers: the main table's rows, the rows before finetuning, the plans, the
+    distillation rows, and every (row, model) whose latency is measured again at the end."""
+    rows: list = field(default_factory=list)
+    before: list = field(default_factory=list)
+    plans: dict = field(default_factory=dict)
+    kd: list = field(default_factory=list)
+    timed: list = field(default_factory=list)
+
+    def add(self, row: dict, model, before: bool = False) -> None:
+        (self.before if before else self.rows).append(row)
+        self.timed.append((row, model))
+
+    def add_pruned(self, pruned: pl.Stage) -> None:
+        self.plans[pruned.name] = pruned.extra["plan"]
+        self.add(pruned.row | {"stage": "pruned, no finetune"}, pruned.model, before=True)
 
 
 def run_all(pc: pl.PipelineConfig, docs: Path, seeds: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
@@ -46,45 +65,46 @@ def run_all(pc: pl.PipelineConfig, docs: Path, seeds: tuple[int, ...] = (0, 1)) 
     t_start = time.time()
     docs.mkdir(parents=True, exist_ok=True)
     base = pl.baseline(pc)
-    from .sparsity import penalised_convs
-    penalised = set(penalised_convs(base.model.blocks, "all"))
     sparse = {s: pl.sparse(pc, schedule=s) for s in SCHEDULES}
-    sparse_df = pd.DataFrame([_sparse_row(st, penalised) for st in sparse.values()])
+    sparse_df = pd.DataFrame([_sparse_row(st) for st in sparse.values()])
     chosen = sparse[pc.sparse_schedule]
+    c = _Collected()
+    c.add(base.row | {"stage": "baseline"}, base.model)
+    c.add(chosen.row | {"stage": f"sparse ({pc.sparse_schedule})"}, chosen.model)
+    _prune_and_finetune(pc, chosen, c)
+    target = _distillation(pc, chosen, c, seeds)
+    _remeasure_latency(pc, c.timed)
+    table = pl.results_table([pl.Stage("", base.model, row=r) for r in c.rows])
+    table["stage"] = [r["stage"] for r in c.rows]
+    before, kd = pd.DataFrame(c.before), pd.DataFrame(c.kd)
+    _figures(docs, base, chosen, sparse, c.plans, table, before)
+    _write_markdown(docs, pc, table, sparse_df, before, kd, target.name, time.time() - t_start)
+    return table
 
-    rows, plans, before = [base.row | {"stage": "baseline"}], {}, []
-    rows.append(chosen.row | {"stage": f"sparse ({pc.sparse_schedule})"})
-    timed = [(rows[0], base.model), (rows[1], chosen.model)]     # (row, model): latency re-measured below
+
+def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected) -> None:
+    """The three channel strategies, layer-only and combined pruning, each finetuned."""
     variants = [(s, pc.ratio, 0) for s in STRATEGIES] + [("none", 0.0, pc.blocks), (pc.strategy, pc.ratio, pc.blocks)]
     for strategy, ratio, blocks in variants:
-        name = "layers-only" if strategy == "none" else None
-        pruned = pl.prune(pc, chosen, strategy, ratio, blocks, name=name or None)
-        plans[pruned.name] = pruned.extra["plan"]
-        before.append(pruned.row | {"stage": "pruned, no finetune"})
+        pruned = pl.prune(pc, chosen, strategy, ratio, blocks, name="layers-only" if strategy == "none" else None)
+        c.add_pruned(pruned)
         ft = pl.finetune(pc, pruned)
-        rows.append(ft.row | {"stage": "pruned + finetune", "pruned": pruned.row["pruned"]})
-        timed += [(before[-1], pruned.model), (rows[-1], ft.model)]
-    # distillation on an aggressive prune, each variant (and plain finetuning) over several seeds
+        c.add(ft.row | {"stage": "pruned + finetune", "pruned": pruned.row["pruned"]}, ft.model)
+
+
+def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected, seeds) -> pl.Stage:
+    """Distillation on an aggressive prune: each variant (and plain finetuning) over several seeds."""
     target = pl.prune_aggressive(pc, chosen)
-    plans[target.name] = target.extra["plan"]
-    before.append(target.row | {"stage": "pruned, no finetune"})
-    timed.append((before[-1], target.model))
-    kd_rows = []
+    c.add_pruned(target)
     for kind in (None, "hinton", "bounded"):
         for seed in seeds:
             st = pl.finetune(pc, target, teacher=chosen if kind else None, kind=kind,
                              seed=None if seed == pc.seed else seed)     # seed pc.seed: the run above
-            kd_rows.append(st.row | {"finetune": kind or "plain", "seed": seed})
+            c.kd.append(st.row | {"finetune": kind or "plain", "seed": seed})
             if seed == seeds[0]:
-                rows.append(st.row | {"stage": f"aggressive prune + finetune" + (f" + KD ({kind})" if kind else "")})
-                timed.append((rows[-1], st.model))
-    _remeasure_latency(pc, timed)
-    table = pl.results_table([pl.Stage("", base.model, row=r) for r in rows])
-    table["stage"] = [r["stage"] for r in rows]
-    kd = pd.DataFrame(kd_rows)
-    _figures(docs, base, chosen, sparse, plans, table, pd.DataFrame(before))
-    _write_markdown(docs, pc, table, sparse_df, pd.DataFrame(before), kd, target.name, time.time() - t_start)
-    return table
+                c.add(st.row | {"stage": "aggressive prune + finetune" + (f" + KD ({kind})" if kind else "")},
+                      st.model)
+    return target
 
 
 def _remeasure_latency(pc: pl.PipelineConfig, timed: list[tuple[dict, torch.nn.Module]]) -> None:
@@ -172,3 +192,21 @@ Per seed:
 {_fmt_table(kd, ["finetune", "seed", "map50", "map", "time_s"])}
 """
     atomic_write_text(docs / "results.md", text)
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline on the bundled data and write docs/results.md",
+                       description="Baseline, sparse training, the three channel strategies, layer-only and "
+                                   "combined pruning, finetuning with and without distillation; writes "
+                                   "docs/results.md and PNG figures. Finished stages are reused.")
+    p.add_argument("--out", default="runs/demo", help="run directory")
+    p.add_argument("--docs", default="docs", help="where results.md and figures go")
+    p.add_argument("--data", default="data/shapes/data.yaml")
+    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run of every stage)")
+    p.set_defaults(run=run_demo)
+
+
+def run_demo(args) -> None:
+    pc = pl.PipelineConfig.quick(data=args.data, runs=args.out) if args.quick else \
+        pl.PipelineConfig(data=args.data, runs=args.out)
+    run_all(pc, Path(args.docs))

@@ -153,3 +153,10 @@ class SparsityHook:
         counts, _ = np.histogram(np.log10(np.clip(a, 10 ** HIST_EDGES[0], 10 ** HIST_EDGES[-1])), HIST_EDGES)
         hist["epochs"].append(epoch)
         hist["counts"].append(counts.tolist())
+
+
+def penalised_gammas(model: Darknet, scope: str = "all") -> np.ndarray:
+    """|gamma| of every channel sparse training penalises under ``scope``, concatenated (N,)."""
+    layers = model.conv_layers()
+    return np.concatenate([layers[i].bn.weight.detach().abs().float().cpu().numpy()
+                           for i in penalised_convs(model.blocks, scope)])

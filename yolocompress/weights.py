@@ -143,15 +143,9 @@ def read_pt(path: str | Path) -> dict:
     return payload
 
 
-def load_pt(path: str | Path) -> Darknet:
-    """Rebuild the model stored in a .pt written by :func:`save_pt` (or a training checkpoint)."""
-    payload = read_pt(path)
-    model = Darknet.uninitialized(Darknet.from_cfg_blocks(payload["cfg"]))
-    _load_state(model, payload["state_dict"], str(path))
-    return model
-
-
-def _load_state(model: Darknet, state: dict, source: str) -> None:
+def restore_state(model: Darknet, state: dict, source: str) -> None:
+    """Load a checkpoint's state dict into ``model``, refusing (with the first mismatches named) one
+    that does not fit its cfg."""
     mine = model.state_dict()
     bad = [k for k, v in state.items() if k in mine and mine[k].shape != v.shape]
     missing = sorted(set(mine) - set(state))
@@ -167,18 +161,9 @@ def load_weights(model: Darknet, path: str | Path) -> dict:
     path = Path(path)
     if path.suffix == ".pt":
         payload = read_pt(path)
-        _load_state(model, payload["state_dict"], str(path))
+        restore_state(model, payload["state_dict"], str(path))
         return dict(payload.get("meta", {}))
     return {"header": asdict(load_darknet_weights(model, path))}
-
-
-def load_model(cfg: str | Path, weights: str | Path | None = None) -> Darknet:
-    """A model from a cfg (path or text) and, optionally, .weights or .pt weights."""
-    if weights is None:
-        return Darknet.from_cfg(cfg)
-    model = Darknet.uninitialized(Darknet.from_cfg_blocks(cfg))  # every tensor comes from the file
-    load_weights(model, weights)
-    return model
 
 
 @torch.no_grad()

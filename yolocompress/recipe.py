@@ -1,5 +1,6 @@
-"""The pipeline's training stages as one call each: baseline, sparse training, finetuning with or
-without distillation - all the one ``train()`` with different hooks and loss terms."""
+"""A training recipe: one ``TrainConfig`` plus the optional plug-ins of the method - sparse training
+(an L1 hook on BN gamma) and distillation (a loss term from a teacher). Baseline, sparse training,
+finetuning and distillation are all this one call to ``train()`` with different plug-ins."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,11 +12,11 @@ from .sparsity import SparseConfig, SparsityHook
 from .train import TrainConfig, TrainResult, train
 
 
-def run_stage(model: Darknet, data: DataConfig, cfg: TrainConfig, out: str | Path | None,
-              sparsity: SparseConfig | None = None, teacher: Darknet | None = None,
-              distill: DistillConfig | None = None, baseline_map50: float | None = None,
-              **kw) -> TrainResult:
-    """Train ``model`` with the hooks/terms a stage needs; the stage's settings go into the run's
+def train_recipe(model: Darknet, data: DataConfig, cfg: TrainConfig, out: str | Path | None,
+                 sparsity: SparseConfig | None = None, teacher: Darknet | None = None,
+                 distill: DistillConfig | None = None, baseline_map50: float | None = None,
+                 **kw) -> TrainResult:
+    """Train ``model`` with the hooks/terms the recipe needs; its settings go into the run's
     config.json so ``--resume`` and later readers know what ran."""
     hooks = [SparsityHook(model, sparsity, baseline_map50=baseline_map50)] if sparsity else []
     if distill is not None and teacher is None:
