@@ -128,7 +128,7 @@ def test_cli_train_eval_detect(tmp_path, tiny_data, capsys):
     assert len(list((tmp_path / "det").glob("*.png"))) == 8 and len(list((tmp_path / "det").glob("*.txt"))) == 8
     assert main(["train", "--cfg", "yolov3-tiny", "--classes", "80", "--data", str(tiny_data), "--out",
                  str(tmp_path / "x"), "--quiet"]) == 2
-    assert "classes=80 but the dataset has 8" in capsys.readouterr().err
+    assert "--classes 80 but the dataset has 8 classes" in capsys.readouterr().err
 
 
 def test_cli_distill_from_a_pt_teacher(tmp_path, tiny_data, capsys):

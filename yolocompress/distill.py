@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .loss import build_targets
-from .model import Darknet, full_precision
+from .model import Darknet, cell_xy, full_precision
 
 KINDS = ("hinton", "bounded")
 
@@ -94,8 +94,7 @@ def soft_classes(s: Tensor, t: Tensor, weight: Tensor, temperature: float) -> Te
 
 def box_params(p: Tensor, anchors_grid: Tensor, scale_x_y: float) -> Tensor:
     """Raw predictions (n, >=4) -> darknet's regression space: xy cell offsets, log(w, h / anchor)."""
-    xy = torch.sigmoid(p[:, :2]) * scale_x_y - 0.5 * (scale_x_y - 1)
-    return torch.cat([xy, p[:, 2:4]], 1)
+    return torch.cat([cell_xy(p[:, :2], scale_x_y), p[:, 2:4]], 1)
 
 
 def bounded_box_loss(s: Tensor, t: Tensor, y: Tensor, margin: float) -> tuple[Tensor, Tensor]:

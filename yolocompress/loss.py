@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_convert, complete_box_iou_loss, generalized_box_iou_loss
 
-from .model import Darknet, full_precision
+from .model import Darknet, cell_xy, full_precision
 
 _STRIDE_BALANCE = {8: 4.0, 16: 1.0, 32: 0.4}  # objectness weight per head stride
 
@@ -85,7 +85,7 @@ def build_targets(model: Darknet, heads: list[Tensor], targets: Tensor, img_hw: 
 
 def decode_cells(p: Tensor, anchors_grid: Tensor, scale_x_y: float) -> Tensor:
     """Raw predictions at positive cells (n, 5+C) -> (n, 4) cx, cy (cell offset), w, h in grid units."""
-    xy = torch.sigmoid(p[:, :2]) * scale_x_y - 0.5 * (scale_x_y - 1)
+    xy = cell_xy(p[:, :2], scale_x_y)
     wh = torch.exp(p[:, 2:4].clamp(max=6.0)) * anchors_grid   # clamp: exp overflow early in training
     return torch.cat([xy, wh], 1)
 

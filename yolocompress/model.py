@@ -129,8 +129,7 @@ class YoloLayer(nn.Module):
         stride_y, stride_x = img_hw[0] / h, img_hw[1] / w
         gy, gx = torch.meshgrid(torch.arange(h, device=p.device), torch.arange(w, device=p.device),
                                 indexing="ij")
-        s = self.scale_x_y
-        xy = torch.sigmoid(p[..., :2]) * s - 0.5 * (s - 1)
+        xy = cell_xy(p[..., :2], self.scale_x_y)
         cx = (xy[..., 0] + gx) * stride_x
         cy = (xy[..., 1] + gy) * stride_y
         anchors = self.anchors.to(p.dtype).view(1, a, 1, 1, 2)
@@ -244,6 +243,12 @@ class Darknet(nn.Module):
     def conv_layers(self) -> dict[int, ConvLayer]:
         """{layer index: ConvLayer} for every [convolutional] layer."""
         return {i: m for i, m in enumerate(self.module_list) if isinstance(m, ConvLayer)}
+
+
+def cell_xy(t_xy: Tensor, scale_x_y: float) -> Tensor:
+    """Darknet's get_yolo_box centre: raw (..., 2) -> offset in the cell, sigmoid(t) * s - (s - 1) / 2.
+    The one place this formula lives: decoding, the loss and distillation all call it."""
+    return torch.sigmoid(t_xy) * scale_x_y - 0.5 * (scale_x_y - 1)
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:

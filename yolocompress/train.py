@@ -39,7 +39,7 @@ from .metrics import DetectionMetrics
 from .model import Darknet, full_precision, model_dtype
 from .evaluate import evaluate
 from .precision import AmpChoice, choose_amp, pick_device
-from .weights import save_pt
+from .weights import CHECKPOINT_FORMAT, save_pt
 
 
 class TrainingError(RuntimeError):
@@ -219,7 +219,7 @@ def prepare_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
 def _save_last(out: Path, ctx: Context, scheduler_state: dict, scaler, history: list, best: float,
                extra_meta: dict) -> None:
     model = ctx.model
-    payload = {"format": "yolocompress-darknet/1", "cfg": model.cfg_text(),
+    payload = {"format": CHECKPOINT_FORMAT, "cfg": model.cfg_text(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "meta": extra_meta, "optimizer": ctx.optimizer.state_dict(), "scheduler": scheduler_state,
                "scaler": scaler.state_dict() if scaler is not None else None, "epoch": ctx.epoch,

@@ -19,6 +19,8 @@ import torch
 from .io import atomic_path, atomic_write_bytes
 from .model import ConvLayer, Darknet
 
+CHECKPOINT_FORMAT = "yolocompress-darknet/1"   # the "format" key of every .pt this package writes
+
 
 class WeightsError(ValueError):
     """A .weights or .pt file that does not fit its cfg; the message says expected vs found."""
@@ -125,7 +127,7 @@ def save_darknet_weights(model: Darknet, path: str | Path, header: WeightsHeader
 def save_pt(model: Darknet, path: str | Path, **meta) -> None:
     """A .pt holding plain data only: cfg text, state dict, metadata (never a pickled module)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": "yolocompress-darknet/1", "cfg": model.cfg_text(), "state_dict": state,
+    payload = {"format": CHECKPOINT_FORMAT, "cfg": model.cfg_text(), "state_dict": state,
                "meta": meta}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
