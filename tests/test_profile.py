@@ -7,7 +7,7 @@ import torch
 from yolocompress import zoo
 from yolocompress.cli import main
 from yolocompress.model import Darknet
-from yolocompress.profile import count_params, gflops, latency, layer_table
+from yolocompress.profile import count_params, flops_by_stride, gflops, latency, layer_table
 
 FIGURES = {  # cfg: (params, GFLOPs = 2 x conv MACs) at 416
     "yolov3": (61_949_149, 65.864),
@@ -57,3 +57,17 @@ def test_latency_reports_median():
     model = Darknet(zoo.blocks("yolov3-tiny", 80))
     r = latency(model, img_size=64, runs=3, warmup=1, threads=1)
     assert r["ms"] > 0 and r["threads"] == 1 and r["runs"] == 3 and r["p90_ms"] >= r["ms"] * 0.5
+
+
+def test_flops_by_stride_shows_where_the_cost_sits():
+    """FLOP counts are integers, so the shares are exact. In YOLOv3 every residual block costs the
+    same (channels double as the resolution halves), so the cost follows the block counts 1-2-8-8-4:
+    a third each at strides 8 and 16. The teaching model built with YOLOv3's depths has the same shape."""
+    with torch.device("meta"):
+        v3 = zoo.build("yolov3", 80)
+        teach = zoo.build("teach", 8, width=6, depths=(1, 2, 8, 8, 4))
+    a, b = flops_by_stride(v3, 416), flops_by_stride(teach, 128)
+    assert a["GFLOPs"].sum() == pytest.approx(65.864, abs=5e-4) and a["share"].sum() == pytest.approx(1.0)
+    assert a["stride"].tolist() == [1, 2, 4, 8, 16, 32] and a.loc[3, "resolution"] == "52 x 52"
+    assert [round(x, 3) for x in a["share"]] == [0.005, 0.051, 0.078, 0.327, 0.325, 0.215]
+    assert (a["share"][1:] - b["share"][1:]).abs().max() < 0.01

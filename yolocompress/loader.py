@@ -36,13 +36,14 @@ def architecture(cfg: str | Path | list[Block], classes: int | None = None) -> l
 
 
 def load_model(source: str | Path | list[Block] | None, weights: str | Path | None = None, *,
-               classes: int | None = None, device: str | torch.device = "cpu") -> Darknet:
+               classes: int | None = None, device: str | torch.device | None = None) -> Darknet:
     """A ``Darknet`` from a zoo name, a .cfg (path, text or blocks) or a yolocompress .pt.
 
     ``weights``: darknet ``.weights`` or a yolocompress ``.pt`` whose tensors fill every layer
     (the model is then not randomly initialised first). ``classes``: the class count the model must
     have - zoo names are built with it; a cfg or .pt that disagrees is refused. ``source`` may be
-    None when ``weights`` is a .pt, which holds its cfg.
+    None when ``weights`` is a .pt, which holds its cfg. ``device``: where the tensors live (None:
+    the current default device, so ``with torch.device("meta")`` builds a model without memory).
     """
     if source is None:
         if weights is None or Path(weights).suffix != ".pt":
@@ -51,11 +52,12 @@ def load_model(source: str | Path | list[Block] | None, weights: str | Path | No
         source, weights = weights, None
     if Path(str(source)).suffix == ".pt":
         payload = read_pt(source)
-        model = Darknet.uninitialized(parse_cfg(payload["cfg"], source=f"{source}:cfg"), device)
+        model = Darknet.uninitialized(parse_cfg(payload["cfg"], source=f"{source}:cfg"), device or "cpu")
         restore_state(model, payload["state_dict"], str(source))
     else:
         blocks = architecture(source, classes)
-        model = Darknet.uninitialized(blocks, device) if weights else Darknet(blocks).to(device)
+        model = Darknet.uninitialized(blocks, device or "cpu") if weights else Darknet(blocks)
+        model = model.to(device) if device is not None else model
     if weights is not None:
         if not Path(weights).exists():
             raise WeightsError(f"weights file {weights} not found")

@@ -64,6 +64,7 @@ class PipelineConfig:
     max_batches: int | None = None        # QUICK: batches per epoch
     max_val_images: int | None = None     # QUICK: val images per evaluation
     latency_runs: int = 20                # batch-1 forwards timed per model
+    scratch_controls: bool = True         # train the combined prune's architecture from scratch as a control
     eval_every: int = 5                   # evaluate during training every k epochs (and at the end)
 
     @classmethod
@@ -141,7 +142,8 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, run: StageRun, 
                           distill=run.distill, exist_ok=True, progress=progress, meta={"stage": name})
     took = time.time() - t0
     save_pt(result.model, out / "final.pt", stage=name)
-    row = measure(pc, name, result.model, time_s=took, epochs=run.epochs)
+    total = run.epochs + (parent.row.get("epochs_total", 0) if parent else 0)
+    row = measure(pc, name, result.model, time_s=took, epochs=run.epochs, epochs_total=total)
     atomic_write_text(done, json.dumps({"key": key, "row": row}, indent=1))
     return Stage(name, result.model, result.history, row, _artifacts(out), key)
 
@@ -191,7 +193,8 @@ def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio:
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "plan.json")
     save_pt(compact, out / "pruned.pt", plan=plan.to_dict())
-    row = measure(pc, f"{name} (no finetune)", compact, pruned=plan.pruned_fraction)
+    row = measure(pc, f"{name} (no finetune)", compact, pruned=plan.pruned_fraction,
+                  epochs_total=source.row.get("epochs_total", 0))
     return Stage(name, compact, extra={"plan": plan}, row=row, key=_key(source.key, plan.to_dict()))
 
 
@@ -211,6 +214,42 @@ def finetune(pc: PipelineConfig, pruned: Stage, teacher: Stage | None = None, ki
     stage = _train_cached(pc, name, model, run, pruned, teacher.model if teacher else None, progress)
     stage.extra["plan"] = pruned.extra.get("plan")
     return stage
+
+
+# ----------------------------------------------------------------------------- controls
+
+def control_same_epochs(pc: PipelineConfig, source: Stage, epochs: int | None = None,
+                        progress: bool = True) -> Stage:
+    """The control of every pruned + finetuned model: the unpruned ``source`` finetuned for the same
+    epochs at the same lr, without a penalty. Both then have trained equally long, so the difference
+    between them is the effect of pruning, not of the extra epochs."""
+    epochs = epochs or pc.finetune_epochs
+    run = StageRun(epochs, pc.finetune_lr, eval_every=1)
+    return _train_cached(pc, f"control-{source.name}-ft{epochs}", copy.deepcopy(source.model), run, source,
+                         progress=progress)
+
+
+def control_scratch(pc: PipelineConfig, pruned: Stage, progress: bool = True) -> Stage:
+    """Liu et al. (ICLR 2019, "Rethinking the Value of Network Pruning"): the pruned architecture
+    trained from scratch for the same total epochs as baseline + sparse training + finetuning. If it
+    matches the pruned + finetuned model, the prune found an architecture, not inherited weights."""
+    epochs = pc.baseline_epochs + pc.sparse_epochs + pc.finetune_epochs
+    model = load_model(pruned.model.blocks)
+    return _train_cached(pc, f"scratch-{pruned.name}", model, StageRun(epochs, pc.lr), progress=progress)
+
+
+def record(stage: Stage, kind: str, control_of: str | None = None, distill: str | None = None,
+           seed: int | None = None) -> dict:
+    """One row of docs/results.json: what the model is, how it was made, and what it measures.
+    ``kind``: baseline | sparse | pruned | control-same-epochs | control-scratch."""
+    plan = stage.extra.get("plan")
+    return {"name": stage.row.get("model", stage.name), "kind": kind,
+            "strategy": plan.strategy if plan else None, "ratio": plan.ratio if plan else None,
+            "blocks_dropped": len(plan.dropped_blocks) if plan else 0,
+            "importance": getattr(plan, "importance", "gamma") if plan else None, "distill": distill,
+            "seed": seed, "epochs_total": stage.row.get("epochs_total"), "params": stage.row.get("params"),
+            "gflops": stage.row.get("GFLOPs"), "latency_ms": stage.row.get("latency_ms"),
+            "map50": stage.row.get("map50"), "map": stage.row.get("map"), "control_of": control_of}
 
 
 def results_table(stages: list[Stage]) -> pd.DataFrame:

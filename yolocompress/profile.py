@@ -166,3 +166,15 @@ def cost_row(model: Darknet, img_size: int, latency_runs: int = 0, threads: int 
     if latency_runs:
         row["latency_ms"] = latency(model, img_size, runs=latency_runs, threads=threads, device="cpu")["ms"]
     return row
+
+
+def flops_by_stride(model: Darknet, img_size: int = 416) -> pd.DataFrame:
+    """Share of the convolution FLOPs spent at each output stride (2, 4, ..., 32): where a network's
+    cost sits, and so how much channel pruning of its deep, redundant layers can save."""
+    shapes = infer_shapes(model.blocks, img_size, img_size)
+    flops = layer_flops(model, img_size)
+    df = pd.DataFrame({"stride": [img_size // s[1] for s in shapes], "GFLOPs": [f / 1e9 for f in flops]})
+    df = df.groupby("stride", as_index=False)["GFLOPs"].sum()
+    df["share"] = df["GFLOPs"] / df["GFLOPs"].sum()
+    df.insert(1, "resolution", [f"{img_size // s} x {img_size // s}" for s in df["stride"]])
+    return df

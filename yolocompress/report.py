@@ -2,6 +2,7 @@
 PNG figures. Stages already finished in the run directory (same settings) are reused."""
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class _Collected:
     plans: dict = field(default_factory=dict)
     kd: list = field(default_factory=list)
     timed: list = field(default_factory=list)
+    records: list = field(default_factory=list)   # the rows of docs/results.json
 
     def add(self, row: dict, model, before: bool = False) -> None:
         (self.before if before else self.rows).append(row)
@@ -71,25 +73,38 @@ def run_all(pc: pl.PipelineConfig, docs: Path, seeds: tuple[int, ...] = (0, 1)) 
     c = _Collected()
     c.add(base.row | {"stage": "baseline"}, base.model)
     c.add(chosen.row | {"stage": f"sparse ({pc.sparse_schedule})"}, chosen.model)
-    _prune_and_finetune(pc, chosen, c)
+    c.records += [pl.record(base, "baseline"), pl.record(chosen, "sparse")]
+    control = pl.control_same_epochs(pc, chosen)
+    c.add(control.row | {"stage": "control: unpruned, same total epochs"}, control.model)
+    _prune_and_finetune(pc, chosen, control, c)
     target = _distillation(pc, chosen, c, seeds)
     _remeasure_latency(pc, c.timed)
     table = pl.results_table([pl.Stage("", base.model, row=r) for r in c.rows])
     table["stage"] = [r["stage"] for r in c.rows]
     before, kd = pd.DataFrame(c.before), pd.DataFrame(c.kd)
     _figures(docs, base, chosen, sparse, c.plans, table, before)
+    table["map50 vs control"] = table["map50"] - control.row["map50"]
     _write_markdown(docs, pc, table, sparse_df, before, kd, target.name, time.time() - t_start)
+    atomic_write_text(docs / "results.json", json.dumps(_latency_synced(c.records, c.rows), indent=1))
     return table
 
 
-def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected) -> None:
-    """The three channel strategies, layer-only and combined pruning, each finetuned."""
+def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> None:
+    """The three channel strategies, layer-only and combined pruning, each finetuned and set beside
+    its controls: the unpruned model trained as long (all of them) and, for the combined prune, its
+    architecture trained from scratch as long."""
     variants = [(s, pc.ratio, 0) for s in STRATEGIES] + [("none", 0.0, pc.blocks), (pc.strategy, pc.ratio, pc.blocks)]
     for strategy, ratio, blocks in variants:
         pruned = pl.prune(pc, chosen, strategy, ratio, blocks, name="layers-only" if strategy == "none" else None)
         c.add_pruned(pruned)
         ft = pl.finetune(pc, pruned)
         c.add(ft.row | {"stage": "pruned + finetune", "pruned": pruned.row["pruned"]}, ft.model)
+        name = ft.row["model"]
+        c.records += [pl.record(ft, "pruned"), pl.record(control, "control-same-epochs", control_of=name)]
+        if (strategy, ratio, blocks) == (pc.strategy, pc.ratio, pc.blocks) and pc.scratch_controls:
+            scratch = pl.control_scratch(pc, pruned)
+            c.add(scratch.row | {"stage": "control: pruned architecture from scratch"}, scratch.model)
+            c.records.append(pl.record(scratch, "control-scratch", control_of=name))
 
 
 def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected, seeds) -> pl.Stage:
@@ -101,10 +116,17 @@ def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected, seeds)
             st = pl.finetune(pc, target, teacher=chosen if kind else None, kind=kind,
                              seed=None if seed == pc.seed else seed)     # seed pc.seed: the run above
             c.kd.append(st.row | {"finetune": kind or "plain", "seed": seed})
+            c.records.append(pl.record(st, "pruned", distill=kind, seed=seed))
             if seed == seeds[0]:
                 c.add(st.row | {"stage": "aggressive prune + finetune" + (f" + KD ({kind})" if kind else "")},
                       st.model)
     return target
+
+
+def _latency_synced(records: list[dict], rows: list[dict]) -> list[dict]:
+    """results.json rows with the latency re-measured at the end (rows are matched by model name)."""
+    latest = {r["model"]: r["latency_ms"] for r in rows}
+    return [r | {"latency_ms": latest.get(r["name"], r["latency_ms"])} for r in records]
 
 
 def _remeasure_latency(pc: pl.PipelineConfig, timed: list[tuple[dict, torch.nn.Module]]) -> None:
@@ -142,7 +164,8 @@ def _val_images(pc: pl.PipelineConfig) -> str:
 def _write_markdown(docs, pc, table, sparse_df, before, kd, kd_target, seconds) -> None:
     trained = pd.concat([table[table["stage"].str.startswith(("baseline", "pruned +"))], sparse_df, kd])
     train_seconds = trained.drop_duplicates("model")["time_s"].sum()
-    cols = ["stage", "model", "params", "GFLOPs", "GFLOPs ratio", "latency_ms", "latency ratio", "map50", "map", "time_s"]
+    cols = ["stage", "model", "epochs_total", "params", "GFLOPs", "GFLOPs ratio", "latency_ms", "latency ratio",
+            "map50", "map50 vs control", "map", "time_s"]
     kd_summary = kd.groupby("finetune")[["map50", "map"]].agg(["mean", "std"])
     kd_summary.columns = [f"{a} {b}" for a, b in kd_summary.columns]
     kd_summary = kd_summary.reset_index()
@@ -157,6 +180,11 @@ Teaching model, {pc.img_size} px, settings: `{pc}`.
 mAP is measured on {_val_images(pc)} with the COCO evaluator; latency is the median of
 batch-1 forwards on the CPU with 2 threads, every model measured again back to back at the end of
 the run; GFLOPs are 2 x conv multiply-accumulates; `time_s` is the training time of that stage.
+`epochs_total` counts every epoch a model trained, its parents' included. `map50 vs control` is the
+difference to the *same-epoch control*, the unpruned sparse model finetuned for as many epochs as
+the pruned ones: it is the cost of pruning, free of the extra epochs. The *from scratch* control
+trains the combined prune's architecture for the same total epochs (Liu et al., ICLR 2019).
+Every row is also in [results.json](results.json).
 
 ## All stages
 
