@@ -220,21 +220,3 @@ Per seed:
 {_fmt_table(kd, ["finetune", "seed", "map50", "map", "time_s"])}
 """
     atomic_write_text(docs / "results.md", text)
-
-
-def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on the bundled data and write docs/results.md",
-                       description="Baseline, sparse training, the three channel strategies, layer-only and "
-                                   "combined pruning, finetuning with and without distillation; writes "
-                                   "docs/results.md and PNG figures. Finished stages are reused.")
-    p.add_argument("--out", default="runs/demo", help="run directory")
-    p.add_argument("--docs", default="docs", help="where results.md and figures go")
-    p.add_argument("--data", default="data/shapes/data.yaml")
-    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run of every stage)")
-    p.set_defaults(run=run_demo)
-
-
-def run_demo(args) -> None:
-    pc = pl.PipelineConfig.quick(data=args.data, runs=args.out) if args.quick else \
-        pl.PipelineConfig(data=args.data, runs=args.out)
-    run_all(pc, Path(args.docs))
