@@ -139,14 +139,17 @@ def draw_detections(rgb: np.ndarray, det: np.ndarray, names: Sequence[str] = ())
     size = max(12, round(0.025 * max(img.size)))
     font = _font(size)
     width = max(1, size // 8)
-    for group in _boxes(det):
-        best = group[np.argmax(det[group, 4])]
-        color = PALETTE[int(det[best, 5]) % len(PALETTE)]
-        x1, y1, x2, y2 = det[best, :4].tolist()
-        draw.rectangle([x1, y1, x2, y2], outline=color, width=width)
-        text = ", ".join(f"{label(names, int(det[i, 5]))} {det[i, 4]:.2f}" for i in group)
-        _label(draw, (x1, y1), text, font, color, img.size)
+    groups = [g[np.argsort(-det[g, 4], kind="stable")] for g in _boxes(det)]  # best box first
+    for g in groups:
+        draw.rectangle(det[g[0], :4].tolist(), outline=_color(det[g[0], 5]), width=width)
+    for g in reversed(groups):  # labels after all boxes, the best label drawn last (on top)
+        text = ", ".join(f"{label(names, int(det[i, 5]))} {det[i, 4]:.2f}" for i in g)
+        _label(draw, (det[g[0], 0], det[g[0], 1]), text, font, _color(det[g[0], 5]), img.size)
     return img
+
+
+def _color(cls: float) -> tuple[int, int, int]:
+    return PALETTE[int(cls) % len(PALETTE)]
 
 
 def _font(size: int):
