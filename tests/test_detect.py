@@ -126,11 +126,9 @@ def test_diou_kinds_decide_differently_on_a_known_pair():
     A box of another class is never suppressed."""
     boxes = torch.tensor([[0, 0, 10, 10], [3.5, 0, 13.5, 10], [0, 0, 10, 10]]) / 20
     scores, classes = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 1])
-    kept = {k: darknet_nms(boxes, scores, classes, 0.45, k, b).tolist()
-            for k, b in [("default", 0.6), ("greedynms", 0.6), ("diounms", 1.0), ("diounms2", 2.0)]
-            if k != "diounms2"}
-    kept["diounms2"] = darknet_nms(boxes, scores, classes, 0.45, "diounms", 2.0).tolist()
-    assert kept == {"default": [0, 2], "greedynms": [0, 1, 2], "diounms": [0, 1, 2], "diounms2": [0, 2]}
+    kept = [darknet_nms(boxes, scores, classes, 0.45, kind, beta).tolist()
+            for kind, beta in [("default", 0.6), ("greedynms", 0.6), ("diounms", 1.0), ("diounms", 2.0)]]
+    assert kept == [[0, 2], [0, 1, 2], [0, 1, 2], [0, 2]]
     a, b = (0.25, 0.25, 0.5, 0.5), (0.425, 0.25, 0.5, 0.5)          # the same pair, darknet's x, y, w, h
     assert box_diou(a, b, 0.6) == pytest.approx(0.48148 - (12.25 / 282.25) ** 0.6, abs=1e-4)
 

@@ -179,6 +179,10 @@ def add_detect(sub) -> None:
 
 def run_detect(args) -> None:
     from .detect import detect_folder
-    n = detect_folder(args.cfg, args.weights, args.source, args.out, args.img_size, args.conf, args.iou,
-                      args.names, classes=args.classes, resize=args.resize, write_json=args.json, progress=True)
+    from .names import check_names, load_names
+    from .resize import default_resize
+    model = build_model(args.cfg, args.weights, classes=args.classes)
+    names = check_names(load_names(args.names), model.num_classes, args.names) if args.names else ()
+    n = detect_folder(model, args.source, args.out, args.img_size, args.conf, args.iou, names,
+                      resize=args.resize or default_resize(args.weights), write_json=args.json, progress=True)
     print(f"wrote {n} annotated images to {args.out}" + (f" and {Path(args.out) / 'result.json'}" if args.json else ""))

@@ -41,7 +41,7 @@ def nms_settings(model: Darknet) -> tuple[str, float]:
     kind = block.extra.get("nms_kind", "default")
     if kind not in NMS_KINDS:
         raise CfgError(f"cfg line {block.line}: [yolo] nms_kind={kind} is not supported; "
-                         f"expected one of {', '.join(NMS_KINDS)}")
+                       f"expected one of {', '.join(NMS_KINDS)}")
     try:
         return kind, float(block.extra.get("beta_nms", 0.6))
     except ValueError:
@@ -182,22 +182,14 @@ def image_files(source: str | Path) -> list[Path]:
     raise FileNotFoundError(f"--source {source} does not exist")
 
 
-def detect_folder(cfg, weights, source, out, img_size: int | None = None, conf: float = 0.25, iou: float = 0.45,
-                  names_from: str | None = None, classes: int | None = None, resize: str | None = None,
+def detect_folder(model: Darknet, source, out, img_size: int | None = None, conf: float = 0.25,
+                  iou: float = 0.45, names: Sequence[str] = (), resize: str = "letterbox",
                   write_json: bool = False, progress: bool = False) -> int:
     """Annotated PNGs and YOLO-format .txt files (class cx cy w h score) into ``out``; with
-    ``write_json`` also ``out/result.json`` in darknet's ``-out`` layout. ``resize`` None picks
-    by the weights (``resize.default_resize``); ``img_size`` None as ``input_hw``."""
-    from .cli_common import build_model
-    from .resize import default_resize
-    model = build_model(cfg, weights, classes=classes)
-    resize = resize or default_resize(weights)
+    ``write_json`` also ``out/result.json`` in darknet's ``-out`` layout. ``resize``: see
+    ``resize.default_resize`` for the right one for a weights file; ``img_size`` None as ``input_hw``."""
     input_hw(model, img_size, resize)  # a bad size or nms_kind fails before any image is read
     nms_settings(model)
-    names: Sequence[str] = ()
-    if names_from:
-        from .names import check_names, load_names
-        names = check_names(load_names(names_from), model.num_classes, names_from)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files, frames = image_files(source), []
