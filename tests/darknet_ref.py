@@ -1,7 +1,9 @@
 """An independent NumPy re-implementation of darknet's CPU forward pass, for tests only.
 
 Written from darknet's C loops (src/convolutional_layer.c, maxpool_layer.c, route_layer.c,
-shortcut_layer.c, upsample_layer.c, yolo_layer.c, blas.c, activations.c), on flat float buffers
+shortcut_layer.c, upsample_layer.c, yolo_layer.c, blas.c, activations.c; and for detector test,
+image.c resize_image, yolo_layer.c get_yolo_detections / correct_yolo_boxes and box.c
+do_nms_sort / diounms_sort), on flat float buffers
 and index arithmetic, in float64, and reading the .weights float stream itself. It shares no code
 with yolocompress.model, so agreement between the two is evidence that the model computes what
 darknet computes.
@@ -115,6 +117,11 @@ def _yolo(x, b: Yolo, netw, neth):
 
 def darknet_forward(blocks, weights: bytes, image: np.ndarray) -> np.ndarray:
     """image (C, H, W) -> (N, 5+C) rows of every [yolo] head: x, y, w, h (px), objectness, classes."""
+    return np.concatenate(darknet_heads(blocks, weights, image))
+
+
+def darknet_heads(blocks, weights: bytes, image: np.ndarray) -> list:
+    """image (C, H, W) -> per [yolo] head (A*H*W, 5+C) rows, ordered (anchor, y, x)."""
     s = _Stream(weights)
     x = image.astype(np.float64)
     neth, netw = x.shape[1:]
@@ -134,4 +141,110 @@ def darknet_forward(blocks, weights: bytes, image: np.ndarray) -> np.ndarray:
             dets.append(_yolo(x, b, netw, neth))
         outs.append(x)
     assert s.pos == len(s.f), f"weights file has {len(s.f) - s.pos} unused floats"
-    return np.concatenate(dets)
+    return dets
+
+
+# ----------------------------------------------------------------------------- detector test
+
+def resize_image(im: np.ndarray, w: int, h: int) -> np.ndarray:
+    """image.c resize_image, loop for loop, in float32 scalars: (C, H, W) -> (C, h, w)."""
+    f = np.float32
+    chans, H, W = im.shape
+    if W == w and H == h:
+        return im.copy()
+    part = np.zeros((chans, H, w), np.float32)
+    resized = np.zeros((chans, h, w), np.float32)
+    w_scale = f(W - 1) / f(w - 1)
+    h_scale = f(H - 1) / f(h - 1)
+    for k in range(chans):
+        for r in range(H):
+            for c in range(w):
+                if c == w - 1 or W == 1:
+                    val = im[k, r, W - 1]
+                else:
+                    sx = f(c) * w_scale
+                    ix = int(sx)
+                    dx = sx - f(ix)
+                    val = (f(1) - dx) * im[k, r, ix] + dx * im[k, r, ix + 1]
+                part[k, r, c] = val
+    for k in range(chans):
+        for r in range(h):
+            sy = f(r) * h_scale
+            iy = int(sy)
+            dy = sy - f(iy)
+            for c in range(w):
+                resized[k, r, c] = (f(1) - dy) * part[k, iy, c]
+            if r == h - 1 or H == 1:
+                continue
+            for c in range(w):
+                resized[k, r, c] += dy * part[k, iy + 1, c]
+    return resized
+
+
+def get_network_boxes(heads: list, grids: list, netw: int, neth: int, thresh: float) -> list:
+    """get_yolo_detections + correct_yolo_boxes (letter = 0, relative = 1) over every head.
+
+    heads: per head (A*lh*lw, 5+C) rows as darknet_heads gives them; grids: per head (A, lh, lw).
+    -> dets: dicts with bbox (x, y, w, h relative to the image), objectness, prob (C,) list.
+    """
+    dets = []
+    for rows, (a, lh, lw) in zip(heads, grids):
+        rows = rows.reshape(a, lh * lw, -1)
+        for i in range(lh * lw):          # cell outer, anchor inner, as darknet
+            for n in range(a):
+                obj = rows[n, i, 4]
+                if obj > thresh:
+                    x, y, w, h = rows[n, i, :4] / np.array([netw, neth, netw, neth])
+                    prob = [obj * p if obj * p > thresh else 0.0 for p in rows[n, i, 5:]]
+                    dets.append({"bbox": (x, y, w, h), "objectness": obj, "prob": prob})
+    return dets  # correct_yolo_boxes with letter = 0: new_w = netw, so relative boxes are unchanged
+
+
+def _overlap(x1, w1, x2, w2):
+    return min(x1 + w1 / 2, x2 + w2 / 2) - max(x1 - w1 / 2, x2 - w2 / 2)
+
+
+def box_iou(a, b):
+    w, h = _overlap(a[0], a[2], b[0], b[2]), _overlap(a[1], a[3], b[1], b[3])
+    inter = 0.0 if w < 0 or h < 0 else w * h
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def box_diou(a, b, exponent):
+    """box_diou (exponent 0.6) / box_diounms (exponent beta1)."""
+    top, bot = min(a[1] - a[3] / 2, b[1] - b[3] / 2), max(a[1] + a[3] / 2, b[1] + b[3] / 2)
+    left, right = min(a[0] - a[2] / 2, b[0] - b[2] / 2), max(a[0] + a[2] / 2, b[0] + b[2] / 2)
+    c = (right - left) ** 2 + (bot - top) ** 2
+    iou = box_iou(a, b)
+    if c == 0:
+        return iou
+    d = (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2
+    return iou - (d / c) ** exponent
+
+
+def do_nms_sort(dets: list, classes: int, thresh: float, kind: str = "default", beta: float = 0.6) -> float:
+    """do_nms_sort (kind default) / diounms_sort (greedynms, diounms), in place on dets' prob.
+
+    Returns the smallest |overlap - thresh| met by a decision, so a test can check that float
+    rounding cannot have flipped any decision.
+    """
+    margin = np.inf
+    for k in range(classes):
+        order = sorted(range(len(dets)), key=lambda i: -dets[i]["prob"][k])
+        for pos, i in enumerate(order):
+            if dets[i]["prob"][k] == 0:
+                continue
+            for j in order[pos + 1:]:
+                if dets[j]["prob"][k] == 0:   # zero either way: the decision changes nothing
+                    continue
+                a, b = dets[i]["bbox"], dets[j]["bbox"]
+                v = box_iou(a, b) if kind == "default" else box_diou(a, b, 0.6 if kind == "greedynms" else beta)
+                margin = min(margin, abs(v - thresh))
+                if v > thresh:
+                    dets[j]["prob"][k] = 0.0
+    return margin
+
+
+def reported(dets: list, thresh: float) -> list:
+    """(class, prob, x, y, w, h) of every (box, class) darknet reports (prob > thresh)."""
+    return [(k, p, *d["bbox"]) for d in dets for k, p in enumerate(d["prob"]) if p > thresh]

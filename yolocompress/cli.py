@@ -22,10 +22,11 @@ USER_ERRORS = (CfgError, WeightsError, FileExistsError, FileNotFoundError, UserE
 def _user_errors() -> tuple:
     """Error types that mean "the user asked for something wrong": one line, exit status 2."""
     from .data import DataError
+    from .detect import DetectError
     from .distill import DistillError
     from .plan import PlanError
     from .train import TrainingError
-    return USER_ERRORS + (DataError, DistillError, PlanError, TrainingError)
+    return USER_ERRORS + (DataError, DetectError, DistillError, PlanError, TrainingError)
 
 
 # ----------------------------------------------------------------------------- info
@@ -40,6 +41,8 @@ def _add_info(sub) -> None:
                    help="square input size in px (default: the cfg's [net] width)")
     p.add_argument("--classes", type=int, default=None, help="class count, for zoo names only")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
+    p.add_argument("--names", help="class names (.names, .data or yaml): checked against the cfg's classes= "
+                                   "and printed")
     p.set_defaults(run=_run_info)
 
 
@@ -55,8 +58,9 @@ def _run_info(args) -> None:
         raise UserError(f"--img-size {size} must be a multiple of 32")
     model = Darknet(blocks)
     summary = summarize(model, size)
+    names = _info_names(args.names, model.num_classes)
     if args.json:
-        print(json.dumps(summary.as_dict()))
+        print(json.dumps({**summary.as_dict(), **({"names": list(names)} if names else {})}))
         return
     table = layer_table(model, size)
     with _pandas_wide():
@@ -64,6 +68,16 @@ def _run_info(args) -> None:
                                                        "params": "{:,}".format}))
     print(f"\n{args.cfg} @ {size}x{size}: {summary.layers} layers, {summary.params:,} parameters, "
           f"{summary.gflops:.3f} GFLOPs (2 x conv MACs), heads {summary.heads}")
+    if names:
+        print(f"{len(names)} classes: {', '.join(names)}")
+
+
+def _info_names(path: str | None, classes: int) -> tuple[str, ...]:
+    """--names: the class names, checked against the cfg's classes= (empty without --names)."""
+    if not path:
+        return ()
+    from .names import check_names, load_names
+    return check_names(load_names(path), classes, path)
 
 
 class _pandas_wide:

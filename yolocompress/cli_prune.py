@@ -125,6 +125,7 @@ def add_export(sub) -> None:
     p.add_argument("--onnx", action="store_true", help="also write NAME.onnx and check it with onnxruntime")
     p.add_argument("--img-size", type=int, default=None, help="ONNX input size (default: the cfg's)")
     p.add_argument("--exist-ok", action="store_true")
+    p.add_argument("--names", help="class names (.names, .data or yaml): also write OUT/NAME.names for darknet")
     p.set_defaults(run=run_export)
 
 
@@ -132,7 +133,13 @@ def run_export(args) -> None:
     from .export import export_darknet, export_onnx, onnx_matches, reload_matches
     out = _out_dir(args.out, args.exist_ok)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
+    if args.names:
+        from .names import check_names, load_names
+        names = check_names(load_names(args.names), model.num_classes, args.names)
     paths = export_darknet(model, out, args.name)
+    if args.names:
+        paths["names"] = out / f"{args.name}.names"
+        paths["names"].write_text("\n".join(names) + "\n")
     diff = reload_matches(model, paths["cfg"], paths["weights"], img_size=64)
     print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")
     if args.onnx:

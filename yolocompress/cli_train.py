@@ -145,17 +145,39 @@ def add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_resize_arg(p)
+    p.add_argument("--names", help="class names for the table: a darknet .names or .data file, or a yaml "
+                                   "(default: the dataset's)")
     p.set_defaults(run=run_eval)
+
+
+RESIZE_HELP = ("how images reach the network: 'stretch' = darknet's resize_image to the full input size "
+               "(what darknet detector test does and what darknet-trained weights expect), 'letterbox' = "
+               "keep the aspect ratio and pad (what models trained here expect). Default: by the weights "
+               "file - stretch for a darknet .weights, letterbox for a yolocompress .pt; pass it "
+               "explicitly for a .weights exported from a model trained here")
+
+
+def add_resize_arg(p) -> None:
+    p.add_argument("--resize", choices=["stretch", "letterbox"], default=None, help=RESIZE_HELP)
 
 
 def run_eval(args) -> None:
     from .data import load_data_config
     from .evaluate import evaluate_on
     from .precision import pick_device
+    from .resize import default_resize, evaluate_stretched
     data = load_data_config(args.data)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
-    m = evaluate_on(model, data, args.split, args.img_size, args.batch_size, progress=not args.json,
-                    device=pick_device(args.device))
+    if args.names:
+        import dataclasses
+        from .names import check_names, load_names
+        data = dataclasses.replace(data, names=check_names(load_names(args.names), data.nc, args.names))
+    if args.img_size % 32:
+        raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
+    run = evaluate_stretched if (args.resize or default_resize(args.weights)) == "stretch" else evaluate_on
+    m = run(model, data, args.split, args.img_size, args.batch_size, progress=not args.json,
+            device=pick_device(args.device))
     if args.json:
         print(json.dumps(m.as_dict()))
         return
@@ -167,19 +189,31 @@ def run_eval(args) -> None:
 def add_detect(sub) -> None:
     p = sub.add_parser("detect", help="draw detections on images",
                        description="Run a model on an image or a folder of images; writes annotated PNGs "
-                                   "and YOLO-format .txt predictions into --out.")
+                                   "and YOLO-format .txt predictions (class cx cy w h score) into --out, "
+                                   "and with --json darknet's -out result.json. Postprocessing is "
+                                   "darknet's: score = objectness x class probability, every class above "
+                                   "--conf reported per box, per-class NMS of the cfg's nms_kind.")
     add_model_args(p, weights_required=True)
     p.add_argument("--source", required=True, help="an image file or a folder of images")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--img-size", type=int, default=128)
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    p.add_argument("--names", help="dataset .yaml/.data to name the classes (optional)")
+    p.add_argument("--img-size", type=int, default=None,
+                   help="square input side, px (default: the cfg's [net] width x height with stretch, "
+                        "128 with letterbox)")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold (darknet's -thresh)")
+    p.add_argument("--iou", type=float, default=0.45, help="NMS threshold (darknet's 0.45)")
+    p.add_argument("--names", help="class names: a darknet .names or .data file, or a dataset yaml")
+    add_resize_arg(p)
+    p.add_argument("--json", action="store_true",
+                   help="also write OUT/result.json in darknet's 'detector test -out' layout")
     p.set_defaults(run=run_detect)
 
 
 def run_detect(args) -> None:
     from .detect import detect_folder
-    n = detect_folder(args.cfg, args.weights, args.source, args.out, args.img_size, args.conf, args.iou,
-                      args.names, classes=args.classes)
-    print(f"wrote {n} annotated images to {args.out}")
+    from .names import check_names, load_names
+    from .resize import default_resize
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes)
+    names = check_names(load_names(args.names), model.num_classes, args.names) if args.names else ()
+    n = detect_folder(model, args.source, args.out, args.img_size, args.conf, args.iou, names,
+                      resize=args.resize or default_resize(args.weights), write_json=args.json, progress=True)
+    print(f"wrote {n} annotated images to {args.out}" + (f" and {Path(args.out) / 'result.json'}" if args.json else ""))

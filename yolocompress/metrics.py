@@ -4,6 +4,9 @@ Two steps, one function or class each:
 
 * ``postprocess`` turns the raw eval-mode output of ``Darknet`` (B, N, 5+C) into per-image
   detections (k, 6) ``[x1, y1, x2, y2, score, cls]`` in input pixels, with class-aware NMS.
+* ``darknet_postprocess`` does the same as darknet's ``detector test`` (``get_network_boxes``
+  with ``thresh``, then ``do_nms_sort`` or ``diounms_sort``): every class above the threshold
+  is reported per box, and NMS follows the cfg's ``nms_kind`` (``darknet_nms``).
 * ``DetectionEvaluator`` collects detections and ground truth batch by batch and ``compute()``
   scores them with pycocotools' ``COCOeval`` (iouType "bbox"), so mAP@0.5 and mAP@0.5:0.95 are
   the COCO numbers, not a re-implementation of them.
@@ -31,7 +34,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
-from torchvision.ops import batched_nms, box_convert
+from torchvision.ops import batched_nms, box_convert, box_iou
 
 MAX_NMS = 1_000  # candidates, most kept per image before NMS: bounds CPU time on untrained models;
 # the result is unchanged whenever max_det boxes of these top-scoring candidates survive NMS
@@ -66,6 +69,78 @@ def postprocess(pred: Tensor, conf_thres: float = 0.001, iou_thres: float = 0.6,
         keep = batched_nms(boxes, score, cls, iou_thres)[:max_det]
         out.append(torch.cat([boxes[keep], score[keep, None], cls[keep, None].float()], 1))
     return out
+
+
+NMS_KINDS = ("default", "greedynms", "diounms")  # darknet's [yolo] nms_kind= values
+GREEDY_DIOU_EXPONENT = 0.6  # darknet box.c box_diou: pow(d / c, 0.6), fixed (not beta_nms)
+
+
+def darknet_postprocess(pred: Tensor, input_hw: tuple[int, int], conf_thres: float = 0.25,
+                        nms_thres: float = 0.45, nms_kind: str = "default",
+                        beta_nms: float = 0.6) -> list[Tensor]:
+    """Raw detector output (B, N, 5+C) -> per image a (k, 6) tensor [x1, y1, x2, y2, score, cls].
+
+    Darknet's ``get_network_boxes`` + NMS: a box is a candidate when objectness > conf_thres;
+    its class c is reported with prob = objectness * class score when prob > conf_thres, so one
+    box may be reported for several classes. Then ``darknet_nms`` per class at ``nms_thres``.
+    No cap on candidates or detections (darknet has none). Boxes are normalised by the input
+    size ``input_hw`` = (H, W) for NMS, as darknet's relative coordinates are: IoU does not care,
+    the DIoU of greedynms/diounms does. Rows in input pixels, by descending score.
+    """
+    h, w = input_hw
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=pred.device)
+    out = []
+    for p in pred.detach():
+        p = p[p[:, 4] > conf_thres].float()              # (n, 5+C) boxes whose objectness passes
+        prob = p[:, 4:5] * p[:, 5:]                        # (n, C)
+        i, cls = (prob > conf_thres).nonzero(as_tuple=True)
+        boxes, score = box_convert(p[i, :4], "cxcywh", "xyxy"), prob[i, cls]  # (k, 4), (k,)
+        keep = darknet_nms(boxes / scale, score, cls, nms_thres, nms_kind, beta_nms)
+        out.append(torch.cat([boxes[keep], score[keep, None], cls[keep, None].float()], 1))
+    return out
+
+
+def darknet_nms(boxes: Tensor, scores: Tensor, classes: Tensor, thres: float = 0.45,
+                kind: str = "default", beta_nms: float = 0.6) -> Tensor:
+    """Greedy per-class NMS as darknet's box.c: indices of the kept boxes, by descending score.
+
+    boxes (k, 4) xyxy. In each class, going down the scores, a kept box removes every later box
+    whose overlap with it is > thres. The overlap is the IoU for ``default`` (``do_nms_sort``;
+    torchvision's ``batched_nms`` computes exactly that). ``diounms_sort`` instead uses
+    IoU - (d / c) ** e, with d the squared distance between the centres and c the squared
+    diagonal of the enclosing box: e = 0.6 for ``greedynms`` (``box_diou`` hard-codes it) and
+    e = ``beta_nms`` for ``diounms`` (``box_diounms``).
+    """
+    if kind == "default":
+        return batched_nms(boxes, scores, classes, thres)
+    if kind not in NMS_KINDS:
+        raise ValueError(f"nms_kind={kind} is not supported; expected one of {', '.join(NMS_KINDS)}")
+    exponent = GREEDY_DIOU_EXPONENT if kind == "greedynms" else beta_nms
+    kept = [torch.zeros(0, dtype=torch.long, device=boxes.device)]
+    for c in classes.unique():
+        idx = (classes == c).nonzero().flatten()
+        idx = idx[scores[idx].argsort(descending=True, stable=True)]
+        over = darknet_diou(boxes[idx], exponent) > thres   # (n, n) does row i remove column j
+        alive = torch.ones(len(idx), dtype=torch.bool, device=boxes.device)
+        for i in range(len(idx)):                            # greedy: only survivors suppress
+            if alive[i]:
+                alive[i + 1:] &= ~over[i, i + 1:]
+        kept.append(idx[alive])
+    keep = torch.cat(kept)
+    return keep[scores[keep].argsort(descending=True, stable=True)]
+
+
+def darknet_diou(boxes: Tensor, exponent: float) -> Tensor:
+    """(n, 4) xyxy -> (n, n) IoU - (d / c) ** exponent, darknet's box_diou/box_diounms (IoU where
+    c = 0, i.e. both boxes are the same point)."""
+    iou = box_iou(boxes, boxes)                                               # (n, n)
+    lt = torch.minimum(boxes[:, None, :2], boxes[None, :, :2])                # enclosing box
+    rb = torch.maximum(boxes[:, None, 2:], boxes[None, :, 2:])
+    c = ((rb - lt) ** 2).sum(-1)                                              # (n, n)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    d = ((centre[:, None] - centre[None]) ** 2).sum(-1)                        # (n, n)
+    term = torch.where(c > 0, (d / c.clamp_min(torch.finfo(c.dtype).tiny)) ** exponent, 0.0)
+    return iou - term
 
 
 @dataclass(frozen=True)
