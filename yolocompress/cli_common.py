@@ -45,6 +45,9 @@ def build_model(cfg: str | None, weights: str | None, classes: int | None = None
             if not Path(weights).exists():
                 raise UserError(f"weights file {weights} not found")
             load_weights(model, weights)
+    if data_nc is not None and not model.head_indices:
+        raise UserError(f"{cfg or weights}: the model has no [yolo] layer; training and evaluation need a "
+                        "detection head")
     if data_nc is not None and model.num_classes != data_nc:
         raise UserError(f"the model's [yolo] layers have classes={model.num_classes} but the dataset has "
                         f"{data_nc} classes; use a cfg (or --classes) that matches the dataset")

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from . import zoo
 from .data import DataConfig, load_data_config
@@ -30,7 +29,7 @@ from .sparsity import SparseConfig
 from .stages import run_stage
 from .surgery import apply_plan
 from .train import TrainConfig, evaluate_on
-from .weights import load_pt, save_pt
+from .weights import load_pt, safe_load, save_pt
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, epochs: int, lr
     if done.exists() and json.loads(done.read_text()).get("key") == key:
         info = json.loads(done.read_text())
         hist = pd.read_csv(out / "history.csv")
-        extra = torch.load(out / "last.pt", map_location="cpu", weights_only=False).get("artifacts", {})
+        extra = safe_load(out / "last.pt").get("artifacts", {})
         return Stage(name, load_pt(out / "final.pt"), hist, info["row"], extra, key)
     t0 = time.time()
     result = run_stage(model, data_of(pc), tc, out, sparsity=sparsity, teacher=teacher, distill=distill,
@@ -133,7 +132,7 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, epochs: int, lr
     took = time.time() - t0
     save_pt(result.model, out / "final.pt", stage=name)
     row = measure(pc, name, result.model, time_s=took, epochs=epochs)
-    extra = torch.load(out / "last.pt", map_location="cpu", weights_only=False).get("artifacts", {})
+    extra = safe_load(out / "last.pt").get("artifacts", {})
     atomic_write_text(done, json.dumps({"key": key, "row": row}, indent=1))
     return Stage(name, result.model, result.history, row, extra, key)
 

@@ -21,10 +21,17 @@ def parse_ratios(spec: str) -> list[float]:
     try:
         if ":" in spec:
             start, stop, step = (float(v) for v in spec.split(":"))
-            return [round(v, 6) for v in np.arange(start, stop + step / 2, step)]
-        return [float(v) for v in spec.split(",")]
+            if not step > 0 or not start <= stop:
+                raise PlanError(f"ratios '{spec}': expected start <= stop and a step > 0, found step {step:g}")
+            ratios = [round(v, 6) for v in np.arange(start, stop + step / 2, step)]
+        else:
+            ratios = [float(v) for v in spec.split(",")]
     except ValueError:
         raise PlanError(f"ratios '{spec}': expected start:stop:step or a comma list of fractions") from None
+    bad = [r for r in ratios if not 0 <= r < 1]
+    if bad:
+        raise PlanError(f"ratios '{spec}': expected fractions in [0, 1), found {bad[0]:g}")
+    return ratios
 
 
 def sensitivity_sweep(model: Darknet, data: DataConfig, strategy: str, ratios: Sequence[float],
