@@ -333,9 +333,12 @@ def check_size(blocks: list[Block], shapes: list[tuple[int, int, int]], source: 
     if params > MAX_PARAMS:
         raise CfgError(f"{source}: the cfg needs {params:,} parameters ({4 * params / 1e9:.0f} GB float32), "
                        f"more than the {MAX_PARAMS:,} limit; check filters= and size=")
-    floats = sum(c * h * w for c, h, w in shapes)
+    net = blocks[0]
+    side = max(net.width, net.height)       # the tools run square inputs of the net's size
+    if side != min(net.width, net.height):
+        shapes = infer_shapes(blocks, side, side, source)
+    floats = net.channels * side * side + sum(c * h * w for c, h, w in shapes)
     if floats > MAX_ACTIVATIONS:
-        net = blocks[0]
         raise CfgError(f"{source}:{net.line or 1}: [net] width={net.width} height={net.height} needs "
                        f"{4 * floats / 1e9:.0f} GB for one image's layer outputs (limit "
                        f"{4 * MAX_ACTIVATIONS / 1e9:.0f} GB); expected a size like 416 or 608")

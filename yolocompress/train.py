@@ -477,7 +477,11 @@ def _write_epoch(out, ctx, scheduler, scaler, history, best, improved, meta) -> 
     check_weights(ctx.model, f"epoch {ctx.epoch + 1}")
     if improved or not (out / "best.pt").exists():
         save_pt(ctx.model, out / PENDING_BEST, epoch=ctx.epoch + 1, map50=history[-1].get("map50"), **meta)
-    _save_last(out, ctx, scheduler.state_dict(), scaler, history, best, meta)
+    try:
+        _save_last(out, ctx, scheduler.state_dict(), scaler, history, best, meta)
+    except BaseException:
+        (out / PENDING_BEST).unlink(missing_ok=True)   # the epoch did not commit: drop its candidate
+        raise
     _publish(out, history)
 
 
@@ -496,7 +500,8 @@ def _publish(out: Path, history: list[dict]) -> None:
 
 def _restore(path: Path, ctx: Context, scheduler, scaler) -> tuple[int, float, list]:
     ck = safe_load(path)
-    _publish(path.parent, ck["history"])
+    if dist.is_main():
+        _publish(path.parent, ck["history"])    # roll best.pt/history.csv forward to the commit
     ctx.model.load_state_dict(ck["state_dict"])
     ctx.optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"])

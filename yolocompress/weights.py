@@ -145,10 +145,12 @@ def safe_load(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        why = str(e).splitlines()
-        detail = next((ln.strip() for ln in why if "GLOBAL" in ln or "Unsupported" in ln), why[0] if why else "")
-        raise WeightsError(f"{path}: refused - the file holds pickled objects other than plain data, which "
-                           f"could run code on load ({detail[:160]}); only yolocompress checkpoints are read") from None
+        glob = next((ln.split("GLOBAL", 1)[1].split()[0] for ln in str(e).splitlines() if "GLOBAL " in ln), None)
+        if glob is None:
+            first = (str(e).splitlines() or ["?"])[-1].strip()[:160]
+            raise WeightsError(f"{path}: not a readable PyTorch checkpoint (UnpicklingError: {first})") from None
+        raise WeightsError(f"{path}: refused - the file's pickle calls {glob}, which could run code on load "
+                           "(only plain data is read: weights_only=True); not a yolocompress checkpoint") from None
     except OSError:
         raise
     except Exception as e:  # torch reports a truncated or non-torch file with many exception types
