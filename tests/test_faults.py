@@ -430,6 +430,19 @@ def test_os_errors_map_to_one_line():
     assert msg(NotADirectoryError(errno.ENOTDIR, "Not a directory", "/f/a")).endswith("is a file, not a folder")
 
 
+def test_out_of_memory_is_one_line(capsys, monkeypatch):
+    import yolocompress.cli as cli
+
+    def alloc(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 12000000000000 bytes.")
+    monkeypatch.setattr(cli, "_run_info", alloc)
+    _fails(capsys, ["info", "teach"], "out of memory", "--batch-size")
+    monkeypatch.setattr(cli, "_run_info", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):       # a bug is not dressed up as a user error
+        main(["info", "teach"])
+
+
 def test_bom_cfg_is_accepted(tmp_path):
     text = zoo.build("teach", 8).cfg_text()
     (tmp_path / "bom.cfg").write_bytes(b"\xef\xbb\xbf" + text.encode())

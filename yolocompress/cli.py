@@ -244,8 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:        # permission denied, disk full, a file where a folder should be, ...
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print("error: out of memory; try a smaller --batch-size or --img-size", file=sys.stderr)
+    except (MemoryError, RuntimeError) as e:   # torch reports a failed allocation as RuntimeError
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        print(f"error: out of memory ({_one_line(e)[:200]}); try a smaller --batch-size or --img-size",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
