@@ -411,15 +411,16 @@ def test_bad_arguments_are_one_line_exit_2(tmp_path, data, ref, capsys):
     assert sorted(p.name for p in ref.iterdir()) == ["best.pt", "config.json", "history.csv", "last.pt"]
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
-def test_unwritable_out_is_one_line(tmp_path, ref, capsys):
+def test_unwritable_out_is_one_line_before_any_work(tmp_path, ref, capsys, monkeypatch):
+    """The permission check asks the OS (os.access); root may write anywhere, so the OS's "no" is
+    simulated here for the folder in question only."""
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        _fails(capsys, ["export", "--weights", ref / "best.pt", "--out", ro / "x"], "permission denied")
-    finally:
-        ro.chmod(0o700)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if Path(p) == ro else real(p, mode, **k))
+    for argv in (["export", "--weights", ref / "best.pt", "--out", ro / "x"],
+                 ["sweep", "--weights", ref / "best.pt", "--data", ref / "nodata.yaml", "--out", ro]):
+        _fails(capsys, argv, "permission denied", str(ro))
 
 
 def test_os_errors_map_to_one_line():
