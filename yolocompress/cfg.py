@@ -15,10 +15,13 @@ No torch here: this module is pure data.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ACTIVATIONS = ("leaky", "mish", "linear", "logistic", "relu", "swish")
+MAX_PARAMS = 2_000_000_000       # 8 GB of float32 weights: far above any YOLO (yolov4: 64 M)
+MAX_ACTIVATIONS = 8_000_000_000  # floats of one image's layer outputs (32 GB); yolov4 @ 608: 0.17 G
 
 # Section names darknet accepts, mapped to ours (darknet also knows [conv], [network], [max]).
 _SECTION_ALIASES = {
@@ -168,9 +171,12 @@ def _int(key, value, where) -> int:
 
 def _float(key, value, where) -> float:
     try:
-        return float(value)
+        v = float(value)
     except ValueError:
         raise CfgError(f"{where}: {key}= expects a number, found '{value}'") from None
+    if not math.isfinite(v):
+        raise CfgError(f"{where}: {key}= expects a finite number, found '{value}'")
+    return v
 
 
 def _int_list(key, value, where) -> tuple:
@@ -221,6 +227,8 @@ def _make_block(name: str, line: int, options: list, src: str) -> Block:
             nums = [_float(key, v, where) for v in value.split(",") if v != ""]
             if len(nums) % 2:
                 raise CfgError(f"{where}: anchors= expects (w, h) pairs, found {len(nums)} numbers")
+            if any(n <= 0 for n in nums):
+                raise CfgError(f"{where}: anchors= expects positive sizes in px, found {min(nums):g}")
             values["anchors"] = tuple(zip(nums[0::2], nums[1::2]))
         elif kind == "yolo" and key == "scale_x_y":
             values["scale_x_y"] = _float(key, value, where)
@@ -300,7 +308,7 @@ def parse_cfg(text: str, source: str = "<cfg>") -> list[Block]:
 
     ``source`` names the file in error messages. Raises :class:`CfgError`.
     """
-    sections = _split_sections(text, source)
+    sections = _split_sections(text.removeprefix("\ufeff"), source)  # a UTF-8 BOM (Windows editors)
     if not sections:
         raise CfgError(f"{source}: no sections found; a cfg starts with [net]")
     blocks = [_make_block(name, line, opts, source) for name, line, opts in sections]
@@ -310,8 +318,30 @@ def parse_cfg(text: str, source: str = "<cfg>") -> list[Block]:
     for b in blocks[1:]:
         if isinstance(b, Net):
             raise CfgError(f"{source}:{b.line}: a second [net] section; only the first may be [net]")
-    infer_shapes(blocks, source=source)
+    if len(blocks) == 1:
+        raise CfgError(f"{source}: only a [net] section; expected layers after it ([convolutional], ..., [yolo])")
+    check_size(blocks, infer_shapes(blocks, source=source), source)
     return blocks
+
+
+def check_size(blocks: list[Block], shapes: list[tuple[int, int, int]], source: str = "<cfg>") -> None:
+    """Refuse a cfg whose weights or one image's activations would need absurd memory (a typo such
+    as ``filters=1000000`` or ``width=1000000``), computed from shapes before anything is allocated."""
+    in_chs = [blocks[0].channels] + [s[0] for s in shapes[:-1]]
+    params = sum(b.filters * (c // b.groups) * b.size ** 2 + 2 * b.filters
+                 for b, c in zip(blocks[1:], in_chs) if isinstance(b, Conv))
+    if params > MAX_PARAMS:
+        raise CfgError(f"{source}: the cfg needs {params:,} parameters ({4 * params / 1e9:.0f} GB float32), "
+                       f"more than the {MAX_PARAMS:,} limit; check filters= and size=")
+    net = blocks[0]
+    side = max(net.width, net.height)       # the tools run square inputs of the net's size
+    if side != min(net.width, net.height):
+        shapes = infer_shapes(blocks, side, side, source)
+    floats = net.channels * side * side + sum(c * h * w for c, h, w in shapes)
+    if floats > MAX_ACTIVATIONS:
+        raise CfgError(f"{source}:{net.line or 1}: [net] width={net.width} height={net.height} needs "
+                       f"{4 * floats / 1e9:.0f} GB for one image's layer outputs (limit "
+                       f"{4 * MAX_ACTIVATIONS / 1e9:.0f} GB); expected a size like 416 or 608")
 
 
 def read_cfg(path: str | Path) -> list[Block]:

@@ -2,13 +2,17 @@
 
 Each verb lives in a small ``_add_<verb>`` function that declares its flags and a ``_run_<verb>``
 that calls the library. A user's mistake (bad cfg, weights that do not fit, malformed dataset,
-an existing run directory) prints one clear ``error:`` line and exits with status 2 - never a
-traceback from deep inside torch.
+an existing run directory, a flag out of range) and an OS fault (permission denied, disk full, a
+file where a folder should be) print one clear ``error:`` line and exit with status 2 - never a
+traceback from deep inside torch. Flags are checked up front (``validate_args``), before any
+work, so nothing runs that should not and no half set of outputs is written.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -24,9 +28,10 @@ def _user_errors() -> tuple:
     from .data import DataError
     from .detect import DetectError
     from .distill import DistillError
+    from .precision import DeviceError
     from .plan import PlanError
     from .train import TrainingError
-    return USER_ERRORS + (DataError, DetectError, DistillError, PlanError, TrainingError)
+    return USER_ERRORS + (DataError, DetectError, DeviceError, DistillError, PlanError, TrainingError)
 
 
 # ----------------------------------------------------------------------------- info
@@ -115,7 +120,10 @@ def _add_data(sub) -> None:
 def _run_data_make(args) -> None:
     from .synth import ShapesConfig, make_shapes
     cfg = ShapesConfig(n_train=args.train, n_val=args.val, img_size=args.img_size, seed=args.seed)
-    path = make_shapes(args.out, cfg, workers=args.workers, overwrite=args.overwrite)
+    try:
+        path = make_shapes(args.out, cfg, workers=args.workers, overwrite=args.overwrite)
+    except FileExistsError:
+        raise UserError(f"{args.out} already holds a dataset; pass --overwrite to replace it") from None
     print(f"wrote {args.train} train + {args.val} val images; dataset: {path}")
 
 
@@ -124,12 +132,14 @@ def _run_data_check(args) -> None:
     data = load_data_config(args.data)
     for split in ("train", "val"):
         ds = YoloDataset(getattr(data, split), 32, augment=None, nc=data.nc, cache=False,
-                         on_error="skip" if args.skip_bad else "raise")
+                         on_error="skip" if args.skip_bad else "raise", verify=True)
         n_obj = sum(len(l) for l in ds.labels)
         empty = sum(len(l) == 0 for l in ds.labels)
         print(f"{split}: {len(ds)} images ({len(ds.skipped)} skipped), {n_obj} objects, {empty} without objects")
         for reason in ds.skipped[:10]:
             print("  skipped:", reason)
+        if n_obj == 0:
+            print(f"warning: every {split} label file is empty; a model trained on it learns only background")
     print(f"{data.nc} classes: {', '.join(data.names)}")
 
 
@@ -175,12 +185,108 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ----------------------------------------------------------------------------- checks
+
+_POSITIVE = ("epochs", "batch_size", "eval_every", "micro_batches", "max_val_images", "max_images", "train",
+             "val", "img_size", "eval_size")
+_NON_NEGATIVE = ("workers", "blocks", "warmup_epochs", "sparsity", "distill_weight", "margin", "max_drop")
+_FRACTIONS = ("conf", "iou", "min_keep", "decay_at", "local_keep")   # in [0, 1]
+_STRIDE = 32   # the largest stride of every YOLO head: input sizes must be multiples of it
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def validate_args(args) -> None:
+    """Every flag in range before any work: counts and sizes positive, input sizes multiples of the
+    stride, numbers finite, fractions in [0, 1], the device present, --out usable."""
+    from .sweep import parse_ratios
+    from .precision import pick_device
+    for dest, v in vars(args).items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"{_flag(dest)} {v}: expected a finite number")
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if dest in _POSITIVE and v <= 0:
+            raise UserError(f"{_flag(dest)} {v}: expected a positive number")
+        if dest in _NON_NEGATIVE and v < 0:
+            raise UserError(f"{_flag(dest)} {v}: expected a number >= 0")
+        if dest in _FRACTIONS and not 0 <= v <= 1:
+            raise UserError(f"{_flag(dest)} {v}: expected a fraction in [0, 1]")
+        if dest in ("img_size", "eval_size") and args.verb != "data" and v % _STRIDE:
+            raise UserError(f"{_flag(dest)} {v}: expected a multiple of {_STRIDE} (the model's largest stride), "
+                            f"e.g. {max(_STRIDE, round(v / _STRIDE) * _STRIDE)}")
+    if getattr(args, "lr", None) is not None and args.lr <= 0:
+        raise UserError(f"--lr {args.lr}: expected a positive learning rate")
+    if getattr(args, "temperature", None) is not None and args.temperature <= 0:
+        raise UserError(f"--temperature {args.temperature}: expected a positive number")
+    if getattr(args, "device", None):
+        pick_device(args.device)
+    if args.verb == "sweep":
+        parse_ratios(args.ratios)
+    if args.verb == "export" and (not args.name or args.name != Path(args.name).name or args.name in ("..", ".")
+                                  or "\\" in args.name):
+        raise UserError(f"--name {args.name!r}: expected a file name stem without folders or path separators")
+    if getattr(args, "out", None):
+        _check_out(Path(args.out), args.verb)
+
+
+def _check_out(out: Path, verb: str) -> None:
+    """--out must be a folder (or not exist yet) that we may write in; sweep/detect never write into
+    a training run's directory."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, expected a folder")
+    if verb in ("sweep", "detect") and (out / "last.pt").exists():
+        raise UserError(f"--out {out} is a training run directory (it holds last.pt); choose another folder")
+    anc = out
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UserError(f"--out {out}: {anc} is a file, expected a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: permission denied (cannot write in {anc})")
+
+
+def explicit_dests(parser: argparse.ArgumentParser, argv: list[str], verb: str) -> set[str]:
+    """The dests of the options the user typed (abbreviations included), for --resume's conflict check."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[verb]
+    opts = {o: a.dest for a in sub._actions for o in a.option_strings}
+    found = set()
+    for tok in argv:
+        if tok.startswith("--"):
+            name = tok.split("=", 1)[0]
+            hits = {opts[o] for o in opts if o == name} or {opts[o] for o in opts if o.startswith(name)}
+            found |= hits if len(hits) == 1 else set()
+    return found
+
+
+def _one_line(e: BaseException) -> str:
+    from .io import os_error_message
+    if isinstance(e, OSError) and e.errno is not None:
+        return os_error_message(e)
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.explicit = explicit_dests(parser, argv, args.verb)
     try:
+        validate_args(args)
         args.run(args)
     except _user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:        # permission denied, disk full, a file where a folder should be, ...
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:   # torch reports a failed allocation as RuntimeError
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        print(f"error: out of memory ({_one_line(e)[:200]}); try a smaller --batch-size or --img-size",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,11 +8,9 @@ from .cli_common import UserError, add_model_args, model_from_flags, print_table
 
 
 def _out_dir(path: str, exist_ok: bool) -> Path:
-    out = Path(path)
-    if out.exists() and any(out.iterdir()) and not exist_ok:
-        raise UserError(f"output folder {out} exists and is not empty; choose another --out or pass --exist-ok")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """Check --out before any work; the set is then written with ``io.atomic_dir`` (all or nothing)."""
+    from .io import check_output_dir
+    return check_output_dir(path, exist_ok)
 
 
 def add_prune(sub) -> None:
@@ -32,13 +30,15 @@ def add_prune(sub) -> None:
     p.add_argument("--data", help="also report mAP of the original, the what-if and the compact model")
     p.add_argument("--eval-size", type=int, default=128, help="input size for --data evaluation")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--exist-ok", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="replace the set of files a previous prune/export wrote in --out (as a whole)")
     p.set_defaults(run=run_prune)
 
 
 def run_prune(args) -> None:
     from .export import export_darknet, reload_matches
     from .graph import ProtectOptions
+    from .io import atomic_dir
     from .plan import plan_combined
     from .profile import summarize_blocks
     from .surgery import apply_plan
@@ -50,9 +50,11 @@ def run_prune(args) -> None:
     plan = plan_combined(model, args.strategy, args.ratio, args.blocks, args.rank, args.min_keep, protect,
                          source=str(args.weights))
     compact = apply_plan(model, plan).eval()
-    paths = export_darknet(compact, out, "pruned", plan=plan.to_dict(), source=str(args.weights))
-    plan.save(out / "plan.json")
-    reload_matches(compact, paths["cfg"], paths["weights"], img_size=64)
+    with atomic_dir(out, replace=args.exist_ok) as tmp:   # cfg, weights, pt and plan appear together
+        staged = export_darknet(compact, tmp, "pruned", plan=plan.to_dict(), source=str(args.weights))
+        plan.save(tmp / "plan.json")
+        reload_matches(compact, staged["cfg"], staged["weights"], img_size=64)
+    paths = {k: out / p.name for k, p in staged.items()}
     size = args.img_size or model.net.width
     before, after = summarize_blocks(model.blocks, size), summarize_blocks(compact.blocks, size)
     print(plan.describe())
@@ -98,7 +100,9 @@ def add_sweep(sub) -> None:
 
 
 def run_sweep(args) -> None:
+    import io
     from .data import load_data_config
+    from .io import atomic_write_bytes, atomic_write_text
     from .sweep import largest_ratio_within, parse_ratios, sensitivity_sweep
     from .viz import plot_sweep
     data = load_data_config(args.data)
@@ -106,9 +110,10 @@ def run_sweep(args) -> None:
     df = sensitivity_sweep(model, data, args.strategy, parse_ratios(args.ratios), args.img_size, args.min_keep,
                            args.max_images)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "sweep.csv", index=False)
-    plot_sweep({args.strategy: df}).savefig(out / "sweep.png", dpi=120, bbox_inches="tight")
+    atomic_write_text(out / "sweep.csv", df.to_csv(index=False))
+    png = io.BytesIO()
+    plot_sweep({args.strategy: df}).savefig(png, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(out / "sweep.png", png.getvalue())
     print_table(df, floats="{:.4f}")
     best = largest_ratio_within(df, args.max_drop)
     print(f"\nlargest ratio with mAP@0.5 within {args.max_drop} of unpruned: {best}")
@@ -124,26 +129,32 @@ def add_export(sub) -> None:
     p.add_argument("--name", default="model", help="file name stem")
     p.add_argument("--onnx", action="store_true", help="also write NAME.onnx and check it with onnxruntime")
     p.add_argument("--img-size", type=int, default=None, help="ONNX input size (default: the cfg's)")
-    p.add_argument("--exist-ok", action="store_true")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="replace the set of files a previous prune/export wrote in --out (as a whole)")
     p.add_argument("--names", help="class names (.names, .data or yaml): also write OUT/NAME.names for darknet")
     p.set_defaults(run=run_export)
 
 
 def run_export(args) -> None:
     from .export import export_darknet, export_onnx, onnx_matches, reload_matches
+    from .io import atomic_dir
     out = _out_dir(args.out, args.exist_ok)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
     if args.names:
         from .names import check_names, load_names
         names = check_names(load_names(args.names), model.num_classes, args.names)
-    paths = export_darknet(model, out, args.name)
-    if args.names:
-        paths["names"] = out / f"{args.name}.names"
-        paths["names"].write_text("\n".join(names) + "\n")
-    diff = reload_matches(model, paths["cfg"], paths["weights"], img_size=64)
+    with atomic_dir(out, replace=args.exist_ok) as tmp:    # every file of the set appears together
+        staged = export_darknet(model, tmp, args.name)
+        if args.names:
+            staged["names"] = tmp / f"{args.name}.names"
+            staged["names"].write_text("\n".join(names) + "\n")
+        diff = reload_matches(model, staged["cfg"], staged["weights"], img_size=64)
+        if args.onnx:
+            size = args.img_size or model.net.width
+            staged["onnx"] = export_onnx(model, tmp / f"{args.name}.onnx", size)
+            onnx_diff = onnx_matches(model, staged["onnx"], size)
+    paths = {k: out / p.name for k, p in staged.items()}
     print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")
     if args.onnx:
-        size = args.img_size or model.net.width
-        path = export_onnx(model, out / f"{args.name}.onnx", size)
-        print(f"wrote {path} (onnxruntime max |diff| {onnx_matches(model, path, size):.2e})")
-    print(json.dumps({k: str(v) for k, v in paths.items()}))
+        print(f"wrote {paths['onnx']} (onnxruntime max |diff| {onnx_diff:.2e})")
+    print(json.dumps({k: str(v) for k, v in paths.items() if k != "onnx"}))

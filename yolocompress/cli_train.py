@@ -19,7 +19,8 @@ def add_train(sub) -> None:
                                    "baseline training, sparse training (--sparsity) and finetuning with "
                                    "knowledge distillation (--teacher-cfg/--teacher-weights/--distill).")
     add_model_args(p, weights_help="initial weights (.weights or .pt); omit to train from scratch")
-    p.add_argument("--data", required=True, help="dataset: Ultralytics-style .yaml or darknet .data")
+    p.add_argument("--data", help="dataset: Ultralytics-style .yaml or darknet .data (required, except with "
+                                  "--resume, which reuses the run's own)")
     p.add_argument("--out", required=True, help="run directory (refused if it exists, unless --resume/--exist-ok)")
     _add_schedule_flags(p)
     _add_run_flags(p)
@@ -57,9 +58,15 @@ def _add_run_flags(p) -> None:
     p.add_argument("--eval-every", type=int, default=t("eval_every"), help="evaluate every k epochs (and after the last)")
     p.add_argument("--max-val-images", type=int, default=t("max_val_images"),
                    help="evaluate on at most this many val images")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly where it stopped, with the run's own settings "
+                        "(from its config.json); other flags are refused if they differ, except --device, "
+                        "--workers and --quiet")
     p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run in --out")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun, CUDA)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip images whose file or label file is unreadable (each listed in a warning) "
+                        "instead of stopping at the first")
 
 
 def _add_sparsity_flags(g) -> None:
@@ -94,8 +101,8 @@ def _configs(args):
                      warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
                      seed=args.seed, workers=args.workers, device=args.device,
                      max_val_images=args.max_val_images, sync_bn=args.sync_bn,
-                     micro_batches=getattr(args, "micro_batches", 1), augment=AugmentConfig(),
-                     from_scratch=args.weights is None)
+                     micro_batches=getattr(args, "micro_batches", 1), skip_bad=getattr(args, "skip_bad", False),
+                     augment=AugmentConfig(), from_scratch=args.weights is None)
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
                       decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
     if args.distill and not args.teacher_weights:
@@ -107,32 +114,70 @@ def _configs(args):
     return tc, sc, dc
 
 
+_PATH_ARGS = ("data", "cfg", "weights", "teacher_cfg", "teacher_weights")
+_RESUME_FREE = {"out", "resume", "quiet", "device", "workers"}   # may differ from the run's own on --resume
+
+
 def run_train(args) -> None:
     from .recipe import train_recipe
     from .data import load_data_config
+    from .loader import load_model
     out = Path(args.out)
     if args.resume:
-        saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else None
-        if saved is None:
-            raise UserError(f"--resume: {out / 'config.json'} not found; is {out} a run directory?")
-        args = _args_from_saved(args, saved["meta"]["args"])
+        args = _args_from_saved(args, out)
+    elif not args.data:
+        raise UserError("--data is required (only --resume reuses the run's own dataset)")
     data = load_data_config(args.data)
     tc, sc, dc = _configs(args)
-    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
+    model = load_model(out / "last.pt") if args.resume else \
+        model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
     teacher = model_from_flags(args.teacher_cfg, args.teacher_weights, classes=args.classes, data_nc=data.nc) \
         if dc else None
+    saved = {k: v for k, v in vars(args).items() if k not in ("run", "explicit")}
+    saved.update({k: str(Path(saved[k]).resolve()) for k in _PATH_ARGS if saved.get(k) and Path(saved[k]).exists()})
     result = train_recipe(model, data, tc, out, sparsity=sc, teacher=teacher, distill=dc, resume=args.resume,
-                       exist_ok=args.exist_ok, progress=not args.quiet,
-                       meta={"args": {k: v for k, v in vars(args).items() if k != "run"}})
+                          exist_ok=args.exist_ok, progress=not args.quiet, meta={"args": saved})
     print(f"best mAP@0.5 {result.best_map50:.4f}; weights: {out / 'best.pt'} (best), {out / 'last.pt'} (last)")
 
 
-def _args_from_saved(args, saved: dict):
-    """--resume: every setting comes from the run's config.json, so the run continues unchanged."""
+def _stored_path(value: str | None, run_dir: Path) -> str | None:
+    """A path stored in config.json: absolute, or (older runs) relative to the run directory or the cwd."""
+    if not value or Path(value).is_absolute():
+        return value
+    beside = run_dir / value
+    return str(beside) if beside.exists() else value
+
+
+def _args_from_saved(args, out: Path):
+    """--resume: every setting comes from the run's config.json, so the run continues unchanged;
+    a flag that differs from the run's setting is refused, naming it."""
     import argparse
+    if not (out / "last.pt").is_file():
+        raise UserError(f"--resume: {out / 'last.pt'} does not exist; nothing to resume")
+    try:
+        saved = json.loads((out / "config.json").read_text())["meta"]["args"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--resume: {out / 'config.json'} is missing or holds no command-line settings; "
+                        "was this run started by the train command?") from None
+    saved = {**saved, **{k: _stored_path(saved.get(k), out) for k in _PATH_ARGS}}
+    given = getattr(args, "explicit", set(vars(args))) - _RESUME_FREE
+    conflicts = [f"--{k.replace('_', '-')} {getattr(args, k)} (the run has {saved.get(k)})" for k in sorted(given)
+                 if k in saved and not _same(k, getattr(args, k), saved[k])]
+    if args.exist_ok:
+        conflicts.append("--exist-ok (a resumed run keeps its files)")
+    if conflicts:
+        raise UserError("--resume continues the run with its own settings, but these flags differ: "
+                        + "; ".join(conflicts) + "; drop them, or start a new run in another --out")
     merged = dict(saved)
-    merged.update(resume=True, exist_ok=False, quiet=args.quiet, run=args.run)
+    merged.update(resume=True, exist_ok=False, out=args.out, run=args.run,
+                  **{k: getattr(args, k) for k in _RESUME_FREE - {"out", "resume"}})
     return argparse.Namespace(**merged)
+
+
+def _same(key: str, given, saved) -> bool:
+    if key in _PATH_ARGS and given and saved and Path(given).exists():
+        return Path(given).resolve() == Path(saved).resolve()
+    return given == saved
 
 
 def add_eval(sub) -> None:

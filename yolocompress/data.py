@@ -75,15 +75,20 @@ def _as_list(v, key: str, where: Path) -> list:
 
 
 def _names(names, nc, where: Path) -> tuple[str, ...]:
+    if nc is not None:
+        try:
+            nc = int(nc)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: nc/classes: expected an integer class count, found {nc!r}") from None
     if isinstance(names, dict):
         if sorted(names) != list(range(len(names))):
             raise DataError(f"{where}: names: expected ids 0..{len(names) - 1}, found {sorted(names)}")
         names = [names[i] for i in range(len(names))]
     elif names is None and nc is not None:
-        names = [str(i) for i in range(int(nc))]
+        names = [str(i) for i in range(nc)]
     elif not isinstance(names, (list, tuple)):
         raise DataError(f"{where}: names: expected a list or {{id: name}} mapping, found {names!r}")
-    if nc is not None and int(nc) != len(names):
+    if nc is not None and nc != len(names):
         raise DataError(f"{where}: nc/classes is {nc} but {len(names)} names are given")
     return tuple(str(n) for n in names)
 
@@ -145,14 +150,18 @@ class YoloDataset(Dataset):
     All label files and image headers are validated in __init__. on_error="raise" raises DataError
     at the first bad file; on_error="skip" drops each image whose label file or header is bad (the whole
     image, not just the bad line: half-labelled images teach the model that objects are background),
-    records why in `.skipped` and warns once with the count. `cache` keeps letterboxed uint8 images
-    in RAM after their first load (call `preload()` before forking loader workers to share one copy).
+    records why in `.skipped` and warns once with the count. `verify` also decodes every image now
+    (PIL verify + full load), so a truncated or corrupt image is caught before training, not in the
+    middle of an epoch; with `cache` the decoded images are kept, so this costs no extra decode.
+    `cache` keeps letterboxed uint8 images in RAM after their first load (call `preload()` before
+    forking loader workers to share one copy).
     Augmentation draws from this dataset's own torch.Generator (seeded by `seed`; `make_loader`
     reseeds it per worker), so it never disturbs or depends on global RNG state.
     """
 
     def __init__(self, images: Sequence[str | Path], img_size: int, augment: AugmentConfig | None = None,
-                 on_error: str = "raise", cache: bool = True, nc: int | None = None, seed: int = 0):
+                 on_error: str = "raise", cache: bool = True, nc: int | None = None, seed: int = 0,
+                 verify: bool = False):
         if img_size <= 0 or img_size % 32:
             raise ValueError(f"img_size must be a positive multiple of 32 (the YOLO stride), got {img_size}")
         if on_error not in ("raise", "skip"):
@@ -160,15 +169,18 @@ class YoloDataset(Dataset):
         self.img_size, self.augment, self.seed = img_size, augment, seed
         images = [Path(p) for p in images]
         self.images, self.labels, self.hw, self._skipped = [], [], [], []
+        decoded = []
         for p in images:
             try:
                 hw = image_hw(p)
                 lab = read_labels(label_path(p), nc)
+                pixels = _verified(p, img_size) if verify else None
             except ValueError as e:
                 if on_error == "raise":
                     raise DataError(str(e)) from None
                 self._skipped.append(str(e))
                 continue
+            decoded.append(pixels)
             self.images.append(p)
             self.hw.append(hw)
             self.labels.append(letterbox_labels(lab, hw, img_size))
@@ -176,7 +188,7 @@ class YoloDataset(Dataset):
             raise DataError(f"no usable images among {len(images)}" + (f"; first problem: {self._skipped[0]}" if self._skipped else ""))
         if self._skipped:
             warnings.warn(f"skipped {len(self._skipped)} of {len(images)} images with bad files; see .skipped", stacklevel=2)
-        self._cache = [None] * len(self.images) if cache else None
+        self._cache = decoded if cache else None
         self._gen = None
 
     @property
@@ -233,6 +245,17 @@ class YoloDataset(Dataset):
             img, xyxy, c = imgs[0], boxes[0], cls[0]
         x, xyxy, c = _augment_sample(img, xyxy, c, self.augment, self._gen)
         return x, torch.cat([c[:, None], _xyxy_to_cxcywh(xyxy / s)], 1), meta
+
+
+def _verified(path: Path, img_size: int) -> np.ndarray:
+    """Letterboxed uint8 (3, S, S) of an image that passed PIL's verify() and a full decode."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im.verify()                      # chunk structure and checksums (PNG CRC, ...)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: corrupt image ({type(e).__name__}: {e})") from None
+    return letterbox(load_rgb(path), img_size)   # the pixels themselves (a truncated file fails here)
 
 
 def _cxcywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ def reload_matches(model: Darknet, cfg: str | Path, weights: str | Path, img_siz
     a, b = model.cpu()(x), again(x)
     diff = float((a - b).abs().max())
     scale = float(a.abs().max()) or 1.0
-    if diff > atol * scale:
+    if not diff <= atol * scale:            # written so that a NaN difference fails too
         raise AssertionError(f"reloaded model differs by {diff:.3g} (output scale {scale:.3g})")
     return diff
 

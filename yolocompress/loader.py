@@ -67,6 +67,8 @@ def load_model(source: str | Path | list[Block] | None, weights: str | Path | No
 
 
 def _check_classes(model: Darknet, classes: int | None, source) -> None:
+    if classes is not None and not model.head_indices:
+        raise CfgError(f"{source}: the model has no [yolo] layer; training and evaluation need a detection head")
     if classes is not None and model.num_classes != classes:
         raise CfgError(f"{source}: the model's [yolo] layers have classes={model.num_classes} but {classes} "
                        "are expected (the dataset's); use a cfg, .pt or --classes that matches the dataset")

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from .data import DataConfig, load_data_config
 from .distill import DistillConfig
@@ -32,7 +31,7 @@ from .surgery import apply_plan
 from .evaluate import evaluate_on
 from .train import TrainConfig
 from .loader import load_model
-from .weights import save_pt
+from .weights import safe_load, save_pt
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, run: StageRun, 
 
 def _artifacts(out: Path) -> dict:
     """The per-run arrays a training run kept in its checkpoint (e.g. gamma histograms)."""
-    return torch.load(out / "last.pt", map_location="cpu", weights_only=True).get("artifacts", {})
+    return safe_load(out / "last.pt").get("artifacts", {})
 
 
 def data_key(path: str | Path) -> str:

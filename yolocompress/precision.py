@@ -81,8 +81,25 @@ def choose_amp(mode: str, device: torch.device) -> AmpChoice:
     return AmpChoice(mode, dtype, f"{mode}: as requested")
 
 
+class DeviceError(ValueError):
+    """A --device this machine does not have, or a malformed name; one line for the user."""
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when there is a GPU, else the CPU; anything else as torch names it."""
+    """``auto``: CUDA when there is a GPU, else the CPU; otherwise the device called ``name``,
+    refused (one line) when malformed or absent on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"--device {name}: this machine has {count} CUDA device(s), 0..{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {name}: MPS is not available on this machine; use --device cpu or auto")
+    return device

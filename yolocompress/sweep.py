@@ -19,12 +19,20 @@ from .evaluate import evaluate_on
 def parse_ratios(spec: str) -> list[float]:
     """'0.1:0.95:0.05' -> [0.1, 0.15, ..., 0.95]; '0.3,0.5,0.7' -> those values."""
     try:
-        if ":" in spec:
-            start, stop, step = (float(v) for v in spec.split(":"))
-            return [round(v, 6) for v in np.arange(start, stop + step / 2, step)]
-        return [float(v) for v in spec.split(",")]
+        parts = [float(v) for v in spec.split(":" if ":" in spec else ",")]
     except ValueError:
         raise PlanError(f"ratios '{spec}': expected start:stop:step or a comma list of fractions") from None
+    if ":" in spec:
+        if len(parts) != 3 or not parts[2] > 0 or not parts[0] <= parts[1]:
+            raise PlanError(f"ratios '{spec}': expected start:stop:step with start <= stop and step > 0 "
+                            f"(found step {parts[-1]:g})")
+        start, stop, step = parts
+        parts = [round(v, 6) for v in np.arange(start, stop + step / 2, step)]
+    ratios = parts
+    bad = [r for r in ratios if not 0 <= r < 1]
+    if bad:
+        raise PlanError(f"ratios '{spec}': expected fractions in [0, 1), found {bad[0]:g}")
+    return ratios
 
 
 def sensitivity_sweep(model: Darknet, data: DataConfig, strategy: str, ratios: Sequence[float],

@@ -12,6 +12,18 @@ A run directory holds ``config.json``, ``history.csv``, ``last.pt`` (everything 
 exactly: model, optimizer, scheduler, scaler, epoch, RNG states, history) and ``best.pt`` (the
 model with the best val mAP@0.5). Every file is written atomically; a run never overwrites
 another unless asked to.
+
+One commit point per epoch: ``last.pt``. An epoch's files are written in this order:
+1. weights finite and in range, or the run stops (nothing of this epoch is written);
+2. if the epoch is the new best, its model goes to ``.best.pt.next`` (not yet the best);
+3. ``last.pt``, atomically: **the commit**. It holds the whole history, so the best epoch and
+   every history row follow from it alone;
+4. ``.best.pt.next`` is renamed to ``best.pt`` and ``history.csv`` is rewritten from the history.
+Steps 2 and 4 are derived from step 3, so a kill anywhere leaves ``best.pt``/``history.csv`` at
+most one step behind ``last.pt`` and never ahead of it; ``resume`` first rolls them forward to
+what ``last.pt`` says (renames a pending best of the committed epoch, deletes one of an
+uncommitted epoch, rewrites ``history.csv``), then re-runs the interrupted epoch exactly.
+Temporary files a SIGKILL left behind are removed when the directory is next used.
 """
 from __future__ import annotations
 
@@ -19,9 +31,11 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,13 +47,16 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist
 from .data import AugmentConfig, DataConfig, YoloDataset, collate, make_loader
-from .io import atomic_path, atomic_write_text
+from .io import atomic_torch_save, atomic_write_text, remove_stale_temps
 from .loss import LossConfig, YoloLoss
 from .metrics import DetectionMetrics
 from .model import Darknet, full_precision, model_dtype
 from .evaluate import evaluate
 from .precision import AmpChoice, choose_amp, pick_device
-from .weights import CHECKPOINT_FORMAT, save_pt
+from .weights import CHECKPOINT_FORMAT, safe_load, save_pt
+
+PENDING_BEST = ".best.pt.next"   # the new best model, until last.pt commits its epoch
+MAX_ABS_WEIGHT = 65504.0         # the largest float16: a weight beyond it means the run diverged
 
 
 class TrainingError(RuntimeError):
@@ -71,6 +88,7 @@ class TrainConfig:
     nms_iou: float = 0.6            # evaluation NMS IoU
     sync_bn: bool = False           # SyncBatchNorm across processes (torchrun on CUDA)
     micro_batches: int = 1          # split each batch into chunks, one backward each, one step
+    skip_bad: bool = False          # drop unreadable images/labels (listed, warned) instead of stopping
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -201,8 +219,15 @@ def _set_rng_state(state: dict) -> None:
 
 # ----------------------------------------------------------------------------- run directory
 
+RUN_FILES = ("last.pt", "best.pt", "history.csv", "config.json", PENDING_BEST)
+
+
 def prepare_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
-    """Refuse to write into another run's directory unless resuming it or told to replace it."""
+    """Refuse to write into another run's directory unless resuming it or told to replace it;
+    remove the temporary files a killed run left."""
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out} is a file, expected a run directory")
+    remove_stale_temps(out, RUN_FILES)
     if resume:
         if not (out / "last.pt").exists():
             raise TrainingError(f"--resume: {out / 'last.pt'} does not exist; nothing to resume")
@@ -211,9 +236,21 @@ def prepare_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
         if not exist_ok:
             raise TrainingError(f"run directory {out} already exists and is not empty; choose another "
                                 "--out, pass --resume to continue it, or --exist-ok to replace it")
-        for name in ("last.pt", "best.pt", "history.csv", "config.json"):
+        for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def best_epoch(history: list[dict]) -> int | None:
+    """The epoch (1-based) whose model best.pt holds: the first epoch, then each epoch whose
+    mAP@0.5 beats every earlier one (the rule ``_epochs`` applies)."""
+    best, epoch = -1.0, None
+    for row in history:
+        m = row.get("map50", -1.0)
+        if epoch is None or m > best:
+            epoch = row["epoch"]
+        best = max(best, m)
+    return epoch
 
 
 def _save_last(out: Path, ctx: Context, scheduler_state: dict, scaler, history: list, best: float,
@@ -224,9 +261,24 @@ def _save_last(out: Path, ctx: Context, scheduler_state: dict, scaler, history: 
                "meta": extra_meta, "optimizer": ctx.optimizer.state_dict(), "scheduler": scheduler_state,
                "scaler": scaler.state_dict() if scaler is not None else None, "epoch": ctx.epoch,
                "step": ctx.step, "rng": _rng_state(), "history": history, "best_map50": best,
-               "train_config": ctx.cfg.to_dict(), "artifacts": ctx.artifacts}
-    with atomic_path(out / "last.pt") as tmp:
-        torch.save(payload, tmp)
+               "best_epoch": best_epoch(history), "train_config": ctx.cfg.to_dict(), "artifacts": ctx.artifacts}
+    atomic_torch_save(payload, out / "last.pt")
+
+
+def check_weights(model: torch.nn.Module, where: str) -> None:
+    """Refuse to checkpoint a model with NaN/inf tensors or parameters beyond float16's range
+    (a diverged run); the message names the tensor."""
+    params = dict(model.named_parameters())
+    for name, t in model.state_dict().items():
+        if not t.is_floating_point():
+            continue
+        if not torch.isfinite(t).all():
+            raise TrainingError(f"{where}: {name} holds NaN/inf values; the run diverged (checkpoint not "
+                                "written) - try a lower --lr, a longer warm-up, or --amp off")
+        peak = float(t.abs().max()) if name in params and t.numel() else 0.0
+        if peak > MAX_ABS_WEIGHT:
+            raise TrainingError(f"{where}: {name} reached max |w| {peak:.3g} > {MAX_ABS_WEIGHT:g}; the run "
+                                "diverged (checkpoint not written) - try a lower --lr or a longer warm-up")
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -278,6 +330,8 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
     """
     if cfg.img_size % 32:
         raise ValueError(f"img_size {cfg.img_size} must be a multiple of 32")
+    if not model.head_indices:
+        raise TrainingError("the model has no [yolo] layer; training needs at least one detection head")
     ddp = dist.setup()
     out = Path(out) if out is not None else None
     device = _prepare(model, cfg, out, resume, exist_ok, ddp)
@@ -316,10 +370,13 @@ def _prepare(model: Darknet, cfg: TrainConfig, out: Path | None, resume: bool, e
 
 
 def _build_run(model: Darknet, data: DataConfig, cfg: TrainConfig, device: torch.device, ddp: bool) -> Run:
-    """Datasets, loaders, optimizer, schedule, precision and loss of a run."""
-    train_set = YoloDataset(data.train, cfg.img_size, augment=cfg.augment, nc=data.nc)
+    """Datasets (every image verified up front), loaders, optimizer, schedule, precision and loss."""
+    on_error = "skip" if cfg.skip_bad else "raise"
+    train_set = YoloDataset(data.train, cfg.img_size, augment=cfg.augment, nc=data.nc, on_error=on_error,
+                            verify=True)
     val_images = data.val[: cfg.max_val_images] if cfg.max_val_images else data.val
-    val_set = YoloDataset(val_images, cfg.img_size, augment=None, nc=data.nc)
+    val_set = YoloDataset(val_images, cfg.img_size, augment=None, nc=data.nc, on_error=on_error, verify=True)
+    _warn_if_unlabelled(train_set)
     sampler = dist.make_sampler(train_set, cfg.batch_size, cfg.seed)
     train_loader = make_loader(train_set, 1, shuffle=False, workers=cfg.workers, seed=cfg.seed,
                                batch_sampler=sampler)
@@ -392,15 +449,42 @@ def _epoch_line(log: dict, epochs: int) -> str:
     return "  ".join(parts) + f"  ({log['time_s']:.0f}s)"
 
 
+def _warn_if_unlabelled(dataset: YoloDataset) -> None:
+    if len(dataset) and not any(len(lab) for lab in dataset.labels):
+        warnings.warn(f"all {len(dataset)} training images have empty label files: the model can only "
+                      "learn background and its mAP will be 0; check the labels/ folder", stacklevel=3)
+
+
 def _write_epoch(out, ctx, scheduler, scaler, history, best, improved, meta) -> None:
-    _save_last(out, ctx, scheduler.state_dict(), scaler, history, best, meta)
-    atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    """The epoch's files in commit order (module docstring): best candidate, last.pt, then publish."""
+    check_weights(ctx.model, f"epoch {ctx.epoch + 1}")
     if improved or not (out / "best.pt").exists():
-        save_pt(ctx.model, out / "best.pt", epoch=ctx.epoch + 1, map50=history[-1].get("map50"), **meta)
+        save_pt(ctx.model, out / PENDING_BEST, epoch=ctx.epoch + 1, map50=history[-1].get("map50"), **meta)
+    try:
+        _save_last(out, ctx, scheduler.state_dict(), scaler, history, best, meta)
+    except BaseException:
+        (out / PENDING_BEST).unlink(missing_ok=True)   # the epoch did not commit: drop its candidate
+        raise
+    _publish(out, history)
+
+
+def _publish(out: Path, history: list[dict]) -> None:
+    """Bring best.pt and history.csv up to the committed history (last.pt's): a pending best of the
+    committed best epoch becomes best.pt, one of an uncommitted epoch is dropped."""
+    pending = out / PENDING_BEST
+    if pending.exists():
+        epoch = safe_load(pending).get("meta", {}).get("epoch")
+        if epoch == best_epoch(history):
+            os.replace(pending, out / "best.pt")
+        else:
+            pending.unlink()
+    atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
 
 
 def _restore(path: Path, ctx: Context, scheduler, scaler) -> tuple[int, float, list]:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = safe_load(path)
+    if dist.is_main():
+        _publish(path.parent, ck["history"])    # roll best.pt/history.csv forward to the commit
     ctx.model.load_state_dict(ck["state_dict"])
     ctx.optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"])

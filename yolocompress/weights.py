@@ -10,13 +10,14 @@ produces a quietly broken model. Loading then saving gives the same bytes.
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .io import atomic_path, atomic_write_bytes
+from .io import atomic_torch_save, atomic_write_bytes
 from .model import ConvLayer, Darknet
 
 CHECKPOINT_FORMAT = "yolocompress-darknet/1"   # the "format" key of every .pt this package writes
@@ -51,9 +52,10 @@ class WeightsHeader:
         if len(data) < 12:
             raise WeightsError(f"{source}: {len(data)} bytes is too short for a darknet header (12+ bytes)")
         major, minor, revision = (int(v) for v in np.frombuffer(data[:12], dtype="<i4"))
-        if major > 1000 or minor > 1000:
-            raise WeightsError(f"{source}: header version {major}.{minor} marks transposed weights "
-                               "(darknet's 'flipped' format), which is not supported")
+        if not (0 <= major <= 1000 and 0 <= minor <= 1000):
+            raise WeightsError(f"{source}: header version {major}.{minor} is not a darknet .weights header "
+                               "(darknet writes 0.1 or 0.2; a value over 1000 would mark its unsupported "
+                               "transposed format) - is this a darknet .weights file?")
         hdr = cls(major, minor, revision, 0)
         end = 12 + hdr.seen_bytes
         if len(data) < end:
@@ -98,7 +100,11 @@ def load_darknet_weights(model: Darknet, path: str | Path) -> WeightsHeader:
     floats = np.frombuffer(body, dtype="<f4")
     offset = 0
     with torch.no_grad():
-        for layer in model.conv_layers().values():
+        for i, layer in model.conv_layers().items():
+            chunk = floats[offset:offset + sum(t.numel() for t in _conv_tensors(layer))]
+            if not np.isfinite(chunk).all():
+                raise WeightsError(f"{path}: layer {i} [convolutional] holds {int((~np.isfinite(chunk)).sum())} "
+                                   "NaN/inf values; refusing to load diverged or corrupt weights")
             for t in _conv_tensors(layer):
                 n = t.numel()
                 t.copy_(torch.from_numpy(floats[offset:offset + n].copy()).view_as(t))
@@ -129,17 +135,35 @@ def save_pt(model: Darknet, path: str | Path, **meta) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "cfg": model.cfg_text(), "state_dict": state,
                "meta": meta}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(payload, path)
+
+
+def safe_load(path: str | Path) -> dict:
+    """``torch.load`` with ``weights_only=True`` (plain tensors, numbers, strings, lists, dicts: a
+    pickle that would run code is refused, never executed); any failure is one WeightsError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found" if not path.exists() else f"{path}: is not a file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        glob = next((ln.split("GLOBAL", 1)[1].split()[0] for ln in str(e).splitlines() if "GLOBAL " in ln), None)
+        if glob is None:
+            first = (str(e).splitlines() or ["?"])[-1].strip()[:160]
+            raise WeightsError(f"{path}: not a readable PyTorch checkpoint (UnpicklingError: {first})") from None
+        raise WeightsError(f"{path}: refused - the file's pickle calls {glob}, which could run code on load "
+                           "(only plain data is read: weights_only=True); not a yolocompress checkpoint") from None
+    except OSError:
+        raise
+    except Exception as e:  # torch reports a truncated or non-torch file with many exception types
+        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {first})") from None
 
 
 def read_pt(path: str | Path) -> dict:
     """Load a yolocompress .pt (weights_only: never runs pickled code)."""
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise WeightsError(f"{path}: cannot read checkpoint ({e})") from None
+    payload = safe_load(path)
     if not isinstance(payload, dict) or "cfg" not in payload or "state_dict" not in payload:
         raise WeightsError(f"{path}: not a yolocompress checkpoint (expected keys 'cfg' and 'state_dict')")
     return payload
@@ -155,7 +179,19 @@ def restore_state(model: Darknet, state: dict, source: str) -> None:
         detail = "; ".join([f"{k}: cfg wants {tuple(mine[k].shape)}, file has {tuple(state[k].shape)}"
                             for k in bad[:3]] + ([f"missing {missing[:3]}"] if missing else []))
         raise WeightsError(f"{source}: state dict does not fit the cfg ({detail})")
+    check_finite_state(state, source)
     model.load_state_dict(state, strict=False)
+
+
+def check_finite_state(state: dict, source: str) -> None:
+    """Refuse a state dict with NaN/inf values, naming the first layer that holds them."""
+    for k, v in state.items():
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all():
+            n = int((~torch.isfinite(v)).sum())
+            parts = k.split(".")
+            layer = f"layer {parts[1]} ({k})" if parts[0] == "module_list" and len(parts) > 1 else k
+            raise WeightsError(f"{source}: {layer} holds {n} NaN/inf values; refusing to load diverged or "
+                               "corrupt weights")
 
 
 def load_weights(model: Darknet, path: str | Path) -> dict:
