@@ -27,7 +27,8 @@ from yolocompress.cli import main
 from yolocompress.data import DataError, YoloDataset, load_data_config
 from yolocompress.synth import ShapesConfig, make_shapes
 from yolocompress.train import TrainConfig, TrainingError, best_epoch, train
-from yolocompress.weights import WeightsError, load_pt, safe_load, save_darknet_weights, save_pt
+from yolocompress.loader import load_model
+from yolocompress.weights import WeightsError, safe_load, save_darknet_weights, save_pt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,7 +179,7 @@ def test_kill_during_prune_never_leaves_a_mixed_set(tmp_path, ref, capsys, targe
         assert set(got) == set(old)
     assert main(argv + ["--ratio", "0.6", "--exist-ok"]) == 0
     assert json.loads((out / "plan.json").read_text())["ratio"] == 0.6
-    assert load_pt(out / "pruned.pt").cfg_text() == (out / "pruned.cfg").read_text()
+    assert load_model(out / "pruned.pt").cfg_text() == (out / "pruned.cfg").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["pruned"]
 
 
@@ -217,7 +218,7 @@ def test_malicious_pickle_never_runs(tmp_path, data, ref, capsys):
     _fails(capsys, ["eval", "--weights", evil, "--data", data, "--img-size", "64", "--json"], "refused")
     _fails(capsys, ["prune", "--weights", evil, "--strategy", "union", "--out", tmp_path / "p"], "refused")
     with pytest.raises(WeightsError, match="refused"):
-        load_pt(evil)
+        load_model(evil)
     assert not marker.exists()
 
 
@@ -286,7 +287,7 @@ def test_diverged_weights_are_never_checkpointed(tmp_path, data):
     d = load_data_config(data)
     cfg = TrainConfig(epochs=1, batch_size=4, img_size=64, max_batches=1, max_val_images=4, amp="off")
     with pytest.raises(TrainingError, match=r"module_list\.0\.conv\.weight reached max \|w\|"):
-        train(zoo.build("teach", d.nc), d, cfg, out, hooks=[Blowup()], progress=False, from_scratch=True)
+        train(zoo.build("teach", d.nc), d, cfg, out, hooks=[Blowup()], progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]
 
 
