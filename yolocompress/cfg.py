@@ -207,33 +207,9 @@ def _make_block(name: str, line: int, options: list, src: str) -> Block:
         if key in seen:
             raise CfgError(f"{where}: key '{key}' already given on line {seen[key]} in this section")
         seen[key] = kline
-        if key in _INT_FIELDS.get(kind, ()):
-            values[key] = _int(key, value, where)
-        elif key == "activation" and kind in ("convolutional", "shortcut"):
-            if value not in ACTIVATIONS:
-                raise CfgError(f"{where}: activation '{value}' is not supported; expected one of "
-                               + ", ".join(ACTIVATIONS))
-            values[key] = value
-        elif kind == "shortcut" and key == "from":
-            ref = _int_list(key, value, where)
-            if len(ref) != 1:
-                raise CfgError(f"{where}: from= expects one layer index, found '{value}'")
-            values["from_"] = ref[0]
-        elif kind == "route" and key == "layers":
-            values["layers"] = _int_list(key, value, where)
-        elif kind == "yolo" and key == "mask":
-            values["mask"] = _int_list(key, value, where)
-        elif kind == "yolo" and key == "anchors":
-            nums = [_float(key, v, where) for v in value.split(",") if v != ""]
-            if len(nums) % 2:
-                raise CfgError(f"{where}: anchors= expects (w, h) pairs, found {len(nums)} numbers")
-            if any(n <= 0 for n in nums):
-                raise CfgError(f"{where}: anchors= expects positive sizes in px, found {min(nums):g}")
-            values["anchors"] = tuple(zip(nums[0::2], nums[1::2]))
-        elif kind == "yolo" and key == "scale_x_y":
-            values["scale_x_y"] = _float(key, value, where)
-        elif kind == "maxpool" and key == "padding":
-            values["padding"] = _int(key, value, where)
+        parsed = _layer_value(kind, key, value, where)
+        if parsed is not None:
+            values[parsed[0]] = parsed[1]
         elif kind in ("net", "yolo") or key in _TRAINING_ONLY_KEYS:
             if kind == "yolo" and key == "new_coords" and value != "0":
                 raise CfgError(f"{where}: new_coords={value} (scaled-YOLOv4 decoding) is not supported")
@@ -242,6 +218,37 @@ def _make_block(name: str, line: int, options: list, src: str) -> Block:
             raise CfgError(f"{where}: key '{key}' is not supported in [{kind}] "
                            f"(it changes what the layer computes); supported: {_supported(kind)}")
     return _finish_block(kind, line, values, extra, seen, src)
+
+
+def _layer_value(kind: str, key: str, value: str, where: str) -> tuple[str, object] | None:
+    """(field, parsed value) for a key that changes what a layer computes; None for any other key."""
+    if key in _INT_FIELDS.get(kind, ()) or (kind == "maxpool" and key == "padding"):
+        return key, _int(key, value, where)
+    if key == "activation" and kind in ("convolutional", "shortcut"):
+        if value not in ACTIVATIONS:
+            raise CfgError(f"{where}: activation '{value}' is not supported; expected one of " + ", ".join(ACTIVATIONS))
+        return key, value
+    if kind == "shortcut" and key == "from":
+        ref = _int_list(key, value, where)
+        if len(ref) != 1:
+            raise CfgError(f"{where}: from= expects one layer index, found '{value}'")
+        return "from_", ref[0]
+    if (kind, key) in (("route", "layers"), ("yolo", "mask")):
+        return key, _int_list(key, value, where)
+    if kind == "yolo" and key == "anchors":
+        return key, _anchors(value, where)
+    if kind == "yolo" and key == "scale_x_y":
+        return key, _float(key, value, where)
+    return None
+
+
+def _anchors(value: str, where: str) -> tuple:
+    nums = [_float("anchors", v, where) for v in value.split(",") if v != ""]
+    if len(nums) % 2:
+        raise CfgError(f"{where}: anchors= expects (w, h) pairs, found {len(nums)} numbers")
+    if any(n <= 0 for n in nums):
+        raise CfgError(f"{where}: anchors= expects positive sizes in px, found {min(nums):g}")
+    return tuple(zip(nums[0::2], nums[1::2]))
 
 
 def _supported(kind: str) -> str:
