@@ -23,19 +23,17 @@ def sparse_model(name: str) -> Darknet:
     return _CACHE[name]
 
 
-def realistic_gammas(model: Darknet, seed: int = 0, small: float = 0.7) -> Darknet:
-    """Set |gamma| as sparse training leaves it, in place: a share ``small`` log-normal around 1e-3
-    (sigma: one decade), the rest uniform in [0.2, 1.5]. Continuous, so any threshold is reachable."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.conv_layers().values():
-            if m.bn is not None:
-                n = m.bn.weight.numel()
-                tiny = torch.exp(torch.randn(n, generator=g, dtype=torch.float64) * np.log(10) + np.log(1e-3))
-                big = torch.rand(n, generator=g, dtype=torch.float64) * 1.3 + 0.2
-                pick = torch.rand(n, generator=g) < small
-                m.bn.weight.copy_(torch.where(pick, tiny, big).float())
-    return model
+def realistic_gammas(graph, seed: int = 0, small: float = 0.7) -> dict:
+    """|gamma| per BN conv of ``graph`` as sparse training leaves them: a share ``small``
+    log-normal around 1e-3 (sigma: one decade), the rest uniform in [0.2, 1.5]. Continuous, so
+    any threshold is reachable. (Plans are pure functions of gammas and graph: no model needed.)"""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for c in graph.bn_convs:
+        n = graph.layers[c].filters
+        tiny = np.exp(rng.normal(np.log(1e-3), np.log(10), n))
+        out[c] = np.where(rng.random(n) < small, tiny, rng.uniform(0.2, 1.5, n)).astype(np.float32)
+    return out
 
 
 def plan_for(model: Darknet, **config):

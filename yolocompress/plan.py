@@ -21,6 +21,7 @@ feeds each shortcut. Every index in a plan is a layer index of the *input* cfg.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +38,7 @@ from .model import Darknet
 STRATEGIES = ("conservative", "shared", "union")
 RANKS = ("mean", "max")
 IMPORTANCES = ("gamma", "gamma-per-flop")
+_BUDGET_WINDOW = 16       # thresholds above the bisection's also tried (dropped blocks may reorder)
 
 
 class PlanError(ValueError):
@@ -393,7 +395,9 @@ def _plan_to_budget(gammas, graph: Graph, config: PruneConfig, cost: CostModel) 
     """Bisection over k, the number of pool channels below the threshold (the k-th smallest score):
     the smallest k whose plan fits the budget, i.e. the plan with the most GFLOPs that fit. Plans
     only lose channels as k grows (thresholds, floors, unions and rounding are all monotone), so
-    GFLOPs fall with k; only the choice of dropped blocks, ranked on the survivors, may shift."""
+    GFLOPs fall with k - except that the dropped blocks, ranked on the survivors, may change; the
+    ``_BUDGET_WINDOW`` thresholds above the bisection's are therefore tried too. The result is as
+    close to the budget as one threshold step allows (one channel, or a group's, or N with round_to)."""
     target = config.budget(cost.gflops())
     scores = importance_scores(gammas, graph, config.importance, cost=cost)
     n = sum(len(scores[c]) for c in _pool(graph, config.strategy))
@@ -401,19 +405,20 @@ def _plan_to_budget(gammas, graph: Graph, config: PruneConfig, cost: CostModel) 
     def probe(k: int) -> PrunePlan:      # ratio (k + 0.5) / n puts the threshold at sorted[k]
         return _plan_at(gammas, graph, replace(config, ratio=(k + 0.5) / n, target_gflops=None), scores)
 
+    @functools.cache
+    def flops(k: int) -> float:
+        return cost.gflops(probe(k))
+
     lo, hi = 0, n - 1
-    floor_plan = probe(hi)
-    if cost.gflops(floor_plan) > target:
+    if flops(hi) > target:
         raise PlanError(f"cannot reach {target:.4g} GFLOPs with strategy {config.strategy} and "
-                        f"{config.drop_blocks} dropped blocks: the smallest plan has {cost.gflops(floor_plan):.4g}")
+                        f"{config.drop_blocks} dropped blocks: the smallest plan has {flops(hi):.4g}")
     while lo < hi:
         mid = (lo + hi) // 2
-        if cost.gflops(probe(mid)) <= target:
-            hi = mid
-        else:
-            lo = mid + 1
-    plan = probe(hi)
-    plan.ratio, plan.target_gflops = hi / n, target
+        lo, hi = (lo, mid) if flops(mid) <= target else (mid + 1, hi)
+    best = max((k for k in range(max(0, hi - _BUDGET_WINDOW), hi + 1) if flops(k) <= target), key=flops)
+    plan = probe(best)
+    plan.ratio, plan.target_gflops = best / n, target
     return plan
 
 
