@@ -62,6 +62,8 @@ class PruneConfig:
     img_size: int | None = None         # px, square input the GFLOPs are counted at (None: the cfg's width)
 
     def __post_init__(self):
+        if isinstance(self.protect, dict):                 # as to_dict() / JSON spell it
+            object.__setattr__(self, "protect", ProtectOptions(**self.protect))
         checks = [(self.strategy in (*STRATEGIES, "none"), f"strategy must be one of {', '.join(STRATEGIES)}"
                    f" or none, got {self.strategy!r}"),
                   (0.0 <= self.ratio < 1.0, f"ratio must be in [0, 1), got {self.ratio}"),
