@@ -128,3 +128,5 @@ def test_config_is_frozen_and_reads_budgets():
         config.ratio = 0.9
     assert PruneConfig(target_gflops="20%").budget(50.0) == pytest.approx(10.0)
     assert PruneConfig(target_gflops=7.5).budget(50.0) == 7.5
+    spelled = PruneConfig(round_to=8, protect=ProtectOptions(spp=False), target_gflops="20%")
+    assert PruneConfig(**spelled.to_dict()) == spelled                 # JSON-able and back

@@ -85,7 +85,7 @@ def run_prune(args) -> None:
     print_table(changed[changed["after"] < changed["before"]], floats="{:.1f}")
     _print_before_after(model, compact, plan.img_size)
     if args.data:
-        _report_map(model, plan, compact, args)
+        _report_map(model, plan, compact, graph, args)
     print(f"\nwrote {paths['cfg']}, {paths['weights']}, {paths['pt']}, {out / 'plan.json'}")
 
 
@@ -99,7 +99,7 @@ def _print_before_after(model, compact, size: int) -> None:
               f"{name:14}{a:>14,}{b:>14,}{b / a:>8.3f}")
 
 
-def _report_map(model, plan, compact, args) -> None:
+def _report_map(model, plan, compact, graph, args) -> None:
     from .data import load_data_config
     from .surgery import apply_masks
     from .train import evaluate_on
@@ -107,7 +107,7 @@ def _report_map(model, plan, compact, args) -> None:
     if model.num_classes != data.nc:
         raise UserError(f"the model has {model.num_classes} classes, the dataset {data.nc}")
     print(f"\nmAP on {args.data} (val, {args.eval_size} px):")
-    for name, m in (("original", model), ("what-if", apply_masks(model, plan)), ("compact", compact)):
+    for name, m in (("original", model), ("what-if", apply_masks(model, plan, graph)), ("compact", compact)):
         r = evaluate_on(m, data, img_size=args.eval_size)
         print(f"  {name:9} mAP@0.5 {r.map50:.4f}   mAP@0.5:0.95 {r.map:.4f}")
 
