@@ -1,6 +1,5 @@
 """Cost counted from shapes, pruning to a GFLOPs budget, and the cost-aware importance."""
 import pytest
-import torch
 
 from yolocompress import zoo
 from yolocompress.cli import main
