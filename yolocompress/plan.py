@@ -403,6 +403,8 @@ def _plan_to_budget(gammas, graph: Graph, config: PruneConfig, cost: CostModel) 
     target = config.budget(cost.gflops())
     scores = importance_scores(gammas, graph, config.importance, cost=cost)
     n = sum(len(scores[c]) for c in _pool(graph, config.strategy))
+    if n == 0:
+        raise PlanError(f"strategy {config.strategy} has no prunable channels in this model: no budget to search")
 
     def probe(k: int) -> PrunePlan:      # ratio (k + 0.5) / n puts the threshold at sorted[k]
         return _plan_at(gammas, graph, replace(config, ratio=(k + 0.5) / n, target_gflops=None), scores)
