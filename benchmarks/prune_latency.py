@@ -15,16 +15,16 @@ import pandas as pd
 import torch
 
 from yolocompress import zoo
-from yolocompress.plan import plan_combined
+from yolocompress.plan import PruneConfig, make_plan
 from yolocompress.profile import count_params, gflops, latency
 from yolocompress.surgery import apply_plan
-from yolocompress.cli_common import build_model
+from yolocompress.loader import load_model
 from yolocompress.weights import randomize
 
 
 def _source(args):
     if args.weights:
-        return build_model(args.cfg, args.weights)
+        return load_model(args.cfg, args.weights)
     return randomize(zoo.build(args.arch), seed=0, small_gamma=args.small_gamma)
 
 
@@ -46,7 +46,8 @@ def main() -> None:
     plans += [("layers only", "none", 0.0, args.blocks), ("union + layers", "union", args.ratio, args.blocks)]
     rows = []
     for label, strategy, ratio, blocks in plans:
-        compact = model if strategy is None else apply_plan(model, plan_combined(model, strategy, ratio, blocks))
+        config = PruneConfig(strategy=strategy, ratio=ratio, drop_blocks=blocks) if strategy else None
+        compact = model if strategy is None else apply_plan(model, make_plan(model, config))
         lat = latency(compact, args.img_size, runs=args.runs, threads=args.threads, device="cpu")
         rows.append({"model": label, "layers": len(compact.blocks), "params": count_params(compact),
                      "GFLOPs": gflops(compact, args.img_size), "latency_ms": lat["ms"]})

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from yolocompress.cfg import write_cfg
-from yolocompress.plan import plan_combined
+from yolocompress.plan import PruneConfig, make_plan
 from yolocompress.surgery import apply_plan
 from yolocompress.loader import load_model
 from yolocompress.weights import randomize, save_darknet_weights
@@ -38,7 +38,7 @@ def main() -> None:
         t = [time.perf_counter()]
         model = load_model(tmp / "in.cfg", tmp / "in.weights")
         t.append(time.perf_counter())
-        plan = plan_combined(model, args.strategy, args.ratio, args.blocks)
+        plan = make_plan(model, PruneConfig(strategy=args.strategy, ratio=args.ratio, drop_blocks=args.blocks))
         t.append(time.perf_counter())
         compact = apply_plan(model, plan)
         t.append(time.perf_counter())

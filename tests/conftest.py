@@ -10,7 +10,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT.parent / "shared" / "reference" / "darknet-cfg"
 ARCHS = ["yolov3", "yolov3-spp", "yolov3-tiny", "yolov4", "yolov4-tiny"]   # the five darknet YOLOs
-UPSTREAM_NAMES = ARCHS   # old name, until the pruning tests move to ARCHS
 
 # The suite must pass with 1 and with 2 threads (different reduction orders, same verdicts):
 # OMP_NUM_THREADS=1 make unit runs it single-threaded; the default is the machine's 2 cores.

@@ -8,7 +8,7 @@ import torch
 from yolocompress import zoo
 from yolocompress.distill import (DistillConfig, DistillError, DistillTerm, bounded_box_loss, soft_classes,
                                   soft_objectness)
-from yolocompress.plan import plan_channels
+from yolocompress.plan import PruneConfig, make_plan
 from yolocompress.surgery import apply_plan
 from yolocompress.weights import randomize
 
@@ -17,7 +17,7 @@ TARGETS = torch.tensor([[0, 1, .5, .5, .2, .3], [1, 0, .2, .7, .1, .1], [1, 4, .
 
 def _models():
     teacher = randomize(zoo.build("teach"), seed=0, small_gamma=0.3).eval()
-    student = apply_plan(teacher, plan_channels(teacher, "union", 0.5)).train()
+    student = apply_plan(teacher, make_plan(teacher, PruneConfig(strategy="union", ratio=0.5))).train()
     return teacher, student
 
 

@@ -52,6 +52,7 @@ class Graph:
     consumers: dict[int, list[int]]       # layer -> layers that read its output
     protected: dict[int, str] = field(default_factory=dict)   # conv -> why it is not prunable
     residual_blocks: list[ResidualBlock] = field(default_factory=list)
+    protect: ProtectOptions = ProtectOptions()   # the switchable protections it was built with
 
     @property
     def layers(self) -> list[Block]:
@@ -110,7 +111,10 @@ def _origin(layers: list[Block], j: int) -> int | None:
 
 
 def build_graph(blocks: list[Block], protect: ProtectOptions = ProtectOptions()) -> Graph:
-    """Spaces, residual groups, channel maps, consumers and protections of a parsed cfg."""
+    """Spaces, residual groups, channel maps, consumers and protections of a parsed cfg.
+
+    Build it once per model and pass it to every ``plan_*`` function and to surgery: it depends
+    only on the cfg blocks and the protections, never on weights."""
     layers = blocks[1:]
     uf = _UnionFind()
     for i, b in enumerate(layers):
@@ -132,7 +136,7 @@ def build_graph(blocks: list[Block], protect: ProtectOptions = ProtectOptions())
     groups = sorted((sorted(g) for g in by_root.values() if len(g) > 1), key=lambda g: g[0])
     maps = _channel_maps(blocks, space, shortcut_space)
     consumers = _consumers(layers)
-    g = Graph(blocks, space, groups, maps, consumers)
+    g = Graph(blocks, space, groups, maps, consumers, protect=protect)
     g.protected = _protections(g, protect)
     g.residual_blocks = _residual_blocks(g)
     return g

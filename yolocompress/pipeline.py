@@ -23,7 +23,7 @@ from .data import DataConfig, load_data_config
 from .distill import DistillConfig
 from .io import atomic_write_text
 from .model import Darknet
-from .plan import PrunePlan, plan_combined
+from .plan import PruneConfig, make_plan
 from .profile import cost_row
 from .sparsity import SparseConfig
 from .recipe import train_recipe
@@ -185,7 +185,8 @@ def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio:
     (what-if and compact are the same function, so one evaluation serves both)."""
     strategy = strategy or pc.strategy
     ratio = pc.ratio if ratio is None else ratio
-    plan = plan_combined(source.model, strategy, ratio, blocks, min_keep=pc.min_keep, source=source.name)
+    config = PruneConfig(strategy=strategy, ratio=ratio, min_keep=pc.min_keep, drop_blocks=blocks)
+    plan = make_plan(source.model, config, source=source.name)
     compact = apply_plan(source.model, plan).eval()
     name = name or f"{strategy}-r{ratio:g}" + (f"-b{blocks}" if blocks else "")
     out = Path(pc.runs) / f"prune-{name}"

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .graph import ProtectOptions, build_graph
+from .graph import Graph, ProtectOptions, build_graph
 from .model import Darknet
 
 SCHEDULES = ("constant", "global-decay", "local-decay")
@@ -57,8 +57,9 @@ class SparseConfig:
 
 
 def penalised_convs(blocks, scope: str = "all", protect: ProtectOptions = ProtectOptions()) -> list[int]:
-    """Layer indices of the BN convs sparse training penalises under ``scope``."""
-    graph = build_graph(blocks, protect)
+    """Layer indices of the BN convs sparse training penalises under ``scope``. ``blocks``: cfg
+    blocks, or a ``Graph`` already built (then ``protect`` is the graph's own)."""
+    graph = blocks if isinstance(blocks, Graph) else build_graph(blocks, protect)
     prunable = graph.prunable()
     if scope == "conservative":
         tied = graph.residual_tied

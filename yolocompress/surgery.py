@@ -23,7 +23,7 @@ Both compute the same function, to float tolerance; the tests prove it on every 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ import torch
 from .cfg import Conv, Route, Shortcut, replace, resolve, route_inputs, shortcut_source
 from .graph import Graph, ProtectOptions, build_graph
 from .model import Darknet, activation
-from .plan import PrunePlan, check_plan
+from .plan import PlanError, PrunePlan, check_plan
 
 
 @dataclass
@@ -42,8 +42,17 @@ class _Prepared:
     delta: dict[int, np.ndarray]    # per conv: fold term to add to its pre-BN output
 
 
-def _prepare(model: Darknet, plan: PrunePlan) -> _Prepared:
-    graph = build_graph(model.blocks, ProtectOptions(**plan.protect))
+def _graph_for(model: Darknet, plan: PrunePlan, graph: Graph | None) -> Graph:
+    """The graph the plan was made on: the caller's (built once), or built from the plan's protections."""
+    if graph is None:
+        return build_graph(model.blocks, ProtectOptions(**plan.protect))
+    if asdict(graph.protect) != plan.protect:
+        raise PlanError(f"the plan was made with protections {plan.protect}, the graph has {asdict(graph.protect)}")
+    return graph
+
+
+def _prepare(model: Darknet, plan: PrunePlan, graph: Graph | None = None) -> _Prepared:
+    graph = _graph_for(model, plan, graph)
     check_plan(plan, graph)
     dropped = set(plan.dropped_layers)
     space_keep = _space_keep(graph, plan, dropped)
@@ -74,9 +83,20 @@ def _prepare(model: Darknet, plan: PrunePlan) -> _Prepared:
     for i, m in model.conv_layers().items():
         c_in = const[i - 1] if i else np.zeros(model.net.channels)
         if np.any(c_in) and i not in dropped:
-            w = m.conv.weight.detach().sum((2, 3)).double().numpy()        # (out, in / groups)
-            delta[i] = w @ c_in if m.conv.groups == 1 else _grouped_delta(w, c_in, m.conv.groups)
+            delta[i] = _fold_delta(m.conv, c_in)
     return _Prepared(graph, kept, const, delta)
+
+
+def _fold_delta(conv: torch.nn.Conv2d, c_in: np.ndarray) -> np.ndarray:
+    """delta[o] = sum_i c_in[i] * sum_kxk W[o, i]: what constant inputs add to each output, in
+    float64. Only the input channels with a constant are read (a matrix-vector product over them)."""
+    w = conv.weight.detach()                                              # (out, in / groups, k, k)
+    if conv.groups > 1:
+        return _grouped_delta(w.sum((2, 3)).double().numpy(), c_in, conv.groups)
+    nz = np.flatnonzero(c_in)
+    w = w.index_select(1, torch.from_numpy(nz)).double().flatten(1)      # (out, len(nz) * k * k)
+    c = torch.from_numpy(np.repeat(c_in[nz], conv.kernel_size[0] * conv.kernel_size[1]))
+    return (w @ c).numpy()
 
 
 def _grouped_delta(w: np.ndarray, c_in: np.ndarray, groups: int) -> np.ndarray:
@@ -111,20 +131,27 @@ def _removed_constant(model: Darknet, i: int, removed: np.ndarray) -> np.ndarray
     return out
 
 
+def _folded_bias(bias: torch.Tensor, delta: np.ndarray) -> torch.Tensor:
+    """bias + delta, summed in float64 and rounded once (the what-if and the compact model both
+    use this, so their parameters are bit-identical)."""
+    return (bias.double() + torch.from_numpy(delta)).to(bias.dtype)
+
+
 def _fold(bn_or_conv, delta: np.ndarray, has_bn: bool) -> None:
     d = torch.from_numpy(delta)
     with torch.no_grad():
         if has_bn:
             bn_or_conv.running_mean.copy_((bn_or_conv.running_mean.double() - d).to(bn_or_conv.running_mean.dtype))
         else:
-            bn_or_conv.bias.copy_((bn_or_conv.bias.double() + d).to(bn_or_conv.bias.dtype))
+            bn_or_conv.bias.copy_(_folded_bias(bn_or_conv.bias, delta))
 
 
 @torch.no_grad()
-def apply_masks(model: Darknet, plan: PrunePlan) -> Darknet:
+def apply_masks(model: Darknet, plan: PrunePlan, graph: Graph | None = None) -> Darknet:
     """The masked what-if: a copy of ``model`` in which every channel the plan removes outputs 0
-    (gamma = beta = 0) and its constant is folded into the consumers. Nothing is cut."""
-    prep = _prepare(model, plan)
+    (gamma = beta = 0) and its constant is folded into the consumers. Nothing is cut.
+    ``graph``: the model's graph if you have built it (else built from the plan's protections)."""
+    prep = _prepare(model, plan, graph)
     out = copy.deepcopy(model)
     for i, m in out.conv_layers().items():
         if i in prep.delta:
@@ -179,9 +206,9 @@ def compact_blocks(model: Darknet, plan: PrunePlan, prep: _Prepared | None = Non
 
 
 @torch.no_grad()
-def apply_plan(model: Darknet, plan: PrunePlan) -> Darknet:
+def apply_plan(model: Darknet, plan: PrunePlan, graph: Graph | None = None) -> Darknet:
     """A new, smaller ``Darknet``: the plan's channels and blocks removed, constants folded in."""
-    prep = _prepare(model, plan)
+    prep = _prepare(model, plan, graph)
     compact = Darknet.uninitialized(compact_blocks(model, plan, prep), next(model.parameters()).device)
     dropped = set(plan.dropped_layers)
     new_index, _ = _remap(prep.graph, dropped)
@@ -201,7 +228,7 @@ def apply_plan(model: Darknet, plan: PrunePlan) -> Darknet:
             if src_bn is not None:
                 _fold(src_bn, prep.delta[i], True)
             else:
-                src_bias += torch.from_numpy(prep.delta[i]).to(src_bias.dtype)
+                src_bias = _folded_bias(src_bias, prep.delta[i])
         if src_bn is not None:
             for name in ("weight", "bias", "running_mean", "running_var"):
                 getattr(dst.bn, name).copy_(getattr(src_bn, name)[keep_out])
@@ -213,19 +240,19 @@ def apply_plan(model: Darknet, plan: PrunePlan) -> Darknet:
 
 
 @torch.no_grad()
-def fold_gap(model: Darknet, plan: PrunePlan, x: torch.Tensor) -> dict:
+def fold_gap(model: Darknet, plan: PrunePlan, x: torch.Tensor, graph: Graph | None = None) -> dict:
     """How far the what-if is from the model whose removed channels output exactly act(beta).
 
     Reference: ``model`` with the removed channels' gamma set to 0 (so they are truly constant);
     the difference to ``apply_masks`` is then purely the fold at zero-padded borders.
     Returns max/mean |difference| of the raw head maps over interior and border cells.
     """
-    prep = _prepare(model, plan)
+    prep = _prepare(model, plan, graph)
     ref = copy.deepcopy(model).eval()
     for i, m in ref.conv_layers().items():
         if m.bn is not None:
             m.bn.weight[torch.from_numpy(~prep.kept[i])] = 0.0
-    what_if = apply_masks(model, plan).eval()
+    what_if = apply_masks(model, plan, prep.graph).eval()
     rows = {"interior_max": 0.0, "border_max": 0.0, "interior_mean": 0.0, "border_mean": 0.0, "scale": 0.0}
     for a, b in zip(ref.heads(x), what_if.heads(x)):
         d = (a - b).abs()                                  # (B, A, H, W, 5 + C)

@@ -183,6 +183,18 @@ def plot_sweep(sweeps: dict[str, pd.DataFrame], title: str = "sensitivity: what-
     return fig
 
 
+def plot_importance(df: pd.DataFrame, ax=None, title: str = "|gamma| vs |gamma| per FLOP at equal GFLOPs"):
+    """What-if mAP@0.5 (or, without mAP, the kept |gamma| share) against achieved GFLOPs, one line
+    per importance ranking: a table from ``sweep.importance_sweep``."""
+    y = "map50" if "map50" in df else "kept |gamma|"
+    fig, ax = _ax(ax, (6, 3.6))
+    sns.lineplot(data=df, x="GFLOPs", y=y, hue="importance", marker="o", ax=ax)
+    ax.set_ylabel("mAP@0.5 (what-if)" if y == "map50" else "kept share of sum |gamma|")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    return fig
+
+
 def plot_pareto(df: pd.DataFrame, x: str = "GFLOPs", y: str = "map50", label: str = "model", ax=None,
                 title: str = "accuracy vs cost"):
     """Scatter of models with their Pareto front (higher y at lower x is better)."""
