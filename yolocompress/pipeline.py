@@ -94,6 +94,21 @@ def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def data_key(path: str | Path) -> str:
+    """The dataset's part of a cache key: a hash of its config file's text (yaml or darknet .data)
+    and, for the bundled set, of the generator stamp beside it (``shapes.json``) - never of how
+    the path was spelled, so absolute, relative and symlinked spellings (the notebooks vs
+    ``make demo``) and another clone of the same repository share their finished runs."""
+    p = Path(path)
+    if not p.is_file():
+        return f"missing:{p.resolve()}"       # load_data_config reports it when the stage runs
+    h = hashlib.sha1(p.read_bytes())
+    stamp = p.parent / "shapes.json"
+    if stamp.is_file():
+        h.update(stamp.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def data_of(pc: PipelineConfig) -> DataConfig:
     return load_data_config(pc.data)
 
@@ -119,7 +134,7 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, epochs: int, lr
     tc = pc.train_config(epochs, lr, seed)
     if eval_every:
         tc = replace(tc, eval_every=eval_every)
-    key = _key(pc.data, name, tc.to_dict(), sparsity and sparsity.to_dict(), distill and distill.to_dict(),
+    key = _key(data_key(pc.data), name, tc.to_dict(), sparsity and sparsity.to_dict(), distill and distill.to_dict(),
                model.cfg_text(), parent.key if parent else "scratch", pc.latency_runs)
     done = out / "done.json"
     if done.exists() and json.loads(done.read_text()).get("key") == key:
