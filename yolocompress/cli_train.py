@@ -29,6 +29,7 @@ def add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every k epochs (and after the last)")
     p.add_argument("--max-val-images", type=int, default=None, help="evaluate on at most this many val images")
+    p.add_argument("--max-batches", type=int, default=None, help="stop each epoch after this many batches (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run in --out")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun, CUDA)")
@@ -64,7 +65,7 @@ def _configs(args):
                      optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                      warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
                      seed=args.seed, workers=args.workers, device=args.device,
-                     max_val_images=args.max_val_images, sync_bn=args.sync_bn,
+                     max_val_images=args.max_val_images, max_batches=getattr(args, "max_batches", None), sync_bn=args.sync_bn,
                      micro_batches=getattr(args, "micro_batches", 1), augment=AugmentConfig())
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
                       decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
