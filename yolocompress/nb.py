@@ -262,3 +262,18 @@ def show(command: str) -> None:
     except ImportError:
         print(command)
 
+
+
+def penalty_values(pc, defaults, schedule: str, epochs: int) -> list[float]:
+    """``defaults`` plus the s of every finished sparse run with this schedule and length found in
+    the run directory (named as ``pipeline.sparse`` names them), sorted."""
+    suffix = "" if epochs == pc.sparse_epochs else f"-e{epochs}"
+    found = {float(s) for s in defaults}
+    for done in Path(pc.runs).glob(f"sparse-{schedule}-s*{suffix}/done.json"):
+        name = done.parent.name[len(f"sparse-{schedule}-s"):]
+        name = name[:len(name) - len(suffix)] if suffix else name
+        try:
+            found.add(float(name))
+        except ValueError:      # another scope or length: not a run of this slider
+            continue
+    return sorted(found)

@@ -1,0 +1,141 @@
+"""Notebook helpers: one setup cell (one install URL) in every notebook, command lines that parse back
+to the settings that ran, the full-run reference reader, and the |gamma| threshold -> ratio map."""
+import json
+import re
+import shlex
+import types
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from yolocompress import nb, pipeline, viz
+from yolocompress.cli import build_parser
+from yolocompress.cli_train import _configs
+from yolocompress.distill import DistillConfig
+from yolocompress.plan import plan_combined
+from yolocompress.sparsity import SparseConfig
+from yolocompress.whatif import pool_gammas, ratio_at_threshold
+
+matplotlib.use("Agg")
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def _cells(path, kind):
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == kind]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_opens_with_the_one_setup_cell(path):
+    assert _cells(path, "code")[0] == nb.setup_cell()
+    assert nb.INSTALL in nb.setup_cell() and nb.INSTALL == f"git+{nb.COLAB_REPO}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_hand_written_command_lines_with_settings(path):
+    """train/prune/sweep/export command lines are rendered from the settings that ran, never typed."""
+    text = "\n".join(_cells(path, "markdown"))
+    assert not re.search(r"python -m yolocompress (train|prune|sweep|export)\b", text)
+    assert "--amp bf16" not in text
+
+
+def test_sync_setup_cells_is_idempotent(tmp_path):
+    book = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# x"]},
+                      {"cell_type": "code", "metadata": {}, "source": ["old"], "outputs": [], "execution_count": None}],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(book))
+    assert nb.sync_setup_cells([path]) == [path]
+    assert nb.sync_setup_cells([path]) == []
+    assert _cells(path, "code")[0] == nb.setup_cell()
+
+
+def _run(tmp_path, name, tc, sparsity=None, distill=None):
+    out = tmp_path / "runs" / name
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"train": tc.to_dict(), "meta": {
+        "stage": name, "sparsity": sparsity and sparsity.to_dict(), "distill": distill and distill.to_dict()}}))
+    return types.SimpleNamespace(name=name)
+
+
+@pytest.mark.parametrize("kind", [None, "sparse", "hinton", "bounded"])
+def test_train_command_parses_back_to_the_settings_that_ran(tmp_path, kind):
+    pc = pipeline.PipelineConfig.quick(runs=str(tmp_path / "runs"), data=str(tmp_path / "data.yaml"))
+    tc = pc.train_config(7, 2.5e-3, seed=3)
+    sc = SparseConfig(s=0.03, schedule="global-decay") if kind == "sparse" else None
+    dc = DistillConfig(kind=kind, weight=0.5, temperature=2.0, margin=0.1) if kind in ("hinton", "bounded") else None
+    stage = _run(tmp_path, "stage", tc, sc, dc)
+    start = _run(tmp_path, "start", tc) if kind else None
+    teacher = _run(tmp_path, "teacher", tc) if dc else None
+    settings = types.SimpleNamespace(root=tmp_path)
+    argv = shlex.split(nb.train_command(settings, pc, stage, start=start, teacher=teacher))
+    assert argv[:3] == ["python", "-m", "yolocompress"]
+    args = build_parser().parse_args(argv[3:])
+    tc2, sc2, dc2 = _configs(args)
+    same = ("epochs", "batch_size", "img_size", "optimizer", "lr", "warmup_epochs", "eval_every", "seed",
+            "max_batches", "max_val_images", "schedule")
+    assert {k: getattr(tc2, k) for k in same} == {k: getattr(tc, k) for k in same}
+    assert sc2 == sc
+    if dc and dc.kind == "hinton":
+        dc = DistillConfig(**{**dc.to_dict(), "margin": 0.0})    # margin only matters to bounded
+    assert dc2 == dc
+    assert args.data == "data.yaml" and (args.weights is None) == (start is None)
+
+
+def test_prune_command_parses_back_to_the_plan():
+    model = viz.toy_residual_model()
+    plan = plan_combined(model, "union", 0.5, 1, min_keep=0.25)
+    pc = pipeline.PipelineConfig(min_keep=0.25, runs="/nonexistent")
+    settings = types.SimpleNamespace(root=Path.cwd())
+    cmd = nb.prune_command(settings, pc, types.SimpleNamespace(name="p", extra={"plan": plan}),
+                           types.SimpleNamespace(name="sparse"))
+    args = build_parser().parse_args(shlex.split(cmd)[3:])
+    assert (args.strategy, args.ratio, args.blocks, args.min_keep) == ("union", 0.5, 1, 0.25)
+
+
+def test_full_run_reads_the_results_tables(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.md").write_text(
+        "# R\n\n| stage | model | params | map50 |\n|---|---|---|---|\n| baseline | baseline | 2,267,629 | 0.796 |\n"
+        "\ntext\n\n| schedule | map50 | gamma_lt_1e-2 |\n|---|---|---|\n| sparse-constant-s0.1 | 0.799 | 0.768 |\n")
+    settings = types.SimpleNamespace(root=tmp_path)
+    assert nb.full_run(settings, "baseline", "map50") == 0.796
+    assert nb.full_run(settings, "baseline", "params") == 2267629
+    assert nb.full_run(settings, "sparse-constant-s0.1", "gamma_lt_1e-2") == 0.768
+    assert nb.full_run(settings, "nothing", "map50") is None
+    assert nb.full_run(types.SimpleNamespace(root=tmp_path / "none"), "baseline", "map50") is None
+
+
+def test_penalty_values_adds_finished_runs_of_the_same_schedule_and_length(tmp_path):
+    pc = pipeline.PipelineConfig(runs=str(tmp_path), sparse_epochs=30)
+    for name in ("sparse-constant-s0.05-e10", "sparse-constant-s0.1-e5", "sparse-local-decay-s0.2-e10",
+                 "sparse-constant-s0.07-conservative-e10", "sparse-constant-s0.5-e10"):
+        (tmp_path / name).mkdir()
+        if name != "sparse-constant-s0.5-e10":          # unfinished: no done.json
+            (tmp_path / name / "done.json").write_text("{}")
+    assert nb.penalty_values(pc, [0.01, 0.1], "constant", 10) == [0.01, 0.05, 0.1]
+
+
+def test_threshold_maps_to_the_union_ratio_that_removes_exactly_the_channels_below_it():
+    model = viz.toy_residual_model()       # gammas 0.001..0.009 (small) and 0.5..1.0 (large)
+    g = pool_gammas(model)
+    for t in (0.0005, 0.005, 0.1, 0.75):
+        plan = plan_combined(model, "union", ratio_at_threshold(model, t), 0, min_keep=0.0)
+        assert plan.pool_pruned == int((g < t).sum())
+        assert plan.threshold >= t or plan.pool_pruned == 0
+
+
+def test_plot_history_keeps_one_colour_per_run_across_panels():
+    h1 = pd.DataFrame({"epoch": [1, 2], "map50": [0.1, 0.2], "kd_cls": [0.5, 0.4]})
+    h2 = pd.DataFrame({"epoch": [1, 2], "map50": [0.15, 0.25]})     # no kd_cls: the next run must not shift
+    h3 = pd.DataFrame({"epoch": [1, 2], "map50": [0.1, 0.3], "kd_cls": [0.6, 0.2]})
+    fig = viz.plot_history({"a": h2, "b": h1, "c": h3}, ["map50", "kd_cls"], reference={"map50": {"b": 0.5}})
+    left, right = fig.axes[:2]
+    colours = lambda ax: [tuple(l.get_color()) if not isinstance(l.get_color(), str) else l.get_color()  # noqa: E731
+                          for l in ax.get_lines() if len(l.get_xdata()) == 2 and l.get_xdata()[0] == 1]
+    assert colours(left)[1:] == colours(right)          # b and c keep their colours where a is absent
+    dashed = [l for l in left.get_lines() if l.get_linestyle() == "--"]
+    assert len(dashed) == 1 and np.allclose(dashed[0].get_ydata(), 0.5)
+    assert dashed[0].get_color() == left.get_lines()[1].get_color()
