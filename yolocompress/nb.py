@@ -187,15 +187,27 @@ def _rel(settings_root: Path, path) -> str:
         return str(p)
 
 
-def _cmd(verb: str, args: dict) -> str:
-    parts = ["python", "-m", "yolocompress", verb]
+def _number(v) -> str:
+    """A float as short as it can be written and still parse back to the same value."""
+    return f"{v:g}" if float(f"{v:g}") == v else repr(v)
+
+
+def _cmd(verb: str, args: dict, width: int = 96) -> str:
+    """``python -m yolocompress VERB --key value ...``; None/False values are left out, True is a
+    bare flag; lines are wrapped with backslashes (as a shell reads them) at ``width`` characters."""
+    words = [f"python -m yolocompress {verb}"]
     for k, v in args.items():
         if v is None or v is False:
             continue
-        parts.append(f"--{k}")
-        if v is not True:
-            parts.append(f"{v:g}" if isinstance(v, float) else str(v))
-    return " ".join(shlex.quote(p) for p in parts)
+        words.append(f"--{k}" if v is True else
+                     f"--{k} {shlex.quote(_number(v) if isinstance(v, float) else str(v))}")
+    lines = [words[0]]
+    for w in words[1:]:
+        if len(lines[-1]) + len(w) + 3 > width:
+            lines.append("    " + w)
+        else:
+            lines[-1] += " " + w
+    return " \\\n".join(lines)
 
 
 def _cli_weights(pc, stage) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.patches import FancyArrowPatch, Rectangle
-from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 from .cfg import Conv, MaxPool, Route, Shortcut, Upsample, Yolo, route_inputs, shortcut_source
 
@@ -111,6 +111,8 @@ def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4))
     colours = dict(zip(histories, sns.color_palette("tab10", max(10, len(histories)))))
     reference = reference or {}
+    epochs = [e for h in histories.values() if "epoch" in h for e in h["epoch"]] or [1]
+    lo, hi = min(epochs), max(epochs)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for name, h in histories.items():
             if metric in h:
@@ -119,6 +121,9 @@ def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("
             if name in reference.get(metric, {}):
                 ax.axhline(reference[metric][name], color=colours[name], ls="--", lw=1)
         ax.set_xlabel("epoch")
+        ax.set_xlim(lo - 0.5, hi + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.get_major_formatter().set_useOffset(False)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=c, marker="o", ms=3) for c in colours.values()]
@@ -201,9 +206,9 @@ def plot_pareto(df: pd.DataFrame, x: str = "GFLOPs", y: str = "map50", label: st
     """Scatter of models with their Pareto front (higher y at lower x is better)."""
     fig, ax = _ax(ax, (6.5, 4))
     sns.scatterplot(data=df, x=x, y=y, hue=label, s=70, ax=ax, legend=False)
-    texts = [ax.annotate(str(r[label]), (r[x], r[y]), fontsize=7, xytext=(5, 3), textcoords="offset points",
-                         arrowprops=dict(arrowstyle="-", lw=0.4, color="grey"))
+    texts = [ax.annotate(str(r[label]), (r[x], r[y]), fontsize=7, xytext=(6, 3), textcoords="offset points")
              for _, r in df.iterrows()]
+    ax.margins(x=0.15, y=0.12)
     _separate_labels(ax, texts)
     front = pareto_front(df, x, y)
     ax.plot(front[x], front[y], "k--", lw=1, alpha=0.6, label="Pareto front")
@@ -212,24 +217,44 @@ def plot_pareto(df: pd.DataFrame, x: str = "GFLOPs", y: str = "map50", label: st
     return fig
 
 
-def _separate_labels(ax, texts, steps: int = 60) -> None:
-    """Move overlapping annotation labels apart vertically (in points), a few pixels per step, until
-    no two label boxes intersect (a tiny stand-in for adjustText)."""
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()
-    for _ in range(steps):
-        boxes = [t.get_window_extent(renderer).expanded(1.05, 1.15) for t in texts]
-        moved = False
-        for i in range(len(texts)):
-            for j in range(i + 1, len(texts)):
-                if boxes[i].overlaps(boxes[j]):
-                    lo, hi = (i, j) if boxes[i].y0 <= boxes[j].y0 else (j, i)
-                    for k, d in ((lo, -2.0), (hi, 2.0)):
-                        dx, dy = texts[k].xyann
-                        texts[k].xyann = (dx, dy + d)
-                    moved = True
-        if not moved:
-            return
+_LABEL_SPOTS = [(7, 2, "left", "bottom"), (7, -2, "left", "top"), (-7, 2, "right", "bottom"),
+                (-7, -2, "right", "top"), (0, 8, "center", "bottom"), (0, -8, "center", "top")] + \
+               [(dx, dy, "left" if dx > 0 else "right", "center") for d in (16, 28, 40, 52)
+                for dx, dy in ((12, d), (12, -d), (-12, d), (-12, -d))]
+
+
+def _separate_labels(ax, texts) -> None:
+    """Place each annotation label at the first of a few spots around its point (right, left,
+    above, below, then further out with a leader line) where it covers no other label and no
+    marker and stays inside the axes - a small stand-in for adjustText."""
+    from matplotlib.transforms import Bbox
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    points = [ax.transData.transform(t.xy) for t in texts]
+    placed = [Bbox.from_bounds(px - 5, py - 5, 10, 10) for px, py in points]    # the markers
+    for t in sorted(texts, key=lambda t: (t.xy[0], -t.xy[1])):
+        best = None
+        for spot in _LABEL_SPOTS:
+            _place(t, spot)
+            box = t.get_window_extent(renderer).expanded(1.06, 1.25)
+            clash = sum(box.overlaps(b) for b in placed) + 2 * (not (inside.contains(box.x0, box.y0)
+                                                                   and inside.contains(box.x1, box.y1)))
+            if best is None or clash < best[0]:
+                best = (clash, spot, box)
+            if clash == 0:
+                break
+        _place(t, best[1])
+        if abs(best[1][1]) > 10:
+            ax.annotate("", t.xy, xytext=best[1][:2], textcoords="offset points",
+                        arrowprops=dict(arrowstyle="-", lw=0.4, color="grey", shrinkA=0, shrinkB=3))
+        placed.append(best[2])
+
+
+def _place(text, spot) -> None:
+    dx, dy, ha, va = spot
+    text.set_position((dx, dy))
+    text.set_ha(ha)
+    text.set_va(va)
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:

@@ -96,8 +96,8 @@ def threshold_slider(what_if, thresholds: list[float], start: float | None = Non
         ax.axvline(np.log10(t), color="k", lw=1)
         ax.set_xlabel("log10 |gamma| (prunable BN channels)")
         ax.set_ylabel("channels")
-        ax.set_title(f"threshold {t:.1e}: {res['pruned']:.0%} of all BN channels removed; "
-                     f"GFLOPs {res['GFLOPs']:.3f} (of {base['GFLOPs']:.3f}); what-if mAP@0.5 {res['map50']:.3f} "
+        ax.set_title(f"threshold {t:.1e}: {res['pruned']:.0%} of all BN channels removed\n"
+                     f"GFLOPs {res['GFLOPs']:.3f} (of {base['GFLOPs']:.3f}), what-if mAP@0.5 {res['map50']:.3f} "
                      f"(of {base['map50']:.3f})" + (f"\n{note}" if note else ""), fontsize=9)
         ax.legend(fontsize=8)
         fig.tight_layout()
