@@ -123,7 +123,7 @@ def test_penalty_values_adds_finished_runs_of_the_same_schedule_and_length(tmp_p
     assert nb.penalty_values(pc, [0.01, 0.1], "constant", 10) == [0.01, 0.05, 0.1]
 
 
-def test_threshold_maps_to_the_union_ratio_that_removes_exactly_the_channels_below_it():
+def test_threshold_maps_to_the_union_ratio_whose_threshold_marks_exactly_the_channels_below_it():
     model = viz.toy_residual_model()       # gammas 0.001..0.009 (small) and 0.5..1.0 (large)
     g = pool_gammas(model)
     for t in (0.0005, 0.005, 0.1, 0.75):

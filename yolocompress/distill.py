@@ -5,7 +5,7 @@ eval mode under ``no_grad`` on the same augmented batch as the student.
 
 * ``hinton`` - soft targets at temperature T, scaled by T^2 (Hinton et al., 2015). Which logits
   go in, and why:
-  - class logits: KL(softmax(t/T) || softmax(s/T)) per anchor. YOLO trains classes with
+  - class logits: KL(softmax(t/T) || softmax(s/T)) / C per anchor. YOLO trains classes with
     independent sigmoids, but the dark knowledge (which classes look alike) lives in their
     relative sizes, which a softmax exposes. Each anchor is weighted by the teacher's objectness:
     at background anchors the class logits were never trained and carry noise, not knowledge.
@@ -24,8 +24,9 @@ eval mode under ``no_grad`` on the same augmented batch as the student.
 Scale: like the detection loss, each term is batch size x weight x mean, so the default weights
 (1.0 for soft terms, 0.05 for the box term - the detection loss's own box weight) put KD on the
 same footing as the task loss. The soft class term is a mean per element (anchor x class), as the
-detection class BCE is: its KL, summed over the C classes, is divided by C; summed, at weight 1
-it was ~C times the detection class term (8x the whole detection loss on the shapes set).
+detection class BCE is: its KL, summed over the C classes, is divided by C, so at weight 1 it is
+of the detection class term's order (the sum over classes is C times that; a test checks the
+scale on a worked example).
 The original hard-coded 1e-3 (boxes) and 1e-4 (classes) on sums over every anchor of a 416 px
 model; on our per-anchor means those would be ~1000x too weak.
 """

@@ -29,7 +29,8 @@ def pool_gammas(model: Darknet) -> np.ndarray:
 
 
 def ratio_at_threshold(model: Darknet, threshold: float) -> float:
-    """The union ratio whose global threshold removes exactly the pool channels with |gamma| < threshold."""
+    """The union ratio whose global threshold marks exactly the pool channels with |gamma| < threshold
+    (the plan then keeps a few of them back: the per-layer floor, the residual groups' unions)."""
     g = pool_gammas(model)
     return float((g < threshold).mean()) if len(g) else 0.0
 
@@ -37,7 +38,7 @@ def ratio_at_threshold(model: Darknet, threshold: float) -> float:
 class WhatIf:
     """Cached what-if results of one model: ``w(ratio)`` -> {"plan", "ratio", "pruned", "params",
     "GFLOPs", "map50", "map"}, each ratio planned, evaluated and counted once.
-    ``w.at_threshold(t)`` is the union prune that removes every pool channel with |gamma| < t."""
+    ``w.at_threshold(t)`` is the union prune whose threshold marks the pool channels with |gamma| < t."""
 
     def __init__(self, model: Darknet, data: DataConfig, strategy: str = "union", blocks: int = 0,
                  img_size: int = 128, min_keep: float = 0.01, max_images: int | None = None):

@@ -80,9 +80,10 @@ def ratio_slider(evaluate: Callable[[float], dict], ratios: list[float]) -> None
 
 def threshold_slider(what_if, thresholds: list[float], start: float | None = None, note: str = "") -> None:
     """A live threshold over the sparse model's |gamma| histogram (the union strategy's pool).
-    ``what_if``: a ``whatif.WhatIf`` of that model; each position removes every pool channel with
-    |gamma| below the threshold and shows channels removed, GFLOPs and the what-if mAP@0.5
-    (computed once per position, then cached)."""
+    ``what_if``: a ``whatif.WhatIf`` of that model; each position plans the union prune whose global
+    threshold marks exactly the pool channels below it (the per-layer floor and the residual groups'
+    unions may keep a few of them) and shows the channels the plan removes, GFLOPs and the what-if
+    mAP@0.5 (computed once per position, then cached)."""
     from .whatif import pool_gammas
     g = np.log10(np.clip(pool_gammas(what_if.model), 1e-6, None))
     base = what_if(0.0)
@@ -91,8 +92,8 @@ def threshold_slider(what_if, thresholds: list[float], start: float | None = Non
         res = what_if.at_threshold(t)
         fig, ax = plt.subplots(figsize=(7, 3.2))
         bins = np.linspace(min(g.min(), np.log10(min(thresholds))) - 0.2, g.max() + 0.2, 70)
-        ax.hist(g[g < np.log10(t)], bins, color="#C44E52", alpha=0.8, label="removed")
-        ax.hist(g[g >= np.log10(t)], bins, color="#4C72B0", alpha=0.8, label="kept")
+        ax.hist(g[g < np.log10(t)], bins, color="#C44E52", alpha=0.8, label="below the threshold")
+        ax.hist(g[g >= np.log10(t)], bins, color="#4C72B0", alpha=0.8, label="above")
         ax.axvline(np.log10(t), color="k", lw=1)
         ax.set_xlabel("log10 |gamma| (prunable BN channels)")
         ax.set_ylabel("channels")
