@@ -144,3 +144,25 @@ def test_plot_history_keeps_one_colour_per_run_across_panels():
     dashed = [l for l in left.get_lines() if l.get_linestyle() == "--"]
     assert len(dashed) == 1 and np.allclose(dashed[0].get_ydata(), 0.5)
     assert dashed[0].get_color() == left.get_lines()[1].get_color()
+
+
+@pytest.mark.parametrize("quick", ["1", "0"])
+def test_setup_makes_the_data_and_names_the_run_directory(tmp_path, monkeypatch, quick):
+    """A fresh clone: no data/, no runs/. setup() asks the generator for data/shapes (which makes
+    it only when missing) and names runs/notebooks-quick or, in full mode, make demo's runs/demo."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "yolocompress").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.setenv("YOLOCOMPRESS_QUICK", quick)
+    asked = []
+
+    def fake_ensure(out, *a, **k):
+        asked.append(Path(out))
+        return Path(out) / "data.yaml"
+    monkeypatch.setattr("yolocompress.synth.ensure_shapes", fake_ensure)
+    s = nb.setup()
+    assert asked == [tmp_path.resolve() / "data" / "shapes"]
+    assert s.data == asked[0] / "data.yaml" and s.root == tmp_path.resolve()
+    assert s.quick == (quick == "1")
+    assert s.runs == tmp_path.resolve() / "runs" / ("notebooks-quick" if quick == "1" else "demo") and s.runs.is_dir()
