@@ -65,7 +65,8 @@ def _configs(args):
                      optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                      warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
                      seed=args.seed, workers=args.workers, device=args.device,
-                     max_val_images=args.max_val_images, max_batches=getattr(args, "max_batches", None), sync_bn=args.sync_bn,
+                     max_val_images=args.max_val_images, max_batches=getattr(args, "max_batches", None),
+                     sync_bn=args.sync_bn,
                      micro_batches=getattr(args, "micro_batches", 1), augment=AugmentConfig())
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
                       decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None

@@ -34,19 +34,22 @@ COLAB_EXTRAS = ("pycocotools", "onnx", "onnxruntime")  # beside Colab's own torc
 CLI_ROOT = "runs/cli"                                  # where the rendered command lines write
 
 
+_SETUP_CELL = """\
+# Setup. On Colab this installs the package (from yolocompress.nb.INSTALL; locally `make install`
+# did it) and trains on the GPU when the runtime has one (Runtime > Change runtime type).
+import subprocess, sys
+if "google.colab" in sys.modules:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["--no-deps", "{install}"], check=True)
+    subprocess.run(pip + [{extras}], check=True)
+
+from yolocompress import nb
+S = nb.setup()   # QUICK flag, seed, device, run directory; generates data/shapes if missing"""
+
+
 def setup_cell() -> str:
     """The first code cell of every notebook (Colab install, then ``setup()``)."""
-    return (
-        "# Setup. On Colab this installs the package (from yolocompress.nb.INSTALL; locally `make install` did it)\n"
-        "# and uses the GPU when the runtime has one (Runtime > Change runtime type).\n"
-        "import subprocess, sys\n"
-        "if \"google.colab\" in sys.modules:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", \"{INSTALL}\"], check=True)\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", {', '.join(map(repr, COLAB_EXTRAS))}],"
-        " check=True)\n"
-        "\n"
-        "from yolocompress import nb\n"
-        "S = nb.setup()   # QUICK flag, seed, device, run directory; generates data/shapes if missing")
+    return _SETUP_CELL.format(install=INSTALL, extras=", ".join(f'"{e}"' for e in COLAB_EXTRAS))
 
 
 def sync_setup_cells(paths) -> list[Path]:

@@ -27,8 +27,9 @@ def _slider(options: list, value, description: str, show: Callable, fmt: str = "
             plt.show()
             plt.close(fig)
 
-    slider = W.SelectionSlider(options=[(fmt.format(v), v) for v in options], value=value, description=description, continuous_update=False,
-                               style={"description_width": "initial"}, layout=W.Layout(width="480px"))
+    slider = W.SelectionSlider(options=[(fmt.format(v), v) for v in options], value=value, description=description,
+                               continuous_update=False, style={"description_width": "initial"},
+                               layout=W.Layout(width="480px"))
     slider.observe(lambda ch: draw(ch["new"]), names="value")
     draw(slider.value)
     display(W.VBox([slider, out]))
