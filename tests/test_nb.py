@@ -166,3 +166,39 @@ def test_setup_makes_the_data_and_names_the_run_directory(tmp_path, monkeypatch,
     assert s.data == asked[0] / "data.yaml" and s.root == tmp_path.resolve()
     assert s.quick == (quick == "1")
     assert s.runs == tmp_path.resolve() / "runs" / ("notebooks-quick" if quick == "1" else "demo") and s.runs.is_dir()
+
+
+def test_depth_vs_width_cuts_and_times_each_variant():
+    from yolocompress.profile import gflops
+    from yolocompress.surgery import apply_plan
+    from yolocompress.whatif import depth_vs_width
+    model = viz.toy_residual_model()          # 10 layers, 2 residual blocks of 3 layers each
+    df = depth_vs_width(model, channel_ratios=[0.5], block_counts=[1, 2], combined_ratios=[0.5], blocks=1,
+                        img_size=64, rounds=2, runs=1, progress=False)
+    assert df["kind"].tolist() == ["original", "channels only", "layers only", "layers only", "combined"]
+    assert df["layers"].tolist() == [10, 10, 7, 4, 7]
+    assert df.loc[0, "GFLOPs"] == pytest.approx(gflops(model, 64))
+    cut = apply_plan(model, plan_combined(model, "union", 0.5, 1, min_keep=0.01))
+    assert df.loc[4, "GFLOPs"] == pytest.approx(gflops(cut, 64))
+    assert (df["GFLOPs"].iloc[1:] < df.loc[0, "GFLOPs"]).all() and (df["ms"] > 0).all()
+
+
+def test_what_if_evaluates_each_position_once(monkeypatch):
+    from yolocompress import whatif
+    from yolocompress.profile import gflops
+    from yolocompress.surgery import apply_plan
+    calls = []
+    monkeypatch.setattr(whatif, "evaluate_on",
+                        lambda m, d, **k: calls.append(k) or types.SimpleNamespace(map50=0.5, map=0.25))
+    model = viz.toy_residual_model()
+    w = whatif.WhatIf(model, data=None, img_size=64, min_keep=0.0, max_images=7)
+    first = w(0.5)
+    assert w(0.5) is first and len(calls) == 1 and calls[0] == {"img_size": 64, "max_images": 7}
+    cut = apply_plan(model, plan_combined(model, "union", 0.5, 0, min_keep=0.0))
+    assert first["GFLOPs"] == pytest.approx(gflops(cut, 64))
+    t = w.at_threshold(0.1)                    # the small gammas (< 0.01) are exactly those below 0.1
+    assert t["ratio"] == pytest.approx(ratio_at_threshold(model, 0.1))
+    assert t["plan"].pool_pruned == int((pool_gammas(model) < 0.1).sum())
+    assert list(w.table([0.5])) == ["ratio", "pruned", "params", "GFLOPs", "map50", "map"]
+    with pytest.raises(ValueError, match="union strategy only"):
+        whatif.WhatIf(model, None, strategy="shared").at_threshold(0.1)
