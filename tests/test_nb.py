@@ -111,6 +111,9 @@ def test_full_run_reads_the_results_tables(tmp_path):
     assert nb.full_run(settings, "sparse-constant-s0.1", "gamma_lt_1e-2") == 0.768
     assert nb.full_run(settings, "nothing", "map50") is None
     assert nb.full_run(types.SimpleNamespace(root=tmp_path / "none"), "baseline", "map50") is None
+    (tmp_path / "docs" / "results.json").write_text(json.dumps([{"name": "baseline", "map50": 0.81, "map": None}]))
+    assert nb.full_run(settings, "baseline", "map50") == 0.81        # results.json first, where it has the value
+    assert nb.full_run(settings, "baseline", "params") == 2267629    # ...else results.md
 
 
 def test_penalty_values_adds_finished_runs_of_the_same_schedule_and_length(tmp_path):

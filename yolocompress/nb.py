@@ -154,12 +154,17 @@ def _numeric(col: pd.Series) -> pd.Series:
 
 
 def full_run(settings: Settings, name: str, metric: str) -> float | None:
-    """``metric`` of run ``name`` in the committed full-run results (``docs/results.md``, written by
-    ``make demo``), or None when it has no such row."""
-    path = settings.root / "docs" / "results.md"
-    if not path.exists():
+    """``metric`` of run ``name`` in the committed full-run results written by ``make demo``:
+    ``docs/results.json`` (a list of rows with ``name``) where it has the value, else the tables of
+    ``docs/results.md`` (rows named in a ``model`` or ``schedule`` column); None when neither has it."""
+    docs = settings.root / "docs"
+    if (docs / "results.json").exists():
+        for row in json.loads((docs / "results.json").read_text()):
+            if row.get("name") == name and row.get(metric) is not None:
+                return float(row[metric])
+    if not (docs / "results.md").exists():
         return None
-    for df in results_tables(path):
+    for df in results_tables(docs / "results.md"):
         key = next((k for k in ("model", "schedule") if k in df), None)
         if key and metric in df and (df[key] == name).any():
             return float(df.loc[df[key] == name, metric].iloc[0])
@@ -168,7 +173,7 @@ def full_run(settings: Settings, name: str, metric: str) -> float | None:
 
 def plot_history(settings: Settings, stages: dict, metrics=("total", "map50"), title: str = ""):
     """``viz.plot_history`` of ``{label: Stage}``; under QUICK the title says so, and each run's final
-    value from the full run (``docs/results.md``), where it has one, is drawn as a dashed line."""
+    value from the full run (``docs/results.json`` or ``.md``), where it has one, is drawn as a dashed line."""
     from .viz import plot_history as _plot
     ref = {}
     if settings.quick:

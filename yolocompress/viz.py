@@ -130,7 +130,7 @@ def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("
     labels = list(colours)
     if any(reference.values()):
         handles.append(plt.Line2D([], [], color="grey", ls="--"))
-        labels.append("full run, final value (docs/results.md)")
+        labels.append("full run, final value (make demo, docs/)")
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
