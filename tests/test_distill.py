@@ -1,5 +1,6 @@
 """Distillation terms: vanish for identical models, reach the student only, bounded rule, pairing."""
 import copy
+import math
 import types
 
 import pytest
@@ -51,19 +52,60 @@ def test_bounded_rule():
     y = torch.zeros(4, 4)
     student = torch.tensor([[0.1, 0, 0, 0], [1.0, 0, 0, 0], [0.5, 0, 0, 0], [0.0, 2.0, 0, 0]])
     teacher = torch.tensor([[0.5, 0, 0, 0], [0.2, 0, 0, 0], [0.5, 0, 0, 0], [0.0, 1.0, 0, 0]])
+    # d_s = [0.01, 1, 0.25, 4], d_t = [0.25, 0.04, 0.25, 1]
     loss, learn = bounded_box_loss(student, teacher, y, margin=0.0)
     assert learn.tolist() == [False, True, False, True]       # student closer or equal: nothing to learn
     assert float(loss) == pytest.approx((1.0 + 4.0) / 4)
-    _, learn_m = bounded_box_loss(student, teacher, y, margin=3.5)
-    assert learn_m.tolist() == [False, False, False, False]
+
+
+def test_bounded_margin_sign_follows_chen_et_al():
+    """Chen et al. 2017: learn where d_s + m > d_t. A student better than the teacher by less than m
+    still learns; better by more than m, it does not. (The reversed rule d_s > d_t + m would learn
+    from none of these three boxes at m = 0.3.)"""
+    y = torch.zeros(3, 4)
+    student = torch.tensor([[0.1, 0, 0, 0], [0.4, 0, 0, 0], [0.6, 0, 0, 0]])   # d_s = 0.01, 0.16, 0.36
+    teacher = torch.tensor([[0.5, 0, 0, 0], [0.5, 0, 0, 0], [0.5, 0, 0, 0]])   # d_t = 0.25
+    loss, learn = bounded_box_loss(student, teacher, y, margin=0.3)
+    # 0.01 + 0.3 > 0.25, 0.16 + 0.3 > 0.25, 0.36 + 0.3 > 0.25: all learn
+    assert learn.tolist() == [True, True, True]
+    assert float(loss) == pytest.approx((0.01 + 0.16 + 0.36) / 3)
+    _, learn = bounded_box_loss(student, teacher, y, margin=0.2)
+    assert learn.tolist() == [False, True, True]               # 0.01 + 0.2 < 0.25: better by more than m
+    _, learn = bounded_box_loss(student, teacher, y, margin=0.0)
+    assert learn.tolist() == [False, False, True]              # m = 0: only where the teacher is closer
 
 
 def test_soft_terms_by_hand():
     s, t = torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 0.0]])
     p = torch.softmax(t / 2, -1)
-    expect = float((p * (p.log() - torch.log_softmax(s / 2, -1))).sum()) * 4
+    expect = float((p * (p.log() - torch.log_softmax(s / 2, -1))).sum()) / 2 * 4     # / C, * T^2
     assert float(soft_classes(s, t, torch.ones(1), 2.0)) == pytest.approx(expect)
     assert float(soft_objectness(torch.tensor([1.0]), torch.tensor([1.0]), 3.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("C", [2, 8, 80])
+def test_soft_class_term_is_on_the_detection_class_terms_scale(C):
+    """Teacher sure of class 0, student sure of class C-1, both by a logit margin D, T = 1.
+    Exactly (both softmaxes share the normaliser Z = e^D + C - 1): KL = (e^D - 1) / Z * D, so the
+    per-element term is KL / C. The detection class BCE of that student against the one-hot label
+    of class 0 is (C - 1) log 2 + softplus(D), over C elements. At large D both tend to D / C: the
+    KD term at weight 1 is of the detection class term's order whatever C (summed over classes it
+    would be C times larger)."""
+    D = 20.0
+    t = torch.zeros(1, C)
+    t[0, 0] = D
+    s = torch.zeros(1, C)
+    s[0, -1] = D
+    z = math.exp(D) + C - 1
+    kl = (math.exp(D) - 1) / z * D
+    got = float(soft_classes(s, t, torch.ones(1), 1.0))
+    assert got == pytest.approx(kl / C, rel=1e-5)    # float32 softmax: ~1e-7 relative per term
+    label = torch.zeros(1, C)
+    label[0, 0] = 1.0
+    det = float(torch.nn.functional.binary_cross_entropy_with_logits(s, label))
+    assert det == pytest.approx(((C - 1) * math.log(2) + math.log1p(math.exp(D))) / C, rel=1e-5)
+    # ratio D / (D + (C-1) log 2 + ~0): 0.97 at C = 2, 0.80 at C = 8, 0.27 at C = 80 - never C x
+    assert got / det == pytest.approx(D / (D + (C - 1) * math.log(2)), rel=1e-4)
 
 
 def test_mismatched_teacher_is_refused():

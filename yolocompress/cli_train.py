@@ -58,6 +58,8 @@ def _add_run_flags(p) -> None:
     p.add_argument("--eval-every", type=int, default=t("eval_every"), help="evaluate every k epochs (and after the last)")
     p.add_argument("--max-val-images", type=int, default=t("max_val_images"),
                    help="evaluate on at most this many val images")
+    p.add_argument("--max-batches", type=int, default=t("max_batches"),
+                   help="stop each epoch after this many batches (quick runs)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly where it stopped, with the run's own settings "
                         "(from its config.json); other flags are refused if they differ, except --device, "
@@ -100,9 +102,10 @@ def _configs(args):
                      optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                      warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
                      seed=args.seed, workers=args.workers, device=args.device,
-                     max_val_images=args.max_val_images, sync_bn=args.sync_bn,
-                     micro_batches=getattr(args, "micro_batches", 1), skip_bad=getattr(args, "skip_bad", False),
-                     augment=AugmentConfig(), from_scratch=args.weights is None)
+                     max_val_images=args.max_val_images, max_batches=getattr(args, "max_batches", None),
+                     sync_bn=args.sync_bn, micro_batches=getattr(args, "micro_batches", 1),
+                     skip_bad=getattr(args, "skip_bad", False), augment=AugmentConfig(),
+                     from_scratch=args.weights is None)
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
                       decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
     if args.distill and not args.teacher_weights:

@@ -5,24 +5,30 @@ eval mode under ``no_grad`` on the same augmented batch as the student.
 
 * ``hinton`` - soft targets at temperature T, scaled by T^2 (Hinton et al., 2015). Which logits
   go in, and why:
-  - class logits: KL(softmax(t/T) || softmax(s/T)) per anchor. YOLO trains classes with
+  - class logits: KL(softmax(t/T) || softmax(s/T)) / C per anchor. YOLO trains classes with
     independent sigmoids, but the dark knowledge (which classes look alike) lives in their
     relative sizes, which a softmax exposes. Each anchor is weighted by the teacher's objectness:
     at background anchors the class logits were never trained and carry noise, not knowledge.
   - objectness: a two-way (object / background) distribution, sigmoid(logit / T), KL per anchor.
   - box logits stay out: they are regression outputs, not a distribution (the original repo put
     them into the same softmax as the classes, which mixes units and means nothing).
-* ``bounded`` - the teacher-bounded regression loss of Chen et al. (NeurIPS 2017): on positive
-  anchors, the student's squared L2 distance to the ground-truth box (in the box parameter space
-  darknet regresses: xy cell offsets, log w/anchor, log h/anchor) counts only where it exceeds
-  the teacher's distance by more than a margin m; where the student is already as good as the
-  teacher, the teacher has nothing to teach about that box. Plus the soft objectness/class terms
-  above at temperature T.
+* ``bounded`` - the teacher-bounded regression loss of Chen et al. (NeurIPS 2017, "Learning
+  Efficient Object Detection Models with Knowledge Distillation"): on positive anchors, the
+  student's squared L2 distance to the ground-truth box, d_s = ||R_s - y||^2 (in the box parameter
+  space darknet regresses: xy cell offsets, log w/anchor, log h/anchor), is added to the loss where
+  d_s + m > d_t = ||R_t - y||^2, and is zero elsewhere: once the student is better than the teacher
+  by the margin m, the teacher has nothing left to teach about that box. m > 0 keeps the student
+  learning until it beats the teacher by m; m = 0 stops as soon as it matches the teacher. Plus
+  the soft objectness/class terms above at temperature T.
 
 Scale: like the detection loss, each term is batch size x weight x mean, so the default weights
 (1.0 for soft terms, 0.05 for the box term - the detection loss's own box weight) put KD on the
-same footing as the task loss. The original hard-coded 1e-3 (boxes) and 1e-4 (classes) on sums
-over every anchor of a 416 px model; on our per-anchor means those would be ~1000x too weak.
+same footing as the task loss. The soft class term is a mean per element (anchor x class), as the
+detection class BCE is: its KL, summed over the C classes, is divided by C, so at weight 1 it is
+of the detection class term's order (the sum over classes is C times that; a test checks the
+scale on a worked example).
+The original hard-coded 1e-3 (boxes) and 1e-4 (classes) on sums over every anchor of a 416 px
+model; on our per-anchor means those would be ~1000x too weak.
 """
 from __future__ import annotations
 
@@ -47,7 +53,7 @@ class DistillConfig:
     kind: str = "hinton"           # hinton | bounded
     weight: float = 1.0            # alpha: multiplies every KD term
     temperature: float = 3.0       # T of the soft targets
-    margin: float = 0.0            # bounded: student counts only where d_s > d_t + margin
+    margin: float = 0.0            # bounded: the box term counts where d_s + margin > d_t (Chen et al.)
     box_weight: float = 0.05       # bounded: weight of the box term (as the detection loss's box weight)
     cls_weight: float = 1.0        # weight of the soft class term
     obj_weight: float = 1.0        # weight of the soft objectness term
@@ -86,9 +92,11 @@ def soft_objectness(s: Tensor, t: Tensor, temperature: float) -> Tensor:
 
 
 def soft_classes(s: Tensor, t: Tensor, weight: Tensor, temperature: float) -> Tensor:
-    """Weighted mean over anchors of KL(softmax(t/T) || softmax(s/T)) * T^2; s, t (..., C)."""
+    """KL(softmax(t/T) || softmax(s/T)) * T^2 as a mean per element: summed over the C classes,
+    divided by C, then averaged over anchors weighted by ``weight`` - the normalisation of the
+    detection class BCE (a mean over positive anchors x classes). s, t (..., C); weight (...)."""
     log_p = F.log_softmax(t / temperature, -1)
-    kl = (log_p.exp() * (log_p - F.log_softmax(s / temperature, -1))).sum(-1)
+    kl = (log_p.exp() * (log_p - F.log_softmax(s / temperature, -1))).sum(-1) / s.shape[-1]   # (...)
     return (kl * weight).sum() / weight.sum().clamp_min(1e-9) * temperature ** 2
 
 
@@ -98,11 +106,12 @@ def box_params(p: Tensor, anchors_grid: Tensor, scale_x_y: float) -> Tensor:
 
 
 def bounded_box_loss(s: Tensor, t: Tensor, y: Tensor, margin: float) -> tuple[Tensor, Tensor]:
-    """Chen et al.'s teacher-bounded L2: per box ||s - y||^2 where it exceeds ||t - y||^2 + m.
-    Returns (mean over boxes, mask of boxes the student learns from)."""
-    d_s = ((s - y) ** 2).sum(1)
-    d_t = ((t - y) ** 2).sum(1)
-    learn = d_s > d_t + margin
+    """Chen et al.'s teacher-bounded L2: per box d_s = ||s - y||^2 where d_s + m > d_t = ||t - y||^2,
+    else 0 (the student is better than the teacher by at least m). s, t, y (n, 4).
+    Returns (sum over boxes / n, mask of boxes the student learns from)."""
+    d_s = ((s - y) ** 2).sum(1)       # (n,)
+    d_t = ((t - y) ** 2).sum(1)       # (n,)
+    learn = d_s + margin > d_t
     return (d_s * learn).sum() / max(len(y), 1), learn
 
 
@@ -160,7 +169,7 @@ def bounded_examples(student: Darknet, teacher: Darknet, images: Tensor, targets
                      margin: float = 0.0) -> list[dict]:
     """For every positive anchor of a batch: the ground-truth, student and teacher boxes (input
     pixels, cx cy w h), both distances in the regression space, and whether the bounded rule lets
-    the student learn from it (d_s > d_t + margin). For pictures of the rule."""
+    the student learn from it (d_s + margin > d_t). For pictures of the rule."""
     student.eval()
     teacher.eval()
     s_heads, t_heads = student.heads(images), teacher.heads(images)

@@ -96,6 +96,22 @@ def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def data_key(path: str | Path) -> str:
+    """The dataset's part of a cache key: a hash of its config file's text (yaml or darknet .data)
+    and, for the bundled set, of the generator stamp beside it (``shapes.json``) - never of how
+    the path was spelled, so absolute, relative and symlinked spellings (the notebooks vs
+    ``make demo``) and another clone of the same repository share their finished runs."""
+    p = Path(path)
+    if not p.is_file():
+        return f"missing:{p.resolve()}"       # load_data_config reports it when the stage runs
+    h = hashlib.sha1(p.read_bytes())
+    stamp = p.parent / "shapes.json"
+    # the generator's stamp identifies the bundled set anywhere; another dataset is its resolved folder,
+    # so two datasets whose yaml reads the same ("path: .") never share runs
+    h.update(stamp.read_bytes() if stamp.is_file() else str(p.parent.resolve()).encode())
+    return h.hexdigest()[:12]
+
+
 def data_of(pc: PipelineConfig) -> DataConfig:
     return load_data_config(pc.data)
 
@@ -150,12 +166,6 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, run: StageRun, 
 def _artifacts(out: Path) -> dict:
     """The per-run arrays a training run kept in its checkpoint (e.g. gamma histograms)."""
     return safe_load(out / "last.pt").get("artifacts", {})
-
-
-def data_key(path: str | Path) -> str:
-    """The data's part of a cache key: the resolved path, so 'data/x.yaml' and '/abs/.../x.yaml'
-    (or a symlink to it) key the same runs."""
-    return str(Path(path).resolve())
 
 
 # ----------------------------------------------------------------------------- stages

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.patches import FancyArrowPatch, Rectangle
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 from .cfg import Conv, MaxPool, Route, Shortcut, Upsample, Yolo, route_inputs, shortcut_source
 
@@ -103,20 +104,36 @@ def weights_layout(model, max_layers: int = 6):
 
 
 def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("total", "map50"),
-                 title: str = ""):
-    """One panel per metric, one line per run (e.g. loss and mAP per epoch, per schedule)."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2))
+                 title: str = "", reference: dict[str, dict[str, float]] | None = None):
+    """One panel per metric, one line per run (e.g. loss and mAP per epoch, per schedule); a run has
+    the same colour in every panel, also where it lacks a metric. ``reference``: {metric: {run: value}}
+    drawn as dashed lines in the run's colour (e.g. the full run's final value beside a quick curve)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4))
+    colours = dict(zip(histories, sns.color_palette("tab10", max(10, len(histories)))))
+    reference = reference or {}
+    epochs = [e for h in histories.values() if "epoch" in h for e in h["epoch"]] or [1]
+    lo, hi = min(epochs), max(epochs)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for name, h in histories.items():
             if metric in h:
                 d = h.dropna(subset=[metric])
-                ax.plot(d["epoch"], d[metric], marker="o", ms=3, label=name)
+                ax.plot(d["epoch"], d[metric], marker="o", ms=3, color=colours[name])
+            if name in reference.get(metric, {}):
+                ax.axhline(reference[metric][name], color=colours[name], ls="--", lw=1)
         ax.set_xlabel("epoch")
+        ax.set_xlim(lo - 0.5, hi + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.get_major_formatter().set_useOffset(False)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[-1].legend(fontsize=8)
+    handles = [plt.Line2D([], [], color=c, marker="o", ms=3) for c in colours.values()]
+    labels = list(colours)
+    if any(reference.values()):
+        handles.append(plt.Line2D([], [], color="grey", ls="--"))
+        labels.append("full run, final value (make demo, docs/)")
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
@@ -126,8 +143,9 @@ def plot_gamma_heatmap(hist: dict, ax=None, title: str = "|gamma| distribution p
     counts = np.asarray(hist["counts"], float)
     counts = counts / counts.sum(1, keepdims=True).clip(min=1)
     edges = np.asarray(hist["edges"])
-    ax.imshow(counts.T, aspect="auto", origin="lower", cmap="magma",
-              extent=[hist["epochs"][0] - 0.5, hist["epochs"][-1] + 0.5, edges[0], edges[-1]])
+    im = ax.imshow(counts.T, aspect="auto", origin="lower", cmap="magma",
+                   extent=[hist["epochs"][0] - 0.5, hist["epochs"][-1] + 0.5, edges[0], edges[-1]])
+    fig.colorbar(im, ax=ax, label="share of channels")
     ax.set_xlabel("epoch")
     ax.set_ylabel("log10 |gamma|")
     ax.set_title(title)
@@ -200,13 +218,55 @@ def plot_pareto(df: pd.DataFrame, x: str = "GFLOPs", y: str = "map50", label: st
     """Scatter of models with their Pareto front (higher y at lower x is better)."""
     fig, ax = _ax(ax, (6.5, 4))
     sns.scatterplot(data=df, x=x, y=y, hue=label, s=70, ax=ax, legend=False)
-    for _, r in df.iterrows():
-        ax.annotate(str(r[label]), (r[x], r[y]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    texts = [ax.annotate(str(r[label]), (r[x], r[y]), fontsize=7, xytext=(6, 3), textcoords="offset points")
+             for _, r in df.iterrows()]
+    ax.margins(x=0.15, y=0.12)
+    _separate_labels(ax, texts)
     front = pareto_front(df, x, y)
     ax.plot(front[x], front[y], "k--", lw=1, alpha=0.6, label="Pareto front")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return fig
+
+
+_LABEL_SPOTS = [(7, 2, "left", "bottom"), (7, -2, "left", "top"), (-7, 2, "right", "bottom"),
+                (-7, -2, "right", "top"), (0, 8, "center", "bottom"), (0, -8, "center", "top")] + \
+               [(dx, dy, "left" if dx > 0 else "right", "center") for d in (16, 28, 40, 52)
+                for dx, dy in ((12, d), (12, -d), (-12, d), (-12, -d))]
+
+
+def _separate_labels(ax, texts) -> None:
+    """Place each annotation label at the first of a few spots around its point (right, left,
+    above, below, then further out with a leader line) where it covers no other label and no
+    marker and stays inside the axes - a small stand-in for adjustText."""
+    from matplotlib.transforms import Bbox
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    points = [ax.transData.transform(t.xy) for t in texts]
+    placed = [Bbox.from_bounds(px - 5, py - 5, 10, 10) for px, py in points]    # the markers
+    for t in sorted(texts, key=lambda t: (t.xy[0], -t.xy[1])):
+        best = None
+        for spot in _LABEL_SPOTS:
+            _place(t, spot)
+            box = t.get_window_extent(renderer).expanded(1.06, 1.25)
+            clash = sum(box.overlaps(b) for b in placed) + 2 * (not (inside.contains(box.x0, box.y0)
+                                                                   and inside.contains(box.x1, box.y1)))
+            if best is None or clash < best[0]:
+                best = (clash, spot, box)
+            if clash == 0:
+                break
+        _place(t, best[1])
+        if abs(best[1][1]) > 10:
+            ax.annotate("", t.xy, xytext=best[1][:2], textcoords="offset points",
+                        arrowprops=dict(arrowstyle="-", lw=0.4, color="grey", shrinkA=0, shrinkB=3))
+        placed.append(best[2])
+
+
+def _place(text, spot) -> None:
+    dx, dy, ha, va = spot
+    text.set_position((dx, dy))
+    text.set_ha(ha)
+    text.set_va(va)
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -259,6 +319,9 @@ def dataset_stats(boxes: pd.DataFrame, n_images: int, title: str = ""):
     side = boxes[["w_px", "h_px"]].max(axis=1)
     axes[1].hist(side, bins=np.geomspace(max(1, side.min()), side.max(), 30), color="#55A868")
     axes[1].set_xscale("log")
+    axes[1].xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes[1].xaxis.set_major_formatter(ScalarFormatter())
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
     axes[1].set_title("box size (longer side, px)")
     per_image = boxes.groupby("image").size().reindex(range(n_images), fill_value=0)
     axes[2].hist(per_image, bins=np.arange(per_image.max() + 2) - 0.5, color="#C44E52")
@@ -393,7 +456,7 @@ def plot_bounded(image, rows: list[dict], ax=None, title: str = ""):
             ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, **style))
     ax.axis("off")
     n = sum(r["learn"] for r in rows)
-    ax.set_title(title or f"student learns from {n} of {len(rows)} positive anchors")
+    ax.set_title(title or f"student learns from\n{n} of {len(rows)} positive anchors", fontsize=9)
     return fig
 
 
@@ -409,6 +472,7 @@ def plot_soft_targets(logits, names: Sequence[str], temperatures=(1, 3, 10), ax=
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=30)
     ax.set_ylabel("probability")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("the teacher's class distribution at several temperatures")
+    fig.tight_layout()
     return fig

@@ -1,7 +1,9 @@
-"""ipywidgets for the notebooks: a slider over the sparsity penalty s, and one over the prune ratio.
+"""ipywidgets for the notebooks: a slider over the sparsity penalty s, one over the prune ratio,
+and one over the |gamma| threshold of a sparse model.
 
-Each displays its widget and draws the first state at once; notebooks show the same data as a
-static figure next to it, for places where widgets do not render (GitHub, static HTML).
+Each displays its widget and draws its first position at once, so a notebook run without a live
+kernel (nbmake, a static HTML export) still shows that one picture; moving a slider needs a
+running kernel. Results are cached per position, so going back to a position costs nothing.
 """
 from __future__ import annotations
 
@@ -13,14 +15,31 @@ import numpy as np
 from .plan import bn_gammas
 
 
-def sparsity_slider(runs: dict, penalised: set[int] | None = None) -> None:
-    """``runs``: {s: Stage of a sparse run with that penalty}. The slider shows that run's
-    |gamma| histogram (against the smallest s) and its final mAP and sparsity."""
+def _slider(options: list, value, description: str, show: Callable, fmt: str = "{:g}") -> None:
     import ipywidgets as W
     from IPython.display import display
-
-    values = sorted(runs)
     out = W.Output()
+
+    def draw(v):
+        out.clear_output(wait=True)
+        with out:
+            fig = show(v)
+            plt.show()
+            plt.close(fig)
+
+    slider = W.SelectionSlider(options=[(fmt.format(v), v) for v in options], value=value, description=description,
+                               continuous_update=False, style={"description_width": "initial"},
+                               layout=W.Layout(width="480px"))
+    slider.observe(lambda ch: draw(ch["new"]), names="value")
+    draw(slider.value)
+    display(W.VBox([slider, out]))
+
+
+def sparsity_slider(runs: dict, penalised: set[int] | None = None, note: str = "") -> None:
+    """``runs``: {s: Stage of a sparse run with that penalty}. The slider shows that run's
+    |gamma| histogram (against the smallest s) and its final mAP and sparsity; ``note`` (e.g. that
+    these are QUICK runs) goes under the title."""
+    values = sorted(runs)
 
     def gammas(s):
         g = bn_gammas(runs[s].model)
@@ -28,48 +47,63 @@ def sparsity_slider(runs: dict, penalised: set[int] | None = None) -> None:
         return np.concatenate([v for k, v in g.items() if k in keep])
 
     def show(s):
-        out.clear_output(wait=True)
-        with out:
-            fig, ax = plt.subplots(figsize=(6.5, 3))
-            bins = np.linspace(-5, 1, 61)
-            ax.hist(np.log10(np.clip(gammas(values[0]), 1e-5, None)), bins, alpha=0.4, label=f"s = {values[0]:g}")
-            ax.hist(np.log10(np.clip(gammas(s), 1e-5, None)), bins, alpha=0.7, label=f"s = {s:g}")
-            ax.axvline(-2, color="k", lw=0.8, ls="--")
-            row = runs[s].row
-            frac = float((np.abs(gammas(s)) < 1e-2).mean())
-            ax.set_title(f"s = {s:g}: mAP@0.5 {row['map50']:.3f}, {frac:.0%} of |gamma| < 0.01")
-            ax.set_xlabel("log10 |gamma|")
-            ax.legend()
-            plt.show()
+        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        bins = np.linspace(-5, 1, 61)
+        ax.hist(np.log10(np.clip(gammas(values[0]), 1e-5, None)), bins, alpha=0.4, label=f"s = {values[0]:g}")
+        ax.hist(np.log10(np.clip(gammas(s), 1e-5, None)), bins, alpha=0.7, label=f"s = {s:g}")
+        ax.axvline(-2, color="k", lw=0.8, ls="--")
+        frac = float((np.abs(gammas(s)) < 1e-2).mean())
+        ax.set_title(f"s = {s:g}: mAP@0.5 {runs[s].row['map50']:.3f}, {frac:.0%} of |gamma| < 0.01"
+                     + (f"\n{note}" if note else ""), fontsize=10)
+        ax.set_xlabel("log10 |gamma|")
+        ax.set_ylabel("channels")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return fig
 
-    slider = W.SelectionSlider(options=values, value=values[len(values) // 2], description="penalty s",
-                               continuous_update=False)
-    slider.observe(lambda ch: show(ch["new"]), names="value")
-    show(slider.value)
-    display(W.VBox([slider, out]))
+    _slider(values, values[len(values) // 2], "penalty s", show)
 
 
 def ratio_slider(evaluate: Callable[[float], dict], ratios: list[float]) -> None:
-    """``evaluate(ratio) -> {"plan", "GFLOPs", "map50", ...}`` (cached by the caller). The slider
-    redraws the per-layer channel chart with GFLOPs and what-if mAP in the title."""
-    import ipywidgets as W
-    from IPython.display import display
-
+    """``evaluate(ratio) -> {"plan", "GFLOPs", "map50", "pruned", ...}`` (cached by the caller, e.g.
+    a ``whatif.WhatIf``). The slider redraws the per-layer channel chart with GFLOPs and what-if
+    mAP in the title."""
     from .viz import plot_channels
-    out = W.Output()
 
     def show(r):
-        out.clear_output(wait=True)
-        with out:
-            res = evaluate(r)
-            fig = plot_channels({f"ratio {r:.2f}": res["plan"]},
-                                title=f"ratio {r:.2f}: {res['pruned']:.0%} channels removed, "
-                                      f"{res['GFLOPs']:.3f} GFLOPs, what-if mAP@0.5 {res['map50']:.3f}")
-            plt.show()
-            plt.close(fig)
+        res = evaluate(r)
+        return plot_channels({f"ratio {r:.2f}": res["plan"]},
+                             title=f"ratio {r:.2f}: {res['pruned']:.0%} channels removed, "
+                                   f"{res['GFLOPs']:.3f} GFLOPs, what-if mAP@0.5 {res['map50']:.3f}")
 
-    slider = W.SelectionSlider(options=ratios, value=ratios[len(ratios) // 2], description="prune ratio",
-                               continuous_update=False)
-    slider.observe(lambda ch: show(ch["new"]), names="value")
-    show(slider.value)
-    display(W.VBox([slider, out]))
+    _slider(ratios, ratios[len(ratios) // 2], "prune ratio", show)
+
+
+def threshold_slider(what_if, thresholds: list[float], start: float | None = None, note: str = "") -> None:
+    """A live threshold over the sparse model's |gamma| histogram (the union strategy's pool).
+    ``what_if``: a ``whatif.WhatIf`` of that model; each position plans the union prune whose global
+    threshold marks exactly the pool channels below it (the per-layer floor and the residual groups'
+    unions may keep a few of them) and shows the channels the plan removes, GFLOPs and the what-if
+    mAP@0.5 (computed once per position, then cached)."""
+    from .whatif import pool_gammas
+    g = np.log10(np.clip(pool_gammas(what_if.model), 1e-6, None))
+    base = what_if(0.0)
+
+    def show(t):
+        res = what_if.at_threshold(t)
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        bins = np.linspace(min(g.min(), np.log10(min(thresholds))) - 0.2, g.max() + 0.2, 70)
+        ax.hist(g[g < np.log10(t)], bins, color="#C44E52", alpha=0.8, label="below the threshold")
+        ax.hist(g[g >= np.log10(t)], bins, color="#4C72B0", alpha=0.8, label="above")
+        ax.axvline(np.log10(t), color="k", lw=1)
+        ax.set_xlabel("log10 |gamma| (prunable BN channels)")
+        ax.set_ylabel("channels")
+        ax.set_title(f"threshold {t:.1e}: {res['pruned']:.0%} of all BN channels removed\n"
+                     f"GFLOPs {res['GFLOPs']:.3f} (of {base['GFLOPs']:.3f}), what-if mAP@0.5 {res['map50']:.3f} "
+                     f"(of {base['map50']:.3f})" + (f"\n{note}" if note else ""), fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    start = start if start in thresholds else thresholds[len(thresholds) // 2]
+    _slider(thresholds, start, "|gamma| threshold", show, fmt="{:.1e}")

@@ -1,0 +1,207 @@
+"""Notebook helpers: one setup cell (one install URL) in every notebook, command lines that parse back
+to the settings that ran, the full-run reference reader, and the |gamma| threshold -> ratio map."""
+import json
+import re
+import shlex
+import types
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from yolocompress import nb, pipeline, viz
+from yolocompress.cli import build_parser
+from yolocompress.cli_train import _configs
+from yolocompress.distill import DistillConfig
+from yolocompress.plan import PruneConfig, make_plan
+from yolocompress.sparsity import SparseConfig
+from yolocompress.whatif import pool_gammas, ratio_at_threshold
+
+matplotlib.use("Agg")
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def _cells(path, kind):
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == kind]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_opens_with_the_one_setup_cell(path):
+    assert _cells(path, "code")[0] == nb.setup_cell()
+    assert nb.INSTALL in nb.setup_cell() and nb.INSTALL == f"git+{nb.COLAB_REPO}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_hand_written_command_lines_with_settings(path):
+    """train/prune/sweep/export command lines are rendered from the settings that ran, never typed."""
+    text = "\n".join(_cells(path, "markdown"))
+    assert not re.search(r"python -m yolocompress (train|prune|sweep|export)\b", text)
+    assert "--amp bf16" not in text
+
+
+def test_sync_setup_cells_is_idempotent(tmp_path):
+    book = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# x"]},
+                      {"cell_type": "code", "metadata": {}, "source": ["old"], "outputs": [], "execution_count": None}],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(book))
+    assert nb.sync_setup_cells([path]) == [path]
+    assert nb.sync_setup_cells([path]) == []
+    assert _cells(path, "code")[0] == nb.setup_cell()
+
+
+def _argv(command: str) -> list[str]:
+    """The words a POSIX shell reads from a rendered command (backslash-newline joins lines)."""
+    return shlex.split(command.replace("\\\n", " "))
+
+
+def _run(tmp_path, name, tc, sparsity=None, distill=None):
+    out = tmp_path / "runs" / name
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"train": tc.to_dict(), "meta": {
+        "stage": name, "sparsity": sparsity and sparsity.to_dict(), "distill": distill and distill.to_dict()}}))
+    return types.SimpleNamespace(name=name)
+
+
+@pytest.mark.parametrize("kind", [None, "sparse", "hinton", "bounded"])
+def test_train_command_parses_back_to_the_settings_that_ran(tmp_path, kind):
+    pc = pipeline.PipelineConfig.quick(runs=str(tmp_path / "runs"), data=str(tmp_path / "data.yaml"))
+    tc = pc.train_config(2, 2.5e-3, seed=3)     # 2 epochs: warm-up 2/3, a float that %g would round
+    sc = SparseConfig(s=0.03, schedule="global-decay") if kind == "sparse" else None
+    dc = DistillConfig(kind=kind, weight=0.5, temperature=2.0, margin=0.1) if kind in ("hinton", "bounded") else None
+    stage = _run(tmp_path, "stage", tc, sc, dc)
+    start = _run(tmp_path, "start", tc) if kind else None
+    teacher = _run(tmp_path, "teacher", tc) if dc else None
+    settings = types.SimpleNamespace(root=tmp_path)
+    argv = _argv(nb.train_command(settings, pc, stage, start=start, teacher=teacher))
+    assert argv[:3] == ["python", "-m", "yolocompress"]
+    args = build_parser().parse_args(argv[3:])
+    tc2, sc2, dc2 = _configs(args)
+    same = ("epochs", "batch_size", "img_size", "optimizer", "lr", "warmup_epochs", "eval_every", "seed",
+            "max_batches", "max_val_images", "schedule")
+    assert {k: getattr(tc2, k) for k in same} == {k: getattr(tc, k) for k in same}
+    assert sc2 == sc
+    if dc and dc.kind == "hinton":
+        dc = DistillConfig(**{**dc.to_dict(), "margin": 0.0})    # margin only matters to bounded
+    assert dc2 == dc
+    assert args.data == "data.yaml" and (args.weights is None) == (start is None)
+
+
+def test_prune_command_parses_back_to_the_plan():
+    model = viz.toy_residual_model()
+    plan = make_plan(model, PruneConfig(strategy="union", ratio=0.5, drop_blocks=1, min_keep=0.25))
+    pc = pipeline.PipelineConfig(min_keep=0.25, runs="/nonexistent")
+    settings = types.SimpleNamespace(root=Path.cwd())
+    cmd = nb.prune_command(settings, pc, types.SimpleNamespace(name="p", extra={"plan": plan}),
+                           types.SimpleNamespace(name="sparse"))
+    args = build_parser().parse_args(_argv(cmd)[3:])
+    assert (args.strategy, args.ratio, args.drop_blocks, args.min_keep) == ("union", 0.5, 1, 0.25)
+
+
+def test_full_run_reads_the_results_tables(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.md").write_text(
+        "# R\n\n| stage | model | params | map50 |\n|---|---|---|---|\n| baseline | baseline | 2,267,629 | 0.796 |\n"
+        "\ntext\n\n| schedule | map50 | gamma_lt_1e-2 |\n|---|---|---|\n| sparse-constant-s0.1 | 0.799 | 0.768 |\n")
+    settings = types.SimpleNamespace(root=tmp_path)
+    assert nb.full_run(settings, "baseline", "map50") == 0.796
+    assert nb.full_run(settings, "baseline", "params") == 2267629
+    assert nb.full_run(settings, "sparse-constant-s0.1", "gamma_lt_1e-2") == 0.768
+    assert nb.full_run(settings, "nothing", "map50") is None
+    assert nb.full_run(types.SimpleNamespace(root=tmp_path / "none"), "baseline", "map50") is None
+    (tmp_path / "docs" / "results.json").write_text(json.dumps([{"name": "baseline", "map50": 0.81, "map": None}]))
+    assert nb.full_run(settings, "baseline", "map50") == 0.81        # results.json first, where it has the value
+    assert nb.full_run(settings, "baseline", "params") == 2267629    # ...else results.md
+
+
+def test_penalty_values_adds_finished_runs_of_the_same_schedule_and_length(tmp_path):
+    pc = pipeline.PipelineConfig(runs=str(tmp_path), sparse_epochs=30)
+    for name in ("sparse-constant-s0.05-e10", "sparse-constant-s0.1-e5", "sparse-local-decay-s0.2-e10",
+                 "sparse-constant-s0.07-conservative-e10", "sparse-constant-s0.5-e10"):
+        (tmp_path / name).mkdir()
+        if name != "sparse-constant-s0.5-e10":          # unfinished: no done.json
+            (tmp_path / name / "done.json").write_text("{}")
+    assert nb.penalty_values(pc, [0.01, 0.1], "constant", 10) == [0.01, 0.05, 0.1]
+
+
+def test_threshold_maps_to_the_union_ratio_whose_threshold_marks_exactly_the_channels_below_it():
+    model = viz.toy_residual_model()       # gammas 0.001..0.009 (small) and 0.5..1.0 (large)
+    g = pool_gammas(model)
+    for t in (0.0005, 0.005, 0.1, 0.75):
+        plan = make_plan(model, PruneConfig(strategy="union", ratio=ratio_at_threshold(model, t), min_keep=0.0))
+        assert plan.pool_pruned == int((g < t).sum())
+        assert plan.threshold >= t or plan.pool_pruned == 0
+
+
+def test_plot_history_keeps_one_colour_per_run_across_panels():
+    h1 = pd.DataFrame({"epoch": [1, 2], "map50": [0.1, 0.2], "kd_cls": [0.5, 0.4]})
+    h2 = pd.DataFrame({"epoch": [1, 2], "map50": [0.15, 0.25]})     # no kd_cls: the next run must not shift
+    h3 = pd.DataFrame({"epoch": [1, 2], "map50": [0.1, 0.3], "kd_cls": [0.6, 0.2]})
+    fig = viz.plot_history({"a": h2, "b": h1, "c": h3}, ["map50", "kd_cls"], reference={"map50": {"b": 0.5}})
+    left, right = fig.axes[:2]
+    colours = lambda ax: [tuple(l.get_color()) if not isinstance(l.get_color(), str) else l.get_color()  # noqa: E731
+                          for l in ax.get_lines() if len(l.get_xdata()) == 2 and l.get_xdata()[0] == 1]
+    assert colours(left)[1:] == colours(right)          # b and c keep their colours where a is absent
+    dashed = [l for l in left.get_lines() if l.get_linestyle() == "--"]
+    assert len(dashed) == 1 and np.allclose(dashed[0].get_ydata(), 0.5)
+    assert dashed[0].get_color() == left.get_lines()[1].get_color()
+
+
+@pytest.mark.parametrize("quick", ["1", "0"])
+def test_setup_makes_the_data_and_names_the_run_directory(tmp_path, monkeypatch, quick):
+    """A fresh clone: no data/, no runs/. setup() asks the generator for data/shapes (which makes
+    it only when missing) and names runs/notebooks-quick or, in full mode, make demo's runs/demo."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "yolocompress").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.setenv("YOLOCOMPRESS_QUICK", quick)
+    asked = []
+
+    def fake_ensure(out, *a, **k):
+        asked.append(Path(out))
+        return Path(out) / "data.yaml"
+    monkeypatch.setattr("yolocompress.synth.ensure_shapes", fake_ensure)
+    s = nb.setup()
+    assert asked == [tmp_path.resolve() / "data" / "shapes"]
+    assert s.data == asked[0] / "data.yaml" and s.root == tmp_path.resolve()
+    assert s.quick == (quick == "1")
+    assert s.runs == tmp_path.resolve() / "runs" / ("notebooks-quick" if quick == "1" else "demo") and s.runs.is_dir()
+
+
+def test_depth_vs_width_cuts_and_times_each_variant():
+    from yolocompress.profile import gflops
+    from yolocompress.surgery import apply_plan
+    from yolocompress.whatif import depth_vs_width
+    model = viz.toy_residual_model()          # 10 layers, 2 residual blocks of 3 layers each
+    df = depth_vs_width(model, channel_ratios=[0.5], block_counts=[1, 2], combined_ratios=[0.5], blocks=1,
+                        img_size=64, rounds=2, runs=1, progress=False)
+    assert df["kind"].tolist() == ["original", "channels only", "layers only", "layers only", "combined"]
+    assert df["layers"].tolist() == [10, 10, 7, 4, 7]
+    assert df.loc[0, "GFLOPs"] == pytest.approx(gflops(model, 64))
+    cut = apply_plan(model, make_plan(model, PruneConfig(strategy="union", ratio=0.5, drop_blocks=1, min_keep=0.01)))
+    assert df.loc[4, "GFLOPs"] == pytest.approx(gflops(cut, 64))
+    assert (df["GFLOPs"].iloc[1:] < df.loc[0, "GFLOPs"]).all() and (df["ms"] > 0).all()
+
+
+def test_what_if_evaluates_each_position_once(monkeypatch):
+    from yolocompress import whatif
+    from yolocompress.profile import gflops
+    from yolocompress.surgery import apply_plan
+    calls = []
+    monkeypatch.setattr(whatif, "evaluate_on",
+                        lambda m, d, **k: calls.append(k) or types.SimpleNamespace(map50=0.5, map=0.25))
+    model = viz.toy_residual_model()
+    w = whatif.WhatIf(model, data=None, img_size=64, min_keep=0.0, max_images=7)
+    first = w(0.5)
+    assert w(0.5) is first and len(calls) == 1 and calls[0] == {"img_size": 64, "max_images": 7}
+    cut = apply_plan(model, make_plan(model, PruneConfig(strategy="union", ratio=0.5, drop_blocks=0, min_keep=0.0)))
+    assert first["GFLOPs"] == pytest.approx(gflops(cut, 64))
+    t = w.at_threshold(0.1)                    # the small gammas (< 0.01) are exactly those below 0.1
+    assert t["ratio"] == pytest.approx(ratio_at_threshold(model, 0.1))
+    assert t["plan"].pool_pruned == int((pool_gammas(model) < 0.1).sum())
+    assert list(w.table([0.5])) == ["ratio", "pruned", "params", "GFLOPs", "map50", "map"]
+    with pytest.raises(ValueError, match="union strategy only"):
+        whatif.WhatIf(model, None, strategy="shared").at_threshold(0.1)
