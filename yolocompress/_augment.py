@@ -86,15 +86,15 @@ def mosaic(imgs: list[torch.Tensor], boxes: list[torch.Tensor], cls: list[torch.
     return big[:, y0:y0 + s, x0:x0 + s].contiguous(), torch.cat(shifted), torch.cat(cls)
 
 
-def augment(img: torch.Tensor, boxes: torch.Tensor, cls: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator):
+def augment(img: torch.Tensor, boxes: torch.Tensor, cls: torch.Tensor, config: AugmentConfig, gen: torch.Generator):
     """uint8 (3, S, S) image and xyxy px boxes -> float (3, S, S) in [0,1], kept boxes, their classes."""
     s = img.shape[-1]
     u = torch.rand(8, generator=gen, dtype=torch.float64).tolist()
-    zoom = cfg.scale[0] + (cfg.scale[1] - cfg.scale[0]) * u[0]
+    zoom = config.scale[0] + (config.scale[1] - config.scale[0]) * u[0]
     n = max(1, round(s * zoom))
     gain = n / s
-    ox = round(s / 2 * (1 - gain) + (2 * u[1] - 1) * cfg.translate * s)
-    oy = round(s / 2 * (1 - gain) + (2 * u[2] - 1) * cfg.translate * s)
+    ox = round(s / 2 * (1 - gain) + (2 * u[1] - 1) * config.translate * s)
+    oy = round(s / 2 * (1 - gain) + (2 * u[2] - 1) * config.translate * s)
     if n != s or ox or oy:
         src = F.resize(img, [n, n], antialias=True) if n != s else img
         out = torch.full_like(img, PAD_VALUE)
@@ -102,12 +102,12 @@ def augment(img: torch.Tensor, boxes: torch.Tensor, cls: torch.Tensor, cfg: Augm
         if x1 > x0 and y1 > y0:
             out[:, y0:y1, x0:x1] = src[:, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
         img = out
-    flip = u[3] < cfg.hflip
+    flip = u[3] < config.hflip
     if flip:
         img = img.flip(-1)
-    boxes, cls = sanitize(affine_boxes(boxes, gain, (ox, oy), flip, s), cls, s, cfg.min_box, cfg.min_kept)
+    boxes, cls = sanitize(affine_boxes(boxes, gain, (ox, oy), flip, s), cls, s, config.min_box, config.min_kept)
     x = img.float().div_(255)
-    b, c, sa, h = ((2 * v - 1) * r for v, r in zip(u[4:], (cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)))
+    b, c, sa, h = ((2 * v - 1) * r for v, r in zip(u[4:], (config.brightness, config.contrast, config.saturation, config.hue)))
     b, c, sa = 1 + b, 1 + c, 1 + sa
     if (b, c, sa, h) != (1, 1, 1, 0):
         x = jitter_colour(x, b, c, sa, h)

@@ -119,9 +119,9 @@ def _add_data(sub) -> None:
 
 def _run_data_make(args) -> None:
     from .synth import ShapesConfig, make_shapes
-    cfg = ShapesConfig(n_train=args.train, n_val=args.val, img_size=args.img_size, seed=args.seed)
+    config = ShapesConfig(n_train=args.train, n_val=args.val, img_size=args.img_size, seed=args.seed)
     try:
-        path = make_shapes(args.out, cfg, workers=args.workers, overwrite=args.overwrite)
+        path = make_shapes(args.out, config, workers=args.workers, overwrite=args.overwrite)
     except FileExistsError:
         raise UserError(f"{args.out} already holds a dataset; pass --overwrite to replace it") from None
     print(f"wrote {args.train} train + {args.val} val images; dataset: {path}")

@@ -118,9 +118,9 @@ def bounded_box_loss(s: Tensor, t: Tensor, y: Tensor, margin: float) -> tuple[Te
 class DistillTerm:
     """Loss term for ``train()``: ``term(ctx, images, targets, heads) -> {"kd_...": tensor}``."""
 
-    def __init__(self, teacher: Darknet, student: Darknet, cfg: DistillConfig = DistillConfig()):
+    def __init__(self, teacher: Darknet, student: Darknet, config: DistillConfig = DistillConfig()):
         check_pair(teacher, student)
-        self.teacher, self.student, self.cfg = teacher, student, cfg
+        self.teacher, self.student, self.config = teacher, student, config
         for p in teacher.parameters():
             p.requires_grad_(False)
 
@@ -137,17 +137,17 @@ class DistillTerm:
         return self.terms(heads, t_heads, targets, images.shape[-2:])
 
     def terms(self, heads: list[Tensor], t_heads: list[Tensor], targets: Tensor, img_hw) -> dict[str, Tensor]:
-        cfg, T = self.cfg, self.cfg.temperature
+        config, T = self.config, self.config.temperature
         bs = heads[0].shape[0]
         obj = sum(soft_objectness(s[..., 4], t[..., 4], T) for s, t in zip(heads, t_heads)) / len(heads)
-        out = {"kd_obj": obj * cfg.obj_weight}
+        out = {"kd_obj": obj * config.obj_weight}
         if heads[0].shape[-1] > 6:
             cls = sum(soft_classes(s[..., 5:], t[..., 5:], torch.sigmoid(t[..., 4]), T)
                       for s, t in zip(heads, t_heads)) / len(heads)
-            out["kd_cls"] = cls * cfg.cls_weight
-        if cfg.kind == "bounded":
-            out["kd_box"] = self._bounded(heads, t_heads, targets, img_hw) * cfg.box_weight
-        return {k: bs * cfg.weight * v for k, v in out.items()}
+            out["kd_cls"] = cls * config.cls_weight
+        if config.kind == "bounded":
+            out["kd_box"] = self._bounded(heads, t_heads, targets, img_hw) * config.box_weight
+        return {k: bs * config.weight * v for k, v in out.items()}
 
     def _bounded(self, heads, t_heads, targets, img_hw) -> Tensor:
         total = heads[0].new_zeros(())
@@ -160,7 +160,7 @@ class DistillTerm:
             y = torch.cat([a.box[:, :2] - torch.stack([a.gx, a.gy], 1), torch.log(a.box[:, 2:] / anchors)], 1)
             ps = box_params(s[a.b, a.a, a.gy, a.gx], anchors, yolo.scale_x_y)
             pt = box_params(t[a.b, a.a, a.gy, a.gx], anchors, yolo.scale_x_y)
-            total = total + bounded_box_loss(ps, pt, y, self.cfg.margin)[0]
+            total = total + bounded_box_loss(ps, pt, y, self.config.margin)[0]
         return total
 
 

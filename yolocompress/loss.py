@@ -93,17 +93,17 @@ def decode_cells(p: Tensor, anchors_grid: Tensor, scale_x_y: float) -> Tensor:
 class YoloLoss:
     """Callable: ``loss(heads, targets, img_hw) -> {"box", "obj", "cls", "total"}``."""
 
-    def __init__(self, model: Darknet, cfg: LossConfig = LossConfig()):
-        if cfg.iou_type not in ("ciou", "giou"):
-            raise ValueError(f"iou_type must be 'ciou' or 'giou', got {cfg.iou_type!r}")
-        self.model, self.cfg = model, cfg
+    def __init__(self, model: Darknet, config: LossConfig = LossConfig()):
+        if config.iou_type not in ("ciou", "giou"):
+            raise ValueError(f"iou_type must be 'ciou' or 'giou', got {config.iou_type!r}")
+        self.model, self.config = model, config
 
     def __call__(self, heads: list[Tensor], targets: Tensor, img_hw: tuple[int, int]) -> dict[str, Tensor]:
-        cfg = self.cfg
-        assigned = build_targets(self.model, heads, targets, img_hw, cfg.anchor_iou)
+        config = self.config
+        assigned = build_targets(self.model, heads, targets, img_hw, config.anchor_iou)
         zero = heads[0].new_zeros(())
         box_l, obj_l, cls_l = zero.clone(), zero.clone(), zero.clone()
-        iou_loss = complete_box_iou_loss if cfg.iou_type == "ciou" else generalized_box_iou_loss
+        iou_loss = complete_box_iou_loss if config.iou_type == "ciou" else generalized_box_iou_loss
         for p, yolo, t in zip(heads, self.model.yolo_layers, assigned):
             p = full_precision(p)
             obj_t = torch.zeros_like(p[..., 4])
@@ -117,18 +117,18 @@ class YoloLoss:
                                  reduction="none")
                 box_l = box_l + l_box.mean()
                 iou = (1.0 - l_box).detach().clamp(0)
-                obj_t[t.b, t.a, t.gy, t.gx] = (1.0 - cfg.obj_iou) + cfg.obj_iou * iou
+                obj_t[t.b, t.a, t.gy, t.gx] = (1.0 - config.obj_iou) + config.obj_iou * iou
                 if yolo.classes > 1:
                     cls_t = F.one_hot(t.cls, yolo.classes).to(ps.dtype)
                     cls_l = cls_l + F.binary_cross_entropy_with_logits(ps[:, 5:], cls_t)
             balance = _STRIDE_BALANCE.get(round(stride), 1.0)
             obj_l = obj_l + balance * F.binary_cross_entropy_with_logits(p[..., 4], obj_t)
         bs = heads[0].shape[0]
-        w_obj, w_cls = cfg.obj, cfg.cls
-        if cfg.scale_gains:  # the weights are tuned for 640 px, 80 classes, 3 heads (Ultralytics)
+        w_obj, w_cls = config.obj, config.cls
+        if config.scale_gains:  # the weights are tuned for 640 px, 80 classes, 3 heads (Ultralytics)
             nl, nc = len(heads), self.model.num_classes
             w_obj *= (img_hw[0] / 640) ** 2 * 3 / nl
             w_cls *= nc / 80 * 3 / nl
-        terms = {"box": cfg.box * box_l, "obj": w_obj * obj_l, "cls": w_cls * cls_l}
+        terms = {"box": config.box * box_l, "obj": w_obj * obj_l, "cls": w_cls * cls_l}
         terms["total"] = bs * (terms["box"] + terms["obj"] + terms["cls"])
         return terms

@@ -12,7 +12,7 @@ from .sparsity import SparseConfig, SparsityHook
 from .train import TrainConfig, TrainResult, train
 
 
-def train_recipe(model: Darknet, data: DataConfig, cfg: TrainConfig, out: str | Path | None,
+def train_recipe(model: Darknet, data: DataConfig, config: TrainConfig, out: str | Path | None,
                  sparsity: SparseConfig | None = None, teacher: Darknet | None = None,
                  distill: DistillConfig | None = None, baseline_map50: float | None = None,
                  **kw) -> TrainResult:
@@ -24,4 +24,4 @@ def train_recipe(model: Darknet, data: DataConfig, cfg: TrainConfig, out: str | 
     terms = [DistillTerm(teacher, model, distill)] if distill else []
     meta = dict(kw.pop("meta", None) or {})
     meta.update(sparsity=sparsity.to_dict() if sparsity else None, distill=distill.to_dict() if distill else None)
-    return train(model, data, cfg, out, hooks=hooks, terms=terms, meta=meta, **kw)
+    return train(model, data, config, out, hooks=hooks, terms=terms, meta=meta, **kw)

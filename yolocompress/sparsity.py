@@ -57,7 +57,7 @@ class SparseConfig:
 
 
 def penalised_convs(blocks, scope: str = "all", protect: ProtectOptions = ProtectOptions()) -> list[int]:
-    """Layer indices of the BN convs sparse training penalises under ``scope``. ``blocks``: cfg
+    """Layer indices of the BN convs sparse training penalises under ``scope``. ``blocks``: config
     blocks, or a ``Graph`` already built (then ``protect`` is the graph's own)."""
     graph = blocks if isinstance(blocks, Graph) else build_graph(blocks, protect)
     prunable = graph.prunable()
@@ -89,18 +89,18 @@ def sparsity_stats(gammas: np.ndarray) -> dict:
 class SparsityHook:
     """``train()`` hook adding s * sign(gamma) to the penalised gammas' gradients every step."""
 
-    def __init__(self, model: Darknet, cfg: SparseConfig = SparseConfig(),
+    def __init__(self, model: Darknet, config: SparseConfig = SparseConfig(),
                  protect: ProtectOptions = ProtectOptions(), baseline_map50: float | None = None):
-        self.cfg = cfg
-        self.layers = penalised_convs(model.blocks, cfg.scope, protect)
+        self.config = config
+        self.layers = penalised_convs(model.blocks, config.scope, protect)
         self.bns = [model.module_list[i].bn for i in self.layers]
         self.baseline_map50 = baseline_map50
         self.warned = False
 
     def factor(self, progress: float) -> float:
         """Global multiplier of s at a point of training (global-decay only)."""
-        if self.cfg.schedule == "global-decay" and progress >= self.cfg.decay_at:
-            return self.cfg.decay_factor
+        if self.config.schedule == "global-decay" and progress >= self.config.decay_at:
+            return self.config.decay_factor
         return 1.0
 
     def gammas(self) -> torch.Tensor:
@@ -110,9 +110,9 @@ class SparsityHook:
     def penalty(self, progress: float) -> torch.Tensor:
         """Per-channel penalty (over the penalised layers, concatenated) at ``progress``."""
         g = self.gammas()
-        s = torch.full_like(g, self.cfg.s * self.factor(progress))
-        if self.cfg.schedule == "local-decay" and progress >= self.cfg.decay_at:
-            s[local_decay_mask(g, self.cfg.local_keep)] *= self.cfg.decay_factor
+        s = torch.full_like(g, self.config.s * self.factor(progress))
+        if self.config.schedule == "local-decay" and progress >= self.config.decay_at:
+            s[local_decay_mask(g, self.config.local_keep)] *= self.config.decay_factor
         return s
 
     @torch.no_grad()
@@ -143,10 +143,10 @@ class SparsityHook:
             if self.baseline_map50 is None:
                 self.baseline_map50 = log["map50"]
             drop = self.baseline_map50 - log["map50"]
-            if drop > self.cfg.warn_drop and not self.warned:
+            if drop > self.config.warn_drop and not self.warned:
                 self.warned = True
                 warnings.warn(f"sparse training: val mAP@0.5 fell {drop:.3f} below {self.baseline_map50:.3f} "
-                              f"at epoch {ctx.epoch + 1}; s={self.cfg.s} may be too strong (try s/2) - "
+                              f"at epoch {ctx.epoch + 1}; s={self.config.s} may be too strong (try s/2) - "
                               "a decay schedule lets accuracy recover at the end", stacklevel=2)
 
     def _record(self, hist: dict, epoch: int) -> None:

@@ -60,10 +60,10 @@ class ShapesConfig:
             raise ValueError(f"bad ShapesConfig: {self}")
 
 
-def render_image(cfg: ShapesConfig, split: str, k: int):
+def render_image(config: ShapesConfig, split: str, k: int):
     """Image k of `split` as (PIL.Image, labels (n, 5) [class, cx, cy, w, h] normalised)."""
-    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), k])
-    return render(rng, cfg)
+    rng = np.random.default_rng([config.seed, SPLITS.index(split), k])
+    return render(rng, config)
 
 
 def _label_text(labels: np.ndarray) -> str:
@@ -71,8 +71,8 @@ def _label_text(labels: np.ndarray) -> str:
 
 
 def _write_one(job) -> int:
-    out, cfg, split, k = job
-    img, labels = render_image(cfg, split, k)
+    out, config, split, k = job
+    img, labels = render_image(config, split, k)
     img.save(out / "images" / split / f"{k:05d}.png", compress_level=1)
     (out / "labels" / split / f"{k:05d}.txt").write_text(_label_text(labels))
     return 1
@@ -84,11 +84,11 @@ def _yaml_text(out: Path) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _stamp(cfg: ShapesConfig) -> dict:
-    return {"version": SHAPES_VERSION, "config": asdict(cfg)}
+def _stamp(config: ShapesConfig) -> dict:
+    return {"version": SHAPES_VERSION, "config": asdict(config)}
 
 
-def make_shapes(out: str | Path, cfg: ShapesConfig = ShapesConfig(), workers: int = 2,
+def make_shapes(out: str | Path, config: ShapesConfig = ShapesConfig(), workers: int = 2,
                 progress: bool = True, overwrite: bool = False) -> Path:
     """Write the dataset into `out` (see module doc) and return the path of its data.yaml.
 
@@ -106,7 +106,7 @@ def make_shapes(out: str | Path, cfg: ShapesConfig = ShapesConfig(), workers: in
     for kind in ("images", "labels"):
         for split in SPLITS:
             (out / kind / split).mkdir(parents=True, exist_ok=True)
-    jobs = [(out, cfg, "train", k) for k in range(cfg.n_train)] + [(out, cfg, "val", k) for k in range(cfg.n_val)]
+    jobs = [(out, config, "train", k) for k in range(config.n_train)] + [(out, config, "val", k) for k in range(config.n_val)]
     from tqdm.auto import tqdm
     bar = tqdm(total=len(jobs), desc=f"shapes -> {out}", unit="img", disable=not progress)
     if workers <= 1:
@@ -119,21 +119,21 @@ def make_shapes(out: str | Path, cfg: ShapesConfig = ShapesConfig(), workers: in
     bar.close()
     yaml_path = out / "data.yaml"
     atomic_write_text(yaml_path, _yaml_text(out))
-    atomic_write_text(out / "shapes.json", json.dumps(_stamp(cfg), indent=1))
+    atomic_write_text(out / "shapes.json", json.dumps(_stamp(config), indent=1))
     return yaml_path
 
 
-def ensure_shapes(out: str | Path, cfg: ShapesConfig = ShapesConfig(), **kw) -> Path:
+def ensure_shapes(out: str | Path, config: ShapesConfig = ShapesConfig(), **kw) -> Path:
     """Return out/data.yaml, generating the dataset only if it is missing or was made with another
     config or drawing version (recorded in out/shapes.json). `kw` goes to `make_shapes`."""
     out = Path(out)
     yaml_path = out / "data.yaml"
     try:
-        same = json.loads((out / "shapes.json").read_text()) == json.loads(json.dumps(_stamp(cfg)))
+        same = json.loads((out / "shapes.json").read_text()) == json.loads(json.dumps(_stamp(config)))
     except (OSError, ValueError):
         same = False
     if not (same and yaml_path.exists()):
-        return make_shapes(out, cfg, overwrite=True, **kw)
+        return make_shapes(out, config, overwrite=True, **kw)
     if yaml_path.read_text() != _yaml_text(out):  # written by an older version: refresh
         atomic_write_text(yaml_path, _yaml_text(out))
     return yaml_path

@@ -108,7 +108,7 @@ class Context:
     """What hooks and loss terms see: the live objects of the run."""
     model: Darknet                  # the bare model (not the DDP wrapper)
     optimizer: torch.optim.Optimizer
-    cfg: TrainConfig
+    config: TrainConfig
     epoch: int = 0
     step: int = 0                   # optimizer steps so far
     steps_per_epoch: int = 1
@@ -125,7 +125,7 @@ class Context:
     @property
     def progress(self) -> float:
         """Fraction of training done, in [0, 1]."""
-        return self.step / max(1, self.cfg.epochs * self.steps_per_epoch)
+        return self.step / max(1, self.config.epochs * self.steps_per_epoch)
 
 
 @dataclass
@@ -164,31 +164,31 @@ def init_head_bias(model: Darknet, img_size: int, objects_per_image: float = 4.0
             b[:, 5:] = math.log(0.6 / max(yolo.classes - 0.99, 1e-3))
 
 
-def make_optimizer(model: Darknet, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: Darknet, config: TrainConfig) -> torch.optim.Optimizer:
     """Weight decay on conv weights only; BN gamma/beta and biases decay-free."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if name.endswith("conv.weight") else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    if cfg.optimizer == "adam":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    if config.optimizer == "adam":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999))
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
 
 
-def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """Learning-rate multiplier at an optimizer step: linear warm-up, then cosine or step decay."""
-    total = cfg.epochs * steps_per_epoch
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    total = config.epochs * steps_per_epoch
+    warm = int(config.warmup_epochs * steps_per_epoch)
     if step < warm:
         return (step + 1) / warm
     t = (step - warm) / max(1, total - warm)
-    if cfg.schedule == "cosine":
-        return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    if cfg.schedule == "step":
+    if config.schedule == "cosine":
+        return config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    if config.schedule == "step":
         return 0.01 if t >= 0.9 else 0.1 if t >= 0.7 else 1.0
-    raise ValueError(f"schedule must be 'cosine' or 'step', got {cfg.schedule!r}")
+    raise ValueError(f"schedule must be 'cosine' or 'step', got {config.schedule!r}")
 
 
 def seed_everything(seed: int) -> None:
@@ -261,7 +261,7 @@ def _save_last(out: Path, ctx: Context, scheduler_state: dict, scaler, history: 
                "meta": extra_meta, "optimizer": ctx.optimizer.state_dict(), "scheduler": scheduler_state,
                "scaler": scaler.state_dict() if scaler is not None else None, "epoch": ctx.epoch,
                "step": ctx.step, "rng": _rng_state(), "history": history, "best_map50": best,
-               "best_epoch": best_epoch(history), "train_config": ctx.cfg.to_dict(), "artifacts": ctx.artifacts}
+               "best_epoch": best_epoch(history), "train_config": ctx.config.to_dict(), "artifacts": ctx.artifacts}
     atomic_torch_save(payload, out / "last.pt")
 
 
@@ -320,22 +320,22 @@ class Run:
     start_epoch: int = 0
 
 
-def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), out: str | Path | None = None,
+def train(model: Darknet, data: DataConfig, config: TrainConfig = TrainConfig(), out: str | Path | None = None,
           hooks: Sequence[Any] = (), terms: Sequence[Callable] = (), resume: bool = False,
           exist_ok: bool = False, progress: bool = True, meta: dict | None = None) -> TrainResult:
-    """Train ``model`` on ``data`` with ``cfg``; see the module docstring for hooks and terms.
+    """Train ``model`` on ``data`` with ``config``; see the module docstring for hooks and terms.
 
     ``out``: run directory (None: nothing written). ``resume``: continue ``out/last.pt`` exactly.
-    ``cfg.from_scratch``: re-initialise every weight from ``cfg.seed`` first.
+    ``config.from_scratch``: re-initialise every weight from ``config.seed`` first.
     """
-    if cfg.img_size % 32:
-        raise ValueError(f"img_size {cfg.img_size} must be a multiple of 32")
+    if config.img_size % 32:
+        raise ValueError(f"img_size {config.img_size} must be a multiple of 32")
     if not model.head_indices:
         raise TrainingError("the model has no [yolo] layer; training needs at least one detection head")
     ddp = dist.setup()
     out = Path(out) if out is not None else None
-    device = _prepare(model, cfg, out, resume, exist_ok, ddp)
-    run = _build_run(model, data, cfg, device, ddp)
+    device = _prepare(model, config, out, resume, exist_ok, ddp)
+    run = _build_run(model, data, config, device, ddp)
     run.hooks, run.terms, run.out, run.meta, run.progress = hooks, terms, out, dict(meta or {}), progress
     if resume:
         run.start_epoch, run.best, run.history = _restore(out / "last.pt", run.ctx, run.scheduler, run.scaler)
@@ -345,7 +345,7 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
     try:
         metrics = _epochs(run)
     finally:
-        if cfg.sync_bn:
+        if config.sync_bn:
             dist.revert_sync_bn(run.ctx.model)
         dist.cleanup(ddp)
     hist = pd.DataFrame(run.history)
@@ -353,48 +353,48 @@ def train(model: Darknet, data: DataConfig, cfg: TrainConfig = TrainConfig(), ou
     return TrainResult(run.ctx.model, hist, best, out, metrics)
 
 
-def _prepare(model: Darknet, cfg: TrainConfig, out: Path | None, resume: bool, exist_ok: bool,
+def _prepare(model: Darknet, config: TrainConfig, out: Path | None, resume: bool, exist_ok: bool,
              ddp: bool) -> torch.device:
     """Run directory (rank 0), seeds, initial weights; returns the device the model now lives on."""
-    device = dist.device_for(pick_device(cfg.device)) if ddp else pick_device(cfg.device)
+    device = dist.device_for(pick_device(config.device)) if ddp else pick_device(config.device)
     if out is not None and dist.is_main():
         prepare_run_dir(out, resume, exist_ok)
     dist.barrier()
-    seed_everything(cfg.seed)
-    if cfg.from_scratch and not resume:
+    seed_everything(config.seed)
+    if config.from_scratch and not resume:
         reset_weights(model)
-        if cfg.init_head_bias:
-            init_head_bias(model, cfg.img_size)
+        if config.init_head_bias:
+            init_head_bias(model, config.img_size)
     model.to(device)
     return device
 
 
-def _build_run(model: Darknet, data: DataConfig, cfg: TrainConfig, device: torch.device, ddp: bool) -> Run:
+def _build_run(model: Darknet, data: DataConfig, config: TrainConfig, device: torch.device, ddp: bool) -> Run:
     """Datasets (every image verified up front), loaders, optimizer, schedule, precision and loss."""
-    on_error = "skip" if cfg.skip_bad else "raise"
-    train_set = YoloDataset(data.train, cfg.img_size, augment=cfg.augment, nc=data.nc, on_error=on_error,
+    on_error = "skip" if config.skip_bad else "raise"
+    train_set = YoloDataset(data.train, config.img_size, augment=config.augment, nc=data.nc, on_error=on_error,
                             verify=True)
-    val_images = data.val[: cfg.max_val_images] if cfg.max_val_images else data.val
-    val_set = YoloDataset(val_images, cfg.img_size, augment=None, nc=data.nc, on_error=on_error, verify=True)
+    val_images = data.val[: config.max_val_images] if config.max_val_images else data.val
+    val_set = YoloDataset(val_images, config.img_size, augment=None, nc=data.nc, on_error=on_error, verify=True)
     _warn_if_unlabelled(train_set)
-    sampler = dist.make_sampler(train_set, cfg.batch_size, cfg.seed)
-    train_loader = make_loader(train_set, 1, shuffle=False, workers=cfg.workers, seed=cfg.seed,
+    sampler = dist.make_sampler(train_set, config.batch_size, config.seed)
+    train_loader = make_loader(train_set, 1, shuffle=False, workers=config.workers, seed=config.seed,
                                batch_sampler=sampler)
-    val_loader = make_loader(val_set, max(1, dist.per_rank_batch(cfg.batch_size)), shuffle=False,
-                             workers=cfg.workers)
-    steps_per_epoch = min(len(sampler), cfg.max_batches or len(sampler))
+    val_loader = make_loader(val_set, max(1, dist.per_rank_batch(config.batch_size)), shuffle=False,
+                             workers=config.workers)
+    steps_per_epoch = min(len(sampler), config.max_batches or len(sampler))
     if steps_per_epoch == 0:
         raise TrainingError(f"the training set has {len(train_set)} images, fewer than one batch of "
-                            f"{cfg.batch_size}; lower --batch-size")
-    if cfg.sync_bn and ddp:
+                            f"{config.batch_size}; lower --batch-size")
+    if config.sync_bn and ddp:
         model = dist.sync_bn(model, device)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps_per_epoch))
-    amp = choose_amp(cfg.amp, device)
+    optimizer = make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s, steps_per_epoch))
+    amp = choose_amp(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if amp.dtype == torch.float16 else None
-    ctx = Context(model, optimizer, cfg, steps_per_epoch=steps_per_epoch, device=device, amp=amp.dtype,
+    ctx = Context(model, optimizer, config, steps_per_epoch=steps_per_epoch, device=device, amp=amp.dtype,
                   precision=amp)
-    return Run(ctx, data, train_set, sampler, train_loader, val_loader, YoloLoss(model, cfg.loss), scheduler, scaler)
+    return Run(ctx, data, train_set, sampler, train_loader, val_loader, YoloLoss(model, config.loss), scheduler, scaler)
 
 
 def _announce(run: Run) -> None:
@@ -403,23 +403,23 @@ def _announce(run: Run) -> None:
     if run.progress and dist.is_main():
         tqdm.write(f"precision: {amp.name} ({amp.reason})")
     if run.out is not None and dist.is_main():
-        record = {"train": run.ctx.cfg.to_dict(), "meta": run.meta, "precision": amp.to_dict()}
+        record = {"train": run.ctx.config.to_dict(), "meta": run.meta, "precision": amp.to_dict()}
         atomic_write_text(run.out / "config.json", json.dumps(record, indent=2, default=str))
 
 
 def _epochs(run: Run) -> DetectionMetrics | None:
     """The epoch loop: train, evaluate (rank 0), hooks, checkpoints (rank 0). Returns the last metrics."""
-    ctx, cfg, metrics = run.ctx, run.ctx.cfg, None
-    for epoch in range(run.start_epoch, cfg.epochs):
+    ctx, config, metrics = run.ctx, run.ctx.config, None
+    for epoch in range(run.start_epoch, config.epochs):
         ctx.epoch = epoch
         run.sampler.set_epoch(epoch)
-        _seed_epoch(run.train_set, cfg, epoch)
+        _seed_epoch(run.train_set, config, epoch)
         t0 = time.time()
         sums = _run_epoch(run)
         log = {"epoch": epoch + 1, "lr": ctx.optimizer.param_groups[0]["lr"], **sums, "time_s": time.time() - t0}
-        if dist.is_main() and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            metrics = evaluate(ctx.model, run.val_loader, run.data.names, cfg.img_size, ctx.device,
-                               cfg.conf_thres, cfg.nms_iou, ctx.amp)
+        if dist.is_main() and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+            metrics = evaluate(ctx.model, run.val_loader, run.data.names, config.img_size, ctx.device,
+                               config.conf_thres, config.nms_iou, ctx.amp)
             log.update(map50=metrics.map50, map=metrics.map, precision=metrics.precision, recall=metrics.recall)
         _call(run.hooks, "on_epoch_end", ctx, log)
         run.history.append(log)
@@ -428,18 +428,18 @@ def _epochs(run: Run) -> DetectionMetrics | None:
         if run.out is not None and dist.is_main():
             _write_epoch(run.out, ctx, run.scheduler, run.scaler, run.history, run.best, improved, run.meta)
         if run.progress and dist.is_main():
-            tqdm.write(_epoch_line(log, cfg.epochs))
+            tqdm.write(_epoch_line(log, config.epochs))
         dist.barrier()
     return metrics
 
 
-def _seed_epoch(dataset, cfg: TrainConfig, epoch: int) -> None:
+def _seed_epoch(dataset, config: TrainConfig, epoch: int) -> None:
     """Augmentation of epoch ``epoch`` depends only on (seed, epoch, rank) - and the batches only on
     (seed, epoch), through the sampler - so a run resumed at an epoch boundary sees exactly the
     batches an uninterrupted run sees. (With ``workers > 0`` the persistent workers keep their own
     augmentation streams.)"""
-    if cfg.workers == 0:
-        dataset.reseed(cfg.seed * 1_000_003 + epoch * 7919 + dist.rank())
+    if config.workers == 0:
+        dataset.reseed(config.seed * 1_000_003 + epoch * 7919 + dist.rank())
 
 
 def _epoch_line(log: dict, epochs: int) -> str:
@@ -533,7 +533,7 @@ def _run_epoch(run: Run) -> dict:
     ctx, sums, n = run.ctx, {}, 0
     run.net.train()
     bar = tqdm(itertools.islice(run.train_loader, ctx.steps_per_epoch), total=ctx.steps_per_epoch,
-               desc=f"epoch {ctx.epoch + 1}/{ctx.cfg.epochs}", leave=False,
+               desc=f"epoch {ctx.epoch + 1}/{ctx.config.epochs}", leave=False,
                disable=not (run.progress and dist.is_main()))
     for batch_i, (images, targets, _) in enumerate(bar):
         for key, v in _train_step(run, images, targets, batch_i).items():
@@ -550,7 +550,7 @@ def _train_step(run: Run, images: torch.Tensor, targets: torch.Tensor, batch_i: 
     images = images.to(ctx.device, dtype=ctx.dtype, non_blocking=True)     # (B, 3, S, S)
     targets = targets.to(ctx.device)                                        # (n, 6): image, class, cx, cy, w, h
     ctx.optimizer.zero_grad(set_to_none=True)
-    k, scale, out = ctx.cfg.micro_batches, dist.world(), {}
+    k, scale, out = ctx.config.micro_batches, dist.world(), {}
     for c, (im, t) in enumerate(_micro(images, targets, k)):
         sync = contextlib.nullcontext() if c == k - 1 or not hasattr(net, "no_sync") else net.no_sync()
         with sync:
