@@ -7,7 +7,7 @@ DATA   := data/shapes/data.yaml
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: demo test unit notebooks data install docs clean help
+.PHONY: demo test unit notebooks notebook-alone data install docs clean help
 
 help:           ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,7 +34,13 @@ unit: $(STAMP)  ## unit tests only
 notebooks: $(DATA)  ## every notebook, in order, under QUICK settings
 	YOLOCOMPRESS_QUICK=1 $(PY) -m pytest -q --nbmake -p no:randomly notebooks
 
-test: unit notebooks  ## unit tests, then every notebook under QUICK settings
+# One notebook from the middle of the series, opened on its own the way a Colab badge opens it:
+# on a fresh clone there is no data/ and no runs/, and the notebook must make what it needs.
+NB_ALONE ?= notebooks/05_channel_prune_shared_mask.ipynb
+notebook-alone: $(STAMP)  ## one notebook on its own (on a fresh clone: no data, no earlier runs)
+	YOLOCOMPRESS_QUICK=1 $(PY) -m pytest -q --nbmake -p no:randomly $(NB_ALONE)
+
+test: unit notebook-alone notebooks  ## unit tests, one notebook alone, then every notebook (QUICK)
 
 clean:          ## remove runs and generated data (keeps .venv)
 	rm -rf runs data/shapes
