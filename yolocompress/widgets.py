@@ -12,7 +12,7 @@ from typing import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .plan import bn_gammas
+from .sparsity import penalised_gammas
 
 
 def _slider(options: list, value, description: str, show: Callable, fmt: str = "{:g}") -> None:
@@ -35,16 +35,14 @@ def _slider(options: list, value, description: str, show: Callable, fmt: str = "
     display(W.VBox([slider, out]))
 
 
-def sparsity_slider(runs: dict, penalised: set[int] | None = None, note: str = "") -> None:
+def sparsity_slider(runs: dict, note: str = "") -> None:
     """``runs``: {s: Stage of a sparse run with that penalty}. The slider shows that run's
-    |gamma| histogram (against the smallest s) and its final mAP and sparsity; ``note`` (e.g. that
-    these are QUICK runs) goes under the title."""
+    |gamma| histogram of the penalised channels (against the smallest s) and its final mAP and
+    sparsity; ``note`` (e.g. that these are QUICK runs) goes under the title."""
     values = sorted(runs)
 
     def gammas(s):
-        g = bn_gammas(runs[s].model)
-        keep = penalised if penalised is not None else set(g)
-        return np.concatenate([v for k, v in g.items() if k in keep])
+        return penalised_gammas(runs[s].model)
 
     def show(s):
         fig, ax = plt.subplots(figsize=(6.5, 3.2))
