@@ -187,14 +187,14 @@ def test_depth_vs_width_cuts_and_times_each_variant():
 
 
 def test_what_if_evaluates_each_position_once(monkeypatch):
-    from yolocompress import whatif
+    from yolocompress import sweep, whatif
     from yolocompress.profile import gflops
     from yolocompress.surgery import apply_plan
     calls = []
-    monkeypatch.setattr(whatif, "evaluate_on",
+    monkeypatch.setattr(sweep, "evaluate_on",      # WhatIf measures each plan through sweep.plan_row
                         lambda m, d, **k: calls.append(k) or types.SimpleNamespace(map50=0.5, map=0.25))
     model = viz.toy_residual_model()
-    w = whatif.WhatIf(model, data=None, img_size=64, min_keep=0.0, max_images=7)
+    w = whatif.WhatIf(model, data=types.SimpleNamespace(), img_size=64, min_keep=0.0, max_images=7)
     first = w(0.5)
     assert w(0.5) is first and len(calls) == 1 and calls[0] == {"img_size": 64, "max_images": 7}
     cut = apply_plan(model, make_plan(model, PruneConfig(strategy="union", ratio=0.5, drop_blocks=0, min_keep=0.0)))

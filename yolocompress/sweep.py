@@ -52,7 +52,7 @@ def kept_gamma_share(plan: PrunePlan, gammas: dict[int, np.ndarray]) -> float:
     return sum(float(gammas[c][plan.keep[c]].sum()) for c in gammas) / total if total else 1.0
 
 
-def _row(model: Darknet, graph: Graph, plan: PrunePlan, data: DataConfig | None, max_images: int | None) -> dict:
+def plan_row(model: Darknet, graph: Graph, plan: PrunePlan, data: DataConfig | None, max_images: int | None) -> dict:
     """Measured numbers of one plan: pruned share, params and GFLOPs of the compact model, and
     (with ``data``) the what-if's mAP at the plan's input size."""
     compact = apply_plan(model, plan, graph)
@@ -70,12 +70,12 @@ def sensitivity_sweep(model: Darknet, data: DataConfig, config: PruneConfig, rat
     config = replace(config, img_size=img_size, target_gflops=None)
     graph, gammas = build_graph(model.blocks, config.protect), bn_gammas(model)
     full = plan_combined(gammas, graph, replace(config, strategy="none", drop_blocks=0))
-    rows = [{"ratio": 0.0, **_row(model, graph, full, data, max_images)}]
+    rows = [{"ratio": 0.0, **plan_row(model, graph, full, data, max_images)}]
     for r in tqdm(ratios, desc=f"sweep {config.strategy}", disable=not progress):
         if r == 0.0:
             continue
         plan = plan_combined(gammas, graph, replace(config, ratio=r))
-        rows.append({"ratio": r, **_row(model, graph, plan, data, max_images)})
+        rows.append({"ratio": r, **plan_row(model, graph, plan, data, max_images)})
     return pd.DataFrame(rows)
 
 
@@ -92,7 +92,7 @@ def importance_sweep(model: Darknet, config: PruneConfig, budgets: Sequence[floa
         plan = plan_combined(gammas, graph, replace(config, importance=imp, target_gflops=b))
         rows.append({"importance": imp, "budget": str(b), "target GFLOPs": plan.target_gflops,
                      "ratio": plan.ratio, "kept |gamma|": kept_gamma_share(plan, gammas),
-                     **_row(model, graph, plan, data, max_images)})
+                     **plan_row(model, graph, plan, data, max_images)})
     return pd.DataFrame(rows)
 
 
@@ -103,7 +103,7 @@ def round_to_table(model: Darknet, config: PruneConfig, values: Sequence[int] = 
     rows = []
     for n in values:
         plan = plan_combined(gammas, graph, replace(config, round_to=n))
-        rows.append({"round_to": n, **_row(model, graph, plan, None, None)})
+        rows.append({"round_to": n, **plan_row(model, graph, plan, None, None)})
     df = pd.DataFrame(rows)
     df["GFLOPs vs round_to=1"] = df["GFLOPs"] / float(df.loc[df["round_to"] == 1, "GFLOPs"].iloc[0]) \
         if (df["round_to"] == 1).any() else np.nan

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 from .data import DataConfig
 from .graph import build_graph
 from .model import Darknet
-from .plan import PruneConfig, bn_gammas, make_plan
-from .profile import count_params, gflops, latency
-from .surgery import apply_masks, apply_plan
-from .evaluate import evaluate_on
+from .plan import PruneConfig, bn_gammas, make_plan, plan_combined
+from .profile import gflops, latency
+from .surgery import apply_plan
+from .sweep import plan_row
 
 
 def pool_gammas(model: Darknet) -> np.ndarray:
@@ -44,20 +44,17 @@ class WhatIf:
                  img_size: int = 128, min_keep: float = 0.01, max_images: int | None = None):
         self.model, self.data, self.strategy, self.blocks = model.eval(), data, strategy, blocks
         self.img_size, self.min_keep, self.max_images = img_size, min_keep, max_images
-        self.graph = build_graph(model.blocks)        # once: every ratio is planned on it
+        self.graph, self.gammas = build_graph(model.blocks), bn_gammas(model)   # once: every ratio uses them
         self.cache: dict[float, dict] = {}
 
     def __call__(self, ratio: float) -> dict:
         ratio = round(float(ratio), 6)
         if ratio not in self.cache:
-            config = PruneConfig(strategy=self.strategy, ratio=ratio, drop_blocks=self.blocks, min_keep=self.min_keep)
-            plan = make_plan(self.model, config, self.graph)
-            m = evaluate_on(apply_masks(self.model, plan, self.graph), self.data, img_size=self.img_size,
-                            max_images=self.max_images)
-            compact = apply_plan(self.model, plan, self.graph)
-            self.cache[ratio] = {"plan": plan, "ratio": ratio, "pruned": plan.pruned_fraction,
-                                 "params": count_params(compact), "GFLOPs": gflops(compact, self.img_size),
-                                 "map50": m.map50, "map": m.map}
+            config = PruneConfig(strategy=self.strategy, ratio=ratio, drop_blocks=self.blocks, min_keep=self.min_keep,
+                                 img_size=self.img_size)
+            plan = plan_combined(self.gammas, self.graph, config)
+            self.cache[ratio] = {"plan": plan, "ratio": ratio,
+                                 **plan_row(self.model, self.graph, plan, self.data, self.max_images)}
         return self.cache[ratio]
 
     def at_threshold(self, threshold: float) -> dict:
