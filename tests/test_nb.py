@@ -176,8 +176,9 @@ def test_depth_vs_width_cuts_and_times_each_variant():
     from yolocompress.surgery import apply_plan
     from yolocompress.whatif import depth_vs_width
     model = viz.toy_residual_model()          # 10 layers, 2 residual blocks of 3 layers each
-    df = depth_vs_width(model, channel_ratios=[0.5], block_counts=[1, 2], combined_ratios=[0.5], blocks=1,
-                        img_size=64, rounds=2, runs=1, progress=False)
+    base = PruneConfig(strategy="union", drop_blocks=1, min_keep=0.01, img_size=64)
+    df = depth_vs_width(model, base, channel_ratios=[0.5], block_counts=[1, 2], combined_ratios=[0.5],
+                        rounds=2, runs=1, progress=False)
     assert df["kind"].tolist() == ["original", "channels only", "layers only", "layers only", "combined"]
     assert df["layers"].tolist() == [10, 10, 7, 4, 7]
     assert df.loc[0, "GFLOPs"] == pytest.approx(gflops(model, 64))

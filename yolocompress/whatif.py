@@ -6,6 +6,7 @@ Plans are made through ``plan.make_plan`` only (channel strategy, ratio, dropped
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -67,21 +68,22 @@ class WhatIf:
         return pd.DataFrame([{k: v for k, v in self(r).items() if k != "plan"} for r in ratios])
 
 
-def depth_vs_width(model: Darknet, channel_ratios: Sequence[float], block_counts: Sequence[int],
-                   combined_ratios: Sequence[float], blocks: int, strategy: str = "union",
-                   min_keep: float = 0.01, img_size: int = 128, rounds: int = 3, runs: int = 5,
-                   threads: int = 2, progress: bool = True) -> pd.DataFrame:
+def depth_vs_width(model: Darknet, base: PruneConfig, channel_ratios: Sequence[float], block_counts: Sequence[int],
+                   combined_ratios: Sequence[float], rounds: int = 3, runs: int = 5, threads: int = 2,
+                   progress: bool = True) -> pd.DataFrame:
     """GFLOPs, layer count and CPU latency (batch 1, ``threads`` threads) of compact models cut from
-    ``model``: channel-only prunes at ``channel_ratios``, layer-only prunes of ``block_counts``
-    blocks, and ``strategy`` at ``combined_ratios`` + ``blocks`` blocks. Latency is interleaved:
-    ``rounds`` rounds, each timing every model ``runs`` times; the median over rounds is kept, so a
-    slow moment of the machine hits every model alike."""
+    ``model``: ``base.strategy`` channel-only prunes at ``channel_ratios``, layer-only prunes of
+    ``block_counts`` blocks, and ``base.strategy`` at ``combined_ratios`` + ``base.drop_blocks`` blocks
+    (``base`` also gives min_keep and img_size). Latency is interleaved: ``rounds`` rounds, each timing
+    every model ``runs`` times; the median over rounds is kept, so a slow moment of the machine hits
+    every model alike."""
+    strategy, blocks, img_size = base.strategy, base.drop_blocks, base.img_size
     specs = [("original", None, 0.0, 0)] + [("channels only", strategy, r, 0) for r in channel_ratios] \
         + [("layers only", "none", 0.0, b) for b in block_counts] \
         + [("combined", strategy, r, blocks) for r in combined_ratios]
     graph = build_graph(model.blocks)
-    plans = [None if s is None else make_plan(model, PruneConfig(strategy=s, ratio=r, drop_blocks=b, min_keep=min_keep),
-                                              graph) for _, s, r, b in specs]
+    plans = [None if s is None else make_plan(model, replace(base, strategy=s, ratio=r, drop_blocks=b), graph)
+             for _, s, r, b in specs]
     models = [model.eval() if p is None else apply_plan(model, p, graph).eval() for p in plans]
     times = np.zeros((rounds, len(models)))
     for k in tqdm(range(rounds), desc="latency rounds", disable=not progress):
