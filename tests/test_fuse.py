@@ -174,5 +174,4 @@ def test_latency_fused_leaves_model_alone():
     model = randomize(zoo.build("teach"), seed=0).train()
     r = latency(model, img_size=64, runs=3, warmup=1, threads=1, fuse=True)
     assert r["ms"] > 0 and r["threads"] == 1 and r["runs"] == 3 and r["p90_ms"] >= r["ms"]
-    assert {"OMP_WAIT_POLICY", "load_1m", "cores"} <= set(r)
     assert model.training and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())

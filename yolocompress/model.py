@@ -13,7 +13,6 @@ Outputs:
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -262,10 +261,11 @@ class Darknet(nn.Module):
         if self.training:
             raise RuntimeError("Darknet.fuse() folds BatchNorm running statistics, which only eval mode "
                                "uses: call model.eval() first")
+        from dataclasses import replace
         for i, layer in self.conv_layers().items():
             if layer.bn is not None:
                 layer.fuse_bn()
-                self.blocks[i + 1] = dataclasses.replace(self.blocks[i + 1], batch_normalize=0)
+                self.blocks[i + 1] = replace(self.blocks[i + 1], batch_normalize=0)
         for m in self.modules():  # every activation's input is a fresh conv output or sum
             if isinstance(m, _INPLACE_ACTS):
                 m.inplace = True

@@ -223,24 +223,26 @@ def median_p90(times: list[float]) -> tuple[float, float]:
     return statistics.median(t), t[int(0.9 * (len(t) - 1))]
 
 
+@torch.no_grad()
 def latency(model: torch.nn.Module, img_size: int = 416, runs: int = 20, warmup: int = 3,
             threads: int | None = None, device: str | torch.device | None = None, fuse: bool = False) -> dict:
-    """Median forward time (ms) of one image; returns {"ms", "p90_ms", "threads", "device", "runs"}
-    plus the :func:`conditions` at the start.
+    """Median forward time (ms) of one image; returns {"ms", "p90_ms", "threads", "device", "runs"}.
 
     ``threads`` sets torch's intra-op thread count for the measurement (restored afterwards).
     ``fuse`` times a BN-folded copy (:meth:`Darknet.fuse`); the model itself is left as it is.
-    Timing as :func:`time_interleaved` (warm-up, subnormals flushed).
+    Timing as :func:`time_interleaved` (warm-up, subnormals flushed); record :func:`conditions`
+    next to the figure.
     """
     device = torch.device(device) if device else next(model.parameters()).device
+    old_threads = torch.get_num_threads()
     was_training = model.training
     model.eval()
+    x = torch.rand(1, 3, img_size, img_size, device=device)  # (1, 3, S, S)
     try:
         timed = copy.deepcopy(model).fuse() if fuse else model
-        x = torch.rand(1, 3, img_size, img_size, device=device)  # (1, 3, S, S)
-        cond = conditions(threads or torch.get_num_threads())
         times = time_interleaved({"model": torch_runner(timed, x)}, runs, warmup, threads)["model"]
     finally:
         model.train(was_training)
-    ms, p90 = median_p90(times)
-    return {"ms": ms, "p90_ms": p90, "device": str(device), "runs": runs, **cond}
+    times.sort()
+    return {"ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))],
+            "threads": threads or old_threads, "device": str(device), "runs": runs}
