@@ -15,7 +15,8 @@ real prune at that ratio gives. Each pruned model goes the way `yolocompress pru
 surgery, written as darknet cfg + .weights, read back by the standard loader. Latency is the median
 of batch-1 forwards after warm-up; round k of the timing runs every (model, path) once, starting at
 a rotating position, so outside load falls on all alike. The conditions (threads, OMP_WAIT_POLICY,
-machine load) are printed with the table; on a loaded machine the figures are noise.
+machine load at the start, and how many cores other processes used while timing, from /proc/stat)
+are printed with the table; on a loaded machine the figures are noise.
 Run with OMP_WAIT_POLICY=PASSIVE on a shared machine (spinning OpenMP threads steal the cores).
 """
 import argparse
@@ -33,8 +34,8 @@ from yolocompress import zoo
 from yolocompress.cli_common import build_model, print_table
 from yolocompress.export import export_darknet, export_onnx
 from yolocompress.plan import plan_combined
-from yolocompress.profile import (conditions, gflops, load_warning, median_p90, ort_runner, time_interleaved,
-                                  torch_runner)
+from yolocompress.profile import (OtherLoad, conditions, gflops, load_warning, median_p90, ort_runner,
+                                  time_interleaved, torch_runner)
 from yolocompress.surgery import apply_plan
 from yolocompress.weights import randomize
 
@@ -155,14 +156,25 @@ def main(argv=None) -> None:
             mine = _runners(m, label, paths, x, args, tmp)
             diffs[label] = _max_diff(mine, label)
             runners.update(mine)
-        times = time_interleaved(runners, args.runs, args.warmup, args.threads, progress=True)
+        with OtherLoad() as others:
+            times = time_interleaved(runners, args.runs, args.warmup, args.threads, progress=True)
     src = args.weights or f"random {args.arch} ({args.small_gamma:.0%} small gammas)"
     _print_conditions(cond, args, src)
     print_table(_table(times, flops, diffs, "original"), floats="{:.3f}")
     after = conditions(args.threads)
-    print(f"load at end {after['load_1m']:.2f} (1 min); speedup ratio = latency speedup / GFLOPs speedup, "
-          "each path against the original on the same path; max_diff = max |output - eager output|")
+    print(f"load at end {after['load_1m']:.2f} (1 min); speedup ratio = latency speedup / GFLOPs speedup, each "
+          "path against the original on the same path; max_diff = max |output - eager output|")
+    _print_others(others.cores, cond["cores"])
 
+
+def _print_others(cores: float | None, total: int) -> None:
+    """How busy other processes kept the machine while we timed (the figure that decides whether
+    the table can be trusted; the load average at the start only hints at it)."""
+    if cores is None:
+        return
+    print(f"other processes used {cores:.2f} of {total} cores on average while timing")
+    if cores > 0.1 * total:
+        print("WARNING: other processes competed for the cores during timing; rerun on a quiet machine")
 
 if __name__ == "__main__":
     main()

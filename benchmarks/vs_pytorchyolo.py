@@ -22,7 +22,7 @@ import torch
 
 from yolocompress import zoo
 from yolocompress.cli_common import print_table
-from yolocompress.profile import conditions, load_warning, median_p90, time_interleaved, torch_runner
+from yolocompress.profile import OtherLoad, conditions, load_warning, median_p90, time_interleaved, torch_runner
 from yolocompress.weights import randomize, save_darknet_weights
 
 
@@ -61,7 +61,8 @@ def main(argv=None) -> None:
                "ours fused": torch_runner(fused, x)}
     ref = runners["pytorchyolo"]()
     diffs = {k: float(((r() - ref).abs() / (ref.abs() + 1)).max()) for k, r in runners.items()}
-    times = time_interleaved(runners, args.runs, args.warmup, args.threads, progress=True)
+    with OtherLoad() as others:
+        times = time_interleaved(runners, args.runs, args.warmup, args.threads, progress=True)
     rows = [{"model": k, "median_ms": median_p90(t)[0], "best_ms": min(t), "max_rel_diff": f"{diffs[k]:.1e}"}
             for k, t in times.items()]
     df = pd.DataFrame(rows)
@@ -72,6 +73,8 @@ def main(argv=None) -> None:
     if load_warning(cond):
         print("WARNING: " + load_warning(cond))
     print_table(df)
+    if others.cores is not None:
+        print(f"other processes used {others.cores:.2f} of {cond['cores']} cores on average while timing")
 
 
 if __name__ == "__main__":

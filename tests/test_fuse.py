@@ -12,7 +12,8 @@ from yolocompress import zoo
 from yolocompress.cfg import Conv
 from yolocompress.export import export_darknet, reload_matches
 from yolocompress.model import Darknet
-from yolocompress.profile import latency, load_warning, time_interleaved
+from yolocompress import profile
+from yolocompress.profile import OtherLoad, latency, load_warning, time_interleaved
 from yolocompress.weights import randomize
 
 U = 2.0 ** -24  # float32 unit roundoff
@@ -175,3 +176,14 @@ def test_latency_fused_leaves_model_alone():
     r = latency(model, img_size=64, runs=3, warmup=1, threads=1, fuse=True)
     assert r["ms"] > 0 and r["threads"] == 1 and r["runs"] == 3 and r["p90_ms"] >= r["ms"]
     assert model.training and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_other_load_subtracts_own_cpu(monkeypatch):
+    """others = (machine busy seconds - own CPU seconds) / wall seconds, from fake counters."""
+    busy, own, clock = iter([100.0, 103.5]), iter([10.0, 12.0]), iter([50.0, 52.0])
+    monkeypatch.setattr(profile, "_machine_busy_s", lambda: next(busy))
+    monkeypatch.setattr(profile, "_own_cpu_s", lambda: next(own))
+    monkeypatch.setattr(profile.time, "perf_counter", lambda: next(clock))
+    with OtherLoad() as o:
+        pass
+    assert o.cores == pytest.approx((3.5 - 2.0) / 2.0)

@@ -153,6 +153,42 @@ def load_warning(cond: dict, per_core: float = 0.5) -> str | None:
     return None
 
 
+class OtherLoad:
+    """Context manager: how many cores other processes kept busy while the block ran.
+
+    The load average at the start says little about the seconds that follow; this reads the
+    machine's busy CPU time from /proc/stat (Linux) before and after, and subtracts this process's
+    own CPU time (all its threads, ONNX Runtime's included). ``cores`` is the average number of
+    cores others used (0.0 on a quiet machine); None where /proc/stat does not exist.
+    """
+
+    def __enter__(self) -> "OtherLoad":
+        self.cores = None
+        self._start = (_machine_busy_s(), _own_cpu_s(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        busy0, own0, t0 = self._start
+        busy1, own1, t1 = _machine_busy_s(), _own_cpu_s(), time.perf_counter()
+        if busy0 is not None and busy1 is not None and t1 > t0:
+            self.cores = max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+
+
+def _machine_busy_s() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (all cores), from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def torch_runner(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
     """A zero-argument callable running ``model(x)`` without autograd; on CUDA it waits for the GPU."""
     cuda = x.device.type == "cuda"
