@@ -113,6 +113,9 @@ def _print_conditions(cond: dict, args, src: str) -> None:
     warning = load_warning(cond)
     if warning:
         print(f"WARNING: {warning}")
+    if cond["OMP_WAIT_POLICY"].upper() != "PASSIVE":
+        print("WARNING: OMP_WAIT_POLICY is not PASSIVE: threads that spin after one runtime's forward "
+              "steal the cores from the next one in the interleaved loop")
 
 
 def _parser() -> argparse.ArgumentParser:

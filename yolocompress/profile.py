@@ -149,7 +149,8 @@ def load_warning(cond: dict, per_core: float = 0.5) -> str | None:
     then share the cores, and timings (ratios included) measure them too."""
     if cond["load_1m"] > per_core * (cond["cores"] or 1):
         return (f"1-min load {cond['load_1m']:.2f} on {cond['cores']} cores is above {per_core} per core: "
-                "other processes are using the CPU, so these timings are inflated and noisy")
+                "other processes may be using the CPU (or ended within the last minute: the average "
+                "lags), which inflates timings and makes them noisy")
     return None
 
 
@@ -205,15 +206,17 @@ def torch_runner(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object
 def ort_runner(onnx_path: str | Path, x: torch.Tensor, threads: int) -> Callable[[], object]:
     """A zero-argument callable running an ONNX file with ONNX Runtime's CPU provider on ``x``.
 
-    ``threads`` intra-op threads and no inter-op pool, as for torch. Worker threads spin between
-    jobs only when ``OMP_WAIT_POLICY=ACTIVE`` (spinning threads steal the cores the next timed
-    model needs, as OpenMP's active wait does).
+    ``threads`` intra-op threads and no inter-op pool, as for torch. With ``OMP_WAIT_POLICY=PASSIVE``
+    its worker threads do not spin between jobs either (as torch's OpenMP threads then do not);
+    otherwise ONNX Runtime's default (spin a while, then sleep) applies, as OpenMP's default does.
+    Subnormals are flushed to zero, as for torch.
     """
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    spin = os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE"
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.set_denormal_as_zero", "1")  # as time_interleaved does for torch
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     feed = {name: x.detach().cpu().numpy()}
