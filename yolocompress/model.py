@@ -256,7 +256,8 @@ class Darknet(nn.Module):
         It has no BN gammas left, so prune, train or sparsify the unfused model and fuse a copy
         (``copy.deepcopy(model).fuse()``) to keep both. Calling it again changes nothing.
         Raises RuntimeError in training mode: BN then normalises with batch statistics, which a
-        fixed fold cannot reproduce.
+        fixed fold cannot reproduce. On CPU, ``model.to(memory_format=torch.channels_last)`` after
+        it was faster still (``benchmarks/prune_latency.py``, "fused NHWC").
         """
         if self.training:
             raise RuntimeError("Darknet.fuse() folds BatchNorm running statistics, which only eval mode "
