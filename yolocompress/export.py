@@ -2,6 +2,7 @@
 plain-data .pt, and ONNX; each can be reloaded and checked against the model it came from."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -39,12 +40,19 @@ def reload_matches(model: Darknet, cfg: str | Path, weights: str | Path, img_siz
     return diff
 
 
-def export_onnx(model: Darknet, path: str | Path, img_size: int = 416, opset: int = 17) -> Path:
+def export_onnx(model: Darknet, path: str | Path, img_size: int = 416, opset: int = 17,
+                fuse: bool = True) -> Path:
     """Write an ONNX graph of the eval-mode model (input 'images' (B, 3, S, S) -> 'detections'
-    (B, N, 5 + C)), with a dynamic batch dimension."""
+    (B, N, 5 + C)), with a dynamic batch dimension.
+
+    ``fuse`` exports a BN-folded copy (:meth:`Darknet.fuse`, folded in float64), so the graph
+    holds one Conv (with bias) per [convolutional] and equals the fused PyTorch model; ``model``
+    itself is not changed. (Without it torch's exporter folds BN itself, in float32.)"""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
+    if fuse:
+        model = copy.deepcopy(model).fuse()
     x = torch.zeros(1, model.net.channels, img_size, img_size)
     torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=["detections"],
                       dynamic_axes={"images": {0: "batch"}, "detections": {0: "batch"}}, opset_version=opset,

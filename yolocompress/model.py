@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .cfg import (Block, Conv, MaxPool, Net, Route, Shortcut, Upsample, Yolo, infer_shapes,
                   route_inputs, shortcut_source, to_text)
@@ -36,6 +37,9 @@ def activation(name: str) -> nn.Module:
     }[name]()
 
 
+_INPLACE_ACTS = (nn.LeakyReLU, nn.ReLU, nn.SiLU, nn.Mish)  # activations with an ``inplace`` switch
+
+
 class ConvLayer(nn.Module):
     """[convolutional]: conv (bias only without BN) -> BN -> activation."""
 
@@ -51,6 +55,27 @@ class ConvLayer(nn.Module):
         if self.bn is not None:
             x = self.bn(x)
         return self.act(x)
+
+    @torch.no_grad()
+    def fuse_bn(self) -> None:
+        """Fold BN into the conv (eval): w' = w * gamma / sqrt(var + eps), b' = beta - mean * that scale.
+
+        The fold is computed in float64 and rounded once, so the folded weights carry no more than
+        half an ulp of error each; torch's ``fuse_conv_bn_weights`` does the arithmetic.
+        """
+        if self.bn is None:
+            return
+        bn, w = self.bn, self.conv.weight
+        d = lambda t: None if t is None else t.detach().double()  # noqa: E731
+        fw, fb = fuse_conv_bn_weights(d(w), d(self.conv.bias), d(bn.running_mean), d(bn.running_var),
+                                      bn.eps, d(bn.weight), d(bn.bias))
+        conv = self.conv
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                              conv.padding, groups=conv.groups, bias=True, device=w.device, dtype=w.dtype)
+        self.conv.train(conv.training)
+        self.conv.weight.copy_(fw)  # (C_out, C_in / groups, k, k)
+        self.conv.bias.copy_(fb)    # (C_out,)
+        self.bn = None
 
 
 class MaxPoolLayer(nn.Module):
@@ -216,6 +241,34 @@ class Darknet(nn.Module):
             if i in self._saved:
                 outputs[i] = x
         return heads
+
+    @torch.no_grad()
+    def fuse(self) -> "Darknet":
+        """Fold every BatchNorm into its convolution, in place, and return the model (for inference).
+
+        Each ``[convolutional]`` with ``batch_normalize=1`` becomes one with ``batch_normalize=0``
+        and a bias, in the module and in ``blocks``: the fused model is itself a valid darknet cfg
+        + weights (``cfg_text``, ``save_pt`` and ``save_darknet_weights`` describe it truthfully) and
+        computes what the unfused one computed in eval mode, one pass over each activation fewer;
+        its activations also run in place (no new tensor per layer).
+        It has no BN gammas left, so prune, train or sparsify the unfused model and fuse a copy
+        (``copy.deepcopy(model).fuse()``) to keep both. Calling it again changes nothing.
+        Raises RuntimeError in training mode: BN then normalises with batch statistics, which a
+        fixed fold cannot reproduce. On CPU, ``model.to(memory_format=torch.channels_last)`` after
+        it was faster still (``benchmarks/prune_latency.py``, "fused NHWC").
+        """
+        if self.training:
+            raise RuntimeError("Darknet.fuse() folds BatchNorm running statistics, which only eval mode "
+                               "uses: call model.eval() first")
+        from dataclasses import replace
+        for i, layer in self.conv_layers().items():
+            if layer.bn is not None:
+                layer.fuse_bn()
+                self.blocks[i + 1] = replace(self.blocks[i + 1], batch_normalize=0)
+        for m in self.modules():  # every activation's input is a fresh conv output or sum
+            if isinstance(m, _INPLACE_ACTS):
+                m.inplace = True
+        return self
 
     def decode(self, heads: list[Tensor], img_hw: tuple[int, int]) -> Tensor:
         """Raw head maps -> (B, N, 5+C) boxes in input pixels with sigmoid scores."""
