@@ -216,7 +216,7 @@ def run_eval(args) -> None:
     from .precision import pick_device
     from .resize import default_resize, evaluate_stretched
     data = load_data_config(args.data)
-    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc).eval().fuse()
     if args.names:
         import dataclasses
         from .names import check_names, load_names
@@ -260,7 +260,7 @@ def run_detect(args) -> None:
     from .detect import detect_folder
     from .names import check_names, load_names
     from .resize import default_resize
-    model = model_from_flags(args.cfg, args.weights, classes=args.classes)
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval().fuse()   # BN folded: inference only
     names = check_names(load_names(args.names), model.num_classes, args.names) if args.names else ()
     n = detect_folder(model, args.source, args.out, args.img_size, args.conf, args.iou, names,
                       resize=args.resize or default_resize(args.weights), write_json=args.json, progress=True)

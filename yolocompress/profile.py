@@ -289,10 +289,10 @@ def latency(model: torch.nn.Module, img_size: int = 416, runs: int = 20, warmup:
 
 def cost_row(model: Darknet, img_size: int, latency_runs: int = 0, threads: int = 2) -> dict:
     """The cost columns of every comparison table: params, GFLOPs and (with ``latency_runs``) the
-    median batch-1 CPU latency in ms."""
+    median batch-1 CPU latency in ms of the BN-folded model, as it would be deployed."""
     row = {"params": count_params(model), "GFLOPs": gflops(model, img_size)}
     if latency_runs:
-        row["latency_ms"] = latency(model, img_size, runs=latency_runs, threads=threads, device="cpu")["ms"]
+        row["latency_ms"] = latency(model, img_size, runs=latency_runs, threads=threads, device="cpu", fuse=True)["ms"]
     return row
 
 

@@ -78,13 +78,13 @@ def run_all(pc: pl.PipelineConfig, docs: Path, seeds: tuple[int, ...] = (0, 1)) 
     c.add(control.row | {"stage": "control: unpruned, same total epochs"}, control.model)
     _prune_and_finetune(pc, chosen, control, c)
     target = _distillation(pc, chosen, c, seeds)
-    _remeasure_latency(pc, c.timed)
+    timing = _remeasure_latency(pc, c.timed)
     table = pl.results_table([pl.Stage("", base.model, row=r) for r in c.rows])
     table["stage"] = [r["stage"] for r in c.rows]
     before, kd = pd.DataFrame(c.before), pd.DataFrame(c.kd)
     _figures(docs, base, chosen, sparse, c.plans, table, before)
     table["map50 vs control"] = table["map50"] - control.row["map50"]
-    _write_markdown(docs, pc, table, sparse_df, before, kd, target.name, time.time() - t_start)
+    _write_markdown(docs, pc, table, sparse_df, before, kd, target.name, time.time() - t_start, timing)
     atomic_write_text(docs / "results.json", json.dumps(_latency_synced(c.records, c.rows), indent=1))
     return table
 
@@ -129,13 +129,20 @@ def _latency_synced(records: list[dict], rows: list[dict]) -> list[dict]:
     return [r | {"latency_ms": latest.get(r["name"], r["latency_ms"])} for r in records]
 
 
-def _remeasure_latency(pc: pl.PipelineConfig, timed: list[tuple[dict, torch.nn.Module]]) -> None:
-    """Latency of every model again, back to back at the end: the figures measured right after each
-    stage (in its done.json) can be skewed by whatever else ran on the machine at the time."""
-    from .profile import latency
-    for row, model in tqdm(timed, desc="latency (batch 1, 2 threads)"):
-        row["latency_ms"] = latency(model.cpu().eval(), pc.img_size, runs=max(pc.latency_runs, 3) * 3,
-                                    threads=2, device="cpu")["ms"]
+def _remeasure_latency(pc: pl.PipelineConfig, timed: list[tuple[dict, torch.nn.Module]]) -> dict:
+    """Latency of every model again at the end, all in one interleaved timing (every round times
+    each model once, fused as deployed, 2 threads): the figures measured right after each stage
+    (in its done.json) can be skewed by whatever else ran on the machine at the time. Returns the
+    timing conditions, which results.md states."""
+    import copy
+    from .profile import OtherLoad, conditions, median_p90, time_interleaved, torch_runner
+    x = torch.rand(1, 3, pc.img_size, pc.img_size)
+    runners = {str(k): torch_runner(copy.deepcopy(m).cpu().eval().fuse(), x) for k, (_, m) in enumerate(timed)}
+    with OtherLoad() as other:
+        times = time_interleaved(runners, runs=max(pc.latency_runs, 3) * 3, threads=2, progress=True)
+    for k, (row, _) in enumerate(timed):
+        row["latency_ms"] = median_p90(times[str(k)])[0]
+    return {**conditions(2), "other_cores": other.cores}
 
 
 def _figures(docs: Path, base, chosen, sparse, plans, table, before) -> None:
@@ -161,7 +168,13 @@ def _val_images(pc: pl.PipelineConfig) -> str:
     return f"the first {pc.max_val_images} of {n} validation images" if pc.max_val_images else f"the {n} validation images"
 
 
-def _write_markdown(docs, pc, table, sparse_df, before, kd, kd_target, seconds) -> None:
+def _conditions_text(t: dict) -> str:
+    other = "unknown" if t.get("other_cores") is None else f"{t['other_cores']:.2f}"
+    return (f"{t['threads']} threads, OMP_WAIT_POLICY={t['OMP_WAIT_POLICY']}, load average {t['load_1m']:.2f} "
+            f"at the start, {other} cores used by other processes meanwhile")
+
+
+def _write_markdown(docs, pc, table, sparse_df, before, kd, kd_target, seconds, timing: dict) -> None:
     trained = pd.concat([table[table["stage"].str.startswith(("baseline", "pruned +"))], sparse_df, kd])
     train_seconds = trained.drop_duplicates("model")["time_s"].sum()
     cols = ["stage", "model", "epochs_total", "params", "GFLOPs", "GFLOPs ratio", "latency_ms", "latency ratio",
@@ -178,8 +191,8 @@ this invocation took {seconds / 60:.1f} minutes (stages finished earlier with th
 Teaching model, {pc.img_size} px, settings: `{pc}`.
 
 mAP is measured on {_val_images(pc)} with the COCO evaluator; latency is the median of
-batch-1 forwards on the CPU with 2 threads, every model measured again back to back at the end of
-the run; GFLOPs are 2 x conv multiply-accumulates; `time_s` is the training time of that stage.
+batch-1 forwards of the BN-folded model (`Darknet.fuse()`) on the CPU with 2 threads, every model
+timed again at the end of the run in one interleaved measurement ({_conditions_text(timing)}); GFLOPs are 2 x conv multiply-accumulates; `time_s` is the training time of that stage.
 `epochs_total` counts every epoch a model trained, its parents' included. `map50 vs control` is the
 difference to the *same-epoch control*, the unpruned sparse model finetuned for as many epochs as
 the pruned ones: it is the cost of pruning, free of the extra epochs. The *from scratch* control
