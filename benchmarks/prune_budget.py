@@ -15,7 +15,6 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from yolocompress import zoo
 from yolocompress.loader import load_model
 from yolocompress.plan import PruneConfig
 from yolocompress.sweep import importance_sweep, round_to_table
@@ -32,7 +31,7 @@ def _models(args):
         return [(str(args.weights), model, args.img_size or model.net.width,
                  PruneConfig(strategy="union", ratio=args.ratio, drop_blocks=args.drop_blocks))]
     return [(f"random {name} ({args.small_gamma:.0%} small gammas)",
-             randomize(zoo.build(name), seed=0, small_gamma=args.small_gamma).eval(), size, config)
+             randomize(load_model(name), seed=0, small_gamma=args.small_gamma).eval(), size, config)
             for name, size, config in CASES]
 
 

@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from yolocompress import zoo
 from yolocompress.cli_common import print_table
 from yolocompress.loader import load_model
 from yolocompress.export import export_darknet, export_onnx
@@ -51,7 +50,7 @@ PATHS = ("eager", "fused", "fused NHWC", "onnxruntime")
 def _source(args):
     if args.weights:
         return load_model(args.cfg, args.weights)
-    return randomize(zoo.build(args.arch), seed=args.seed, small_gamma=args.small_gamma)
+    return randomize(load_model(args.arch), seed=args.seed, small_gamma=args.small_gamma)
 
 
 def _compact(model, label: str, args, tmp: Path):

@@ -11,9 +11,9 @@ import time
 
 import torch
 
-from yolocompress import zoo
 from yolocompress.loss import YoloLoss
 from yolocompress.precision import choose_amp, cpu_bf16_native, cpu_capability
+from yolocompress.loader import load_model
 
 
 def _targets(batch: int, n: int = 4) -> torch.Tensor:
@@ -85,7 +85,7 @@ def main() -> None:
           f"native bf16: {'yes' if cpu_bf16_native() else 'no'} (--amp auto trains in {choice.name} here)")
     print(f"{'model':8}{'size':>6}{'batch':>7}{'precision':>11}{'train img/s':>13}{'eval img/s':>12}")
     for name, size, batch, steps in cases:
-        model = zoo.build(name, 8 if name == "teach" else 80)
+        model = load_model(name, classes=8 if name == "teach" else 80)
         for label, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
             tr = train_speed(model, size, batch, steps, dtype)
             ev = eval_speed(model, size, batch, steps, dtype)

@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from yolocompress import zoo
 from yolocompress.cli_common import print_table
 from yolocompress.profile import OtherLoad, conditions, load_warning, median_p90, time_interleaved, torch_runner
 from yolocompress.weights import randomize, save_darknet_weights
+from yolocompress.loader import load_model
 
 
 def _their_model(path: str, cfg: Path, weights: Path):
@@ -49,13 +49,13 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cond = conditions(args.threads)
-    ours = randomize(zoo.build(args.arch), seed=0).eval()
+    ours = randomize(load_model(args.arch), seed=0).eval()
     with tempfile.TemporaryDirectory() as tmp:
         cfg, weights = Path(tmp) / "m.cfg", Path(tmp) / "m.weights"
         cfg.write_text(ours.cfg_text())
         save_darknet_weights(ours, weights)
         theirs = _their_model(args.pytorchyolo, cfg, weights)
-    fused = randomize(zoo.build(args.arch), seed=0).eval().fuse()
+    fused = randomize(load_model(args.arch), seed=0).eval().fuse()
     x = torch.rand(1, 3, args.img_size, args.img_size)  # (1, 3, S, S)
     runners = {"pytorchyolo": torch_runner(theirs, x), "ours eager": torch_runner(ours, x),
                "ours fused": torch_runner(fused, x)}

@@ -3,6 +3,7 @@
 import os
 
 import torch
+from yolocompress.loader import load_model
 
 
 class CrashAt:
@@ -25,7 +26,7 @@ def run(rank: int, world: int, port: int, kwargs: dict) -> None:
     from yolocompress.train import TrainConfig, train
     data = load_data_config(kwargs["data"])
     torch.manual_seed(0)
-    model = zoo.build("teach", data.nc).to(kwargs.get("dtype", torch.float32))
+    model = load_model("teach", classes=data.nc).to(kwargs.get("dtype", torch.float32))
     hooks = [SparsityHook(model, SparseConfig(s=kwargs["sparsity"]))] if kwargs.get("sparsity") else []
     if kwargs.get("crash_at") is not None:
         hooks.append(CrashAt(kwargs["crash_at"]))

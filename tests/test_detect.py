@@ -22,6 +22,7 @@ from yolocompress.synth import ShapesConfig, make_shapes
 from yolocompress.weights import darknet_weights_bytes, randomize
 
 from darknet_ref import box_diou, darknet_heads, do_nms_sort, get_network_boxes, reported, resize_image
+from yolocompress.loader import load_model
 
 CLASSES = 3
 
@@ -146,7 +147,7 @@ def test_unknown_nms_kind_is_refused_naming_it():
     model.layers[model.head_indices[-1]].extra["nms_kind"] = "cornersnms"
     with pytest.raises(ValueError, match="nms_kind=cornersnms is not supported"):
         nms_settings(model)
-    assert nms_settings(zoo.build("yolov4-tiny", 2)) == ("greedynms", 0.6)
+    assert nms_settings(load_model("yolov4-tiny", classes=2)) == ("greedynms", 0.6)
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -308,7 +309,7 @@ def test_eval_cli_resize_choice(shapes, tmp_path, capsys):
     """A .weights file evaluates stretched by default. On 64 px square images at --img-size 64
     stretch and letterbox both feed the image unchanged, so the metrics must be identical; with
     --names a .names file renames the per-class table."""
-    model = randomize(zoo.build("teach", 8), seed=0)
+    model = randomize(load_model("teach", classes=8), seed=0)
     weights = tmp_path / "t.weights"
     weights.write_bytes(darknet_weights_bytes(model))
     cfg = tmp_path / "t.cfg"

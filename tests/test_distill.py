@@ -6,25 +6,25 @@ import types
 import pytest
 import torch
 
-from yolocompress import zoo
 from yolocompress.distill import (DistillConfig, DistillError, DistillTerm, bounded_box_loss, soft_classes,
                                   soft_objectness)
 from yolocompress.plan import PruneConfig, make_plan
 from yolocompress.surgery import apply_plan
 from yolocompress.weights import randomize
+from yolocompress.loader import load_model
 
 TARGETS = torch.tensor([[0, 1, .5, .5, .2, .3], [1, 0, .2, .7, .1, .1], [1, 4, .8, .3, .4, .35]])
 
 
 def _models():
-    teacher = randomize(zoo.build("teach"), seed=0, small_gamma=0.3).eval()
+    teacher = randomize(load_model("teach"), seed=0, small_gamma=0.3).eval()
     student = apply_plan(teacher, make_plan(teacher, PruneConfig(strategy="union", ratio=0.5))).train()
     return teacher, student
 
 
 @pytest.mark.parametrize("kind", ["hinton", "bounded"])
 def test_terms_vanish_when_student_equals_teacher(kind):
-    teacher = randomize(zoo.build("teach"), seed=0).eval()
+    teacher = randomize(load_model("teach"), seed=0).eval()
     student = copy.deepcopy(teacher)
     term = DistillTerm(teacher, student, DistillConfig(kind=kind))
     x = torch.rand(2, 3, 128, 128)
@@ -109,10 +109,10 @@ def test_soft_class_term_is_on_the_detection_class_terms_scale(C):
 
 
 def test_mismatched_teacher_is_refused():
-    student = zoo.build("teach", 6)
+    student = load_model("teach", classes=6)
     with pytest.raises(DistillError, match="teacher has 3 classes, student 6"):
-        DistillTerm(zoo.build("teach", 3), student)
+        DistillTerm(load_model("teach", classes=3), student)
     with pytest.raises(DistillError, match="teacher has 2 yolo heads, student has 3"):
-        DistillTerm(zoo.build("yolov3-tiny", 6), student)
+        DistillTerm(load_model("yolov3-tiny", classes=6), student)
     with pytest.raises(ValueError, match="distillation kind must be one of"):
         DistillConfig(kind="fitnet")

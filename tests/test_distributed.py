@@ -7,13 +7,13 @@ import torch
 import torch.multiprocessing as mp
 
 from yolocompress import distributed as dist
-from yolocompress import zoo
 from yolocompress.data import load_data_config
 from yolocompress.sparsity import SparseConfig, SparsityHook
 from yolocompress.synth import ShapesConfig, make_shapes
 from yolocompress.train import TrainConfig, train
 
 import ddp_worker
+from yolocompress.loader import load_model
 
 CFG = dict(epochs=2, batch_size=8, img_size=64, optimizer="sgd", lr=0.01, max_batches=3, max_val_images=2,
            amp="off", warmup_epochs=0.5, augment=None)
@@ -39,7 +39,7 @@ def _ddp(world: int, **kwargs) -> None:
 def _single(data_yaml, out, sparsity=0.0, dtype=torch.float32, **cfg) -> dict:
     data = load_data_config(data_yaml)
     torch.manual_seed(0)
-    model = zoo.build("teach", data.nc).to(dtype)
+    model = load_model("teach", classes=data.nc).to(dtype)
     hooks = [SparsityHook(model, SparseConfig(s=sparsity))] if sparsity else []
     train(model, data, TrainConfig(**{**CFG, **cfg}, from_scratch=True), out, hooks=hooks, progress=False)
     return _params(out)
@@ -54,7 +54,7 @@ def _initial(data_yaml, img_size, dtype=torch.float32) -> dict:
     """The parameters every run starts from: what train() with from_scratch=True draws from seed 0 in
     ``dtype`` (float64 draws differ from float32 ones), head-bias priors applied."""
     from yolocompress.train import init_head_bias, reset_weights, seed_everything
-    model = zoo.build("teach", load_data_config(data_yaml).nc).to(dtype)
+    model = load_model("teach", classes=load_data_config(data_yaml).nc).to(dtype)
     seed_everything(0)
     reset_weights(model)
     init_head_bias(model, img_size)
@@ -114,7 +114,7 @@ def test_trajectory_over_epochs_matches_one_process(tmp_path, data_yaml, sparsit
 def test_only_rank_zero_writes(tmp_path, data_yaml, monkeypatch):
     monkeypatch.setattr(dist, "rank", lambda: 1)
     data = load_data_config(data_yaml)
-    train(zoo.build("teach", data.nc), data, TrainConfig(**{**CFG, "epochs": 1}), tmp_path / "r1", progress=False)
+    train(load_model("teach", classes=data.nc), data, TrainConfig(**{**CFG, "epochs": 1}), tmp_path / "r1", progress=False)
     assert not (tmp_path / "r1").exists()
 
 
@@ -134,7 +134,7 @@ def test_global_batch_sampler_is_independent_of_the_process_count():
 
 
 def test_sync_bn_round_trip_and_cpu_refusal():
-    model = zoo.build("teach")
+    model = load_model("teach")
     with pytest.raises(ValueError, match="--sync-bn needs CUDA"):
         dist.sync_bn(model, torch.device("cpu"))
     ref = {k: v.clone() for k, v in model.state_dict().items()}

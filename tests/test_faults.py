@@ -22,7 +22,6 @@ import torch
 from PIL import Image
 
 from yolocompress import io as yio
-from yolocompress import zoo
 from yolocompress.cli import main
 from yolocompress.data import DataError, YoloDataset, load_data_config
 from yolocompress.synth import ShapesConfig, make_shapes
@@ -287,12 +286,12 @@ def test_diverged_weights_are_never_checkpointed(tmp_path, data):
     d = load_data_config(data)
     cfg = TrainConfig(epochs=1, batch_size=4, img_size=64, max_batches=1, max_val_images=4, amp="off")
     with pytest.raises(TrainingError, match=r"module_list\.0\.conv\.weight reached max \|w\|"):
-        train(zoo.build("teach", d.nc), d, cfg, out, hooks=[Blowup()], progress=False)
+        train(load_model("teach", classes=d.nc), d, cfg, out, hooks=[Blowup()], progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]
 
 
 def test_nan_weights_are_refused_at_load_naming_the_layer(tmp_path, data, capsys):
-    model = zoo.build("teach", 8)
+    model = load_model("teach", classes=8)
     with torch.no_grad():
         model.module_list[3].conv.weight[0, 0, 0, 0] = float("nan")
     save_darknet_weights(model, tmp_path / "nan.weights")
@@ -351,7 +350,7 @@ def test_all_empty_labels_warn(tmp_path):
     d = load_data_config(root / "data.yaml")
     cfg = TrainConfig(epochs=1, batch_size=4, img_size=64, max_batches=1, max_val_images=2, amp="off")
     with pytest.warns(UserWarning, match="all 4 training images have empty label files"):
-        train(zoo.build("teach", d.nc), d, cfg, None, progress=False)
+        train(load_model("teach", classes=d.nc), d, cfg, None, progress=False)
 
 
 # ----------------------------------------------------------------------------- bad arguments
@@ -365,7 +364,7 @@ def _bad_args(tmp_path: Path, data: Path, ref: Path) -> list:
     (tmp_path / "afile").write_text("x")
     (tmp_path / "net_only.cfg").write_text(NET_ONLY)
     (tmp_path / "no_yolo.cfg").write_text(NO_YOLO)
-    teach = zoo.build("teach", 8).cfg_text()
+    teach = load_model("teach", classes=8).cfg_text()
     (tmp_path / "wide.cfg").write_text(teach.replace("width=128", "width=1000000"))
     (tmp_path / "nan.cfg").write_text(teach.replace("classes=8", "classes=8\nscale_x_y=nan", 1))
     (tmp_path / "nan_anchor.cfg").write_text(teach.replace("anchors=", "anchors=nan,", 1))
@@ -446,6 +445,6 @@ def test_out_of_memory_is_one_line(capsys, monkeypatch):
 
 
 def test_bom_cfg_is_accepted(tmp_path):
-    text = zoo.build("teach", 8).cfg_text()
+    text = load_model("teach", classes=8).cfg_text()
     (tmp_path / "bom.cfg").write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert main(["info", str(tmp_path / "bom.cfg"), "--json"]) == 0

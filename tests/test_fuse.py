@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from yolocompress import zoo
 from yolocompress.cfg import Conv
 from yolocompress.export import export_darknet, reload_matches
 from yolocompress.model import Darknet
 from yolocompress import profile
 from yolocompress.profile import OtherLoad, latency, load_warning, time_interleaved
 from yolocompress.weights import randomize
+from yolocompress.loader import load_model
 
 U = 2.0 ** -24  # float32 unit roundoff
 ARCHS = ["teach", "yolov3-tiny", "yolov4-tiny", "yolov3", "yolov3-spp", "yolov4"]
@@ -40,7 +40,7 @@ def error_bound(model: Darknet, scale: float) -> float:
 def _models(name: str, seed: int = 1):
     """(unfused float32, fused float32, unfused float64 reference), non-trivial BN statistics:
     gamma ~ U(0.5, 1.5), beta ~ N(0, 0.1), running mean ~ N(0, 0.1), running var ~ U(0.5, 1.5)."""
-    model = randomize(zoo.build(name, 3), seed=seed).eval()
+    model = randomize(load_model(name, classes=3), seed=seed).eval()
     return model, copy.deepcopy(model).fuse(), copy.deepcopy(model).double()
 
 
@@ -110,7 +110,7 @@ def test_decoded_boxes_match():
 
 def test_fuse_contract():
     """Eval only, in place, returns the model, idempotent, and the cfg says what the module is."""
-    model = randomize(zoo.build("teach"), seed=0)
+    model = randomize(load_model("teach"), seed=0)
     with pytest.raises(RuntimeError, match="eval mode"):
         model.train().fuse()
     model.eval()
@@ -172,7 +172,7 @@ def test_load_warning():
 
 
 def test_latency_fused_leaves_model_alone():
-    model = randomize(zoo.build("teach"), seed=0).train()
+    model = randomize(load_model("teach"), seed=0).train()
     r = latency(model, img_size=64, runs=3, warmup=1, threads=1, fuse=True)
     assert r["ms"] > 0 and r["threads"] == 1 and r["runs"] == 3 and r["p90_ms"] >= r["ms"]
     assert model.training and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())

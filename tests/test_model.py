@@ -10,6 +10,7 @@ from yolocompress.weights import darknet_weights_bytes, randomize
 
 from conftest import ARCHS
 from darknet_ref import darknet_forward
+from yolocompress.loader import load_model
 
 HEADS_416 = {"yolov3": [13, 26, 52], "yolov3-spp": [13, 26, 52], "yolov3-tiny": [13, 26],
              "yolov4": [52, 26, 13], "yolov4-tiny": [13, 26]}
@@ -28,7 +29,7 @@ def test_head_shapes(name, size):
 
 
 def test_teaching_model_heads():
-    model = zoo.build("teach").train()
+    model = load_model("teach").train()
     heads = model(torch.zeros(2, 3, 128, 128))
     assert [tuple(h.shape) for h in heads] == [(2, 3, 4, 4, 13), (2, 3, 8, 8, 13), (2, 3, 16, 16, 13)]
 

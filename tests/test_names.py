@@ -3,12 +3,12 @@ import json
 
 import pytest
 
-from yolocompress import zoo
 from yolocompress.cfg import to_text
 from yolocompress.cli import main
 from yolocompress.data import DataError
 from yolocompress.names import check_names, label, load_names
 from yolocompress.weights import darknet_weights_bytes, randomize
+from yolocompress.loader import load_model
 
 
 def test_names_file_like_darknet(tmp_path):
@@ -78,7 +78,7 @@ def test_info_and_export_take_names(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["names"] == ["c0", "c1", "c2", "c3"]
     assert main(["info", "yolov3-tiny", "--classes", "5", "--names", str(names)]) == 2
     assert "expected 5 class names" in capsys.readouterr().err
-    model = randomize(zoo.build("teach", 4), seed=0)
+    model = randomize(load_model("teach", classes=4), seed=0)
     (tmp_path / "m.cfg").write_text(to_text(model.blocks))
     (tmp_path / "m.weights").write_bytes(darknet_weights_bytes(model))
     assert main(["export", "--cfg", str(tmp_path / "m.cfg"), "--weights", str(tmp_path / "m.weights"),

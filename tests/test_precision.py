@@ -6,6 +6,7 @@ import torch
 
 from yolocompress import precision
 from yolocompress.precision import choose_amp, cpu_bf16_native
+from yolocompress.loader import load_model
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -59,6 +60,6 @@ def test_run_records_the_choice(tmp_path, monkeypatch):
     make_shapes(tmp_path / "d", ShapesConfig(n_train=4, n_val=2, img_size=64, seed=1), workers=1, progress=False)
     data = load_data_config(tmp_path / "d" / "data.yaml")
     cfg = TrainConfig(epochs=1, batch_size=4, img_size=64, max_batches=1, max_val_images=2, augment=None)
-    train(zoo.build("teach", data.nc), data, cfg, tmp_path / "run", progress=False)
+    train(load_model("teach", classes=data.nc), data, cfg, tmp_path / "run", progress=False)
     rec = json.loads((tmp_path / "run" / "config.json").read_text())["precision"]
     assert rec["amp_requested"] == "auto" and rec["amp_used"] == "fp32" and "no native bf16" in rec["amp_reason"]

@@ -8,6 +8,7 @@ from yolocompress import zoo
 from yolocompress.cli import main
 from yolocompress.model import Darknet
 from yolocompress.profile import count_params, flops_by_stride, gflops, latency, layer_table
+from yolocompress.loader import load_model
 
 FIGURES = {  # cfg: (params, GFLOPs = 2 x conv MACs) at 416
     "yolov3": (61_949_149, 65.864),
@@ -64,8 +65,8 @@ def test_flops_by_stride_shows_where_the_cost_sits():
     same (channels double as the resolution halves), so the cost follows the block counts 1-2-8-8-4:
     a third each at strides 8 and 16. The teaching model built with YOLOv3's depths has the same shape."""
     with torch.device("meta"):
-        v3 = zoo.build("yolov3", 80)
-        teach = zoo.build("teach", 8, width=6, depths=(1, 2, 8, 8, 4))
+        v3 = load_model("yolov3", classes=80)
+        teach = load_model(zoo.blocks("teach", 8, width=6, depths=(1, 2, 8, 8, 4)))
     a, b = flops_by_stride(v3, 416), flops_by_stride(teach, 128)
     assert a["GFLOPs"].sum() == pytest.approx(65.864, abs=5e-4) and a["share"].sum() == pytest.approx(1.0)
     assert a["stride"].tolist() == [1, 2, 4, 8, 16, 32] and a.loc[3, "resolution"] == "52 x 52"

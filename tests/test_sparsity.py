@@ -8,6 +8,7 @@ import torch
 from yolocompress import zoo
 from yolocompress.weights import randomize
 from yolocompress.sparsity import SparseConfig, SparsityHook, local_decay_mask, penalised_convs, sparsity_stats
+from yolocompress.loader import load_model
 
 
 def _ctx(progress):
@@ -15,7 +16,7 @@ def _ctx(progress):
 
 
 def test_hook_adds_exactly_s_sign_gamma_to_penalised_gammas_only():
-    model = zoo.build("teach").train()
+    model = load_model("teach").train()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -46,7 +47,7 @@ def test_scopes_match_the_original_method(name, bn, scope_all, conservative):
 
 
 def test_global_decay_switches_at_the_right_step():
-    model = zoo.build("teach")
+    model = load_model("teach")
     hook = SparsityHook(model, SparseConfig(s=1e-3, schedule="global-decay", decay_at=0.5))
     steps, per_epoch = 100, 10                       # 10 epochs of 10 steps
     factors = [hook.factor(step / steps) for step in range(steps)]
@@ -55,7 +56,7 @@ def test_global_decay_switches_at_the_right_step():
 
 
 def test_constant_never_decays():
-    hook = SparsityHook(zoo.build("teach"), SparseConfig(s=2e-3))
+    hook = SparsityHook(load_model("teach"), SparseConfig(s=2e-3))
     assert torch.all(hook.penalty(0.99) == 2e-3)
 
 
@@ -63,7 +64,7 @@ def test_local_decay_relaxes_the_largest_gammas():
     g = torch.tensor([0.9, -0.01, 0.5, 0.002, -0.8, 0.3, 0.05, 0.0, 0.7, 0.1])
     mask = local_decay_mask(g, 0.7)                     # top 30% by |gamma|: 0.9, -0.8, 0.7
     assert mask.tolist() == [True, False, False, False, True, False, False, False, True, False]
-    model = randomize(zoo.build("teach"), seed=0)
+    model = randomize(load_model("teach"), seed=0)
     hook = SparsityHook(model, SparseConfig(s=1e-3, schedule="local-decay", decay_at=0.5, local_keep=0.85))
     before, after = hook.penalty(0.4), hook.penalty(0.6)
     assert torch.all(before == 1e-3)

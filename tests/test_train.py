@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 
-from yolocompress import zoo
 from yolocompress.cli import main
 from yolocompress.data import load_data_config
 from yolocompress.loss import LossConfig, YoloLoss, build_targets
@@ -25,7 +24,7 @@ FAST = dict(epochs=2, batch_size=4, img_size=64, optimizer="sgd", lr=0.01, max_b
 
 
 def test_targets_go_to_every_fitting_anchor_and_the_best():
-    model = zoo.build("teach", 3)
+    model = load_model("teach", classes=3)
     heads = [torch.zeros(1, 3, s, s, 8) for s in (4, 8, 16)]       # strides 32, 16, 8 at 128 px
     t = torch.tensor([[0, 2, 0.5, 0.5, 14 / 128, 14 / 128]])         # a 14 px box at the image centre
     assigned = build_targets(model, heads, t, (128, 128), anchor_iou=0.2)
@@ -40,7 +39,7 @@ def test_targets_go_to_every_fitting_anchor_and_the_best():
 
 
 def test_loss_terms_named_and_zero_without_objects():
-    model = zoo.build("teach", 3).train()
+    model = load_model("teach", classes=3).train()
     heads = model(torch.rand(2, 3, 64, 64))
     terms = YoloLoss(model)(heads, torch.zeros(0, 6), (64, 64))
     assert set(terms) == {"box", "obj", "cls", "total"}
@@ -61,15 +60,15 @@ def test_lr_schedule():
 def test_run_directory_files_and_refusal(tmp_path, tiny_data):
     data = load_data_config(tiny_data)
     out = tmp_path / "run"
-    r = train(zoo.build("teach", data.nc), data, TrainConfig(**FAST, from_scratch=True), out, progress=False)
+    r = train(load_model("teach", classes=data.nc), data, TrainConfig(**FAST, from_scratch=True), out, progress=False)
     assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "last.pt", "best.pt"}
     assert list(r.history["epoch"]) == [1, 2] and "map50" in r.history
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
     assert load_model(out / "best.pt").blocks == r.model.blocks
     with pytest.raises(TrainingError, match="already exists and is not empty"):
-        train(zoo.build("teach", data.nc), data, TrainConfig(**FAST), out, progress=False)
+        train(load_model("teach", classes=data.nc), data, TrainConfig(**FAST), out, progress=False)
     with pytest.raises(TrainingError, match="nothing to resume"):
-        train(zoo.build("teach", data.nc), data, TrainConfig(**FAST), tmp_path / "new", resume=True, progress=False)
+        train(load_model("teach", classes=data.nc), data, TrainConfig(**FAST), tmp_path / "new", resume=True, progress=False)
 
 
 def test_nan_loss_stops_with_epoch_and_batch(tiny_data):
@@ -80,7 +79,7 @@ def test_nan_loss_stops_with_epoch_and_batch(tiny_data):
             bad = torch.tensor(float("nan")) if ctx.step == 2 else torch.tensor(0.0)
             return {"poison": bad}
     with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2, batch 1: .*poison"):
-        train(zoo.build("teach", data.nc), data, TrainConfig(**FAST), None, terms=[Poison()], progress=False)
+        train(load_model("teach", classes=data.nc), data, TrainConfig(**FAST), None, terms=[Poison()], progress=False)
 
 
 class _Crash(Exception):
@@ -101,11 +100,11 @@ def test_resume_is_exact(tmp_path, tiny_data):
     data = load_data_config(tiny_data)
     cfg = TrainConfig(**{**FAST, "epochs": 3, "augment": TrainConfig().augment}, from_scratch=True)
     torch.manual_seed(0)
-    whole = train(zoo.build("teach", data.nc), data, cfg, tmp_path / "whole", progress=False)
+    whole = train(load_model("teach", classes=data.nc), data, cfg, tmp_path / "whole", progress=False)
     torch.manual_seed(0)
     with pytest.raises(_Crash):
-        train(zoo.build("teach", data.nc), data, cfg, tmp_path / "cut", hooks=[_KillAt(5)], progress=False)
-    resumed = train(zoo.build("teach", data.nc), data, cfg, tmp_path / "cut", resume=True, progress=False)
+        train(load_model("teach", classes=data.nc), data, cfg, tmp_path / "cut", hooks=[_KillAt(5)], progress=False)
+    resumed = train(load_model("teach", classes=data.nc), data, cfg, tmp_path / "cut", resume=True, progress=False)
     for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert list(resumed.history["epoch"]) == [1, 2, 3]
@@ -151,6 +150,6 @@ def test_from_scratch_run_depends_only_on_its_seed(tiny_data):
     runs = []
     for noise in (1, 2):
         torch.manual_seed(noise)
-        runs.append(train(zoo.build("teach", data.nc), data, cfg, progress=False).model)
+        runs.append(train(load_model("teach", classes=data.nc), data, cfg, progress=False).model)
     for (k, a), b in zip(runs[0].state_dict().items(), runs[1].state_dict().values()):
         assert torch.equal(a, b), k

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 
-from yolocompress import zoo
 from yolocompress.cfg import parse_cfg
 from yolocompress.loader import load_model
 from yolocompress.model import Darknet
@@ -82,11 +81,11 @@ def test_stray_bytes_and_short_header(tmp_path, model):
 
 
 def test_weights_of_another_cfg_are_refused(tmp_path):
-    small = randomize(zoo.build("yolov3-tiny", 2))
+    small = randomize(load_model("yolov3-tiny", classes=2))
     p = tmp_path / "tiny.weights"
     save_darknet_weights(small, p)
     with pytest.raises(WeightsError, match="is this the .weights file of this cfg"):
-        load_darknet_weights(zoo.build("yolov4-tiny", 2), p)
+        load_darknet_weights(load_model("yolov4-tiny", classes=2), p)
 
 
 def test_pt_round_trip_is_plain_data(tmp_path, model):
