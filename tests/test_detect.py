@@ -4,6 +4,7 @@ The references are tests/darknet_ref.py's NumPy ports of darknet's loops (image.
 yolo_layer.c get_yolo_detections, box.c do_nms_sort / diounms_sort). Real pretrained weights
 cannot ship with the tests; random weights exercise the same arithmetic.
 """
+import copy
 import json
 
 import numpy as np
@@ -171,14 +172,16 @@ def darknet_files(tmp_path):
 
 def _darknet_detector_test(model, photo, thresh):
     """The whole of `darknet detector test` on one photo, from the NumPy reference alone; also the
-    largest differences between our raw outputs and the reference's on that photo."""
+    largest differences between our raw outputs (of the BN-folded model the CLI runs) and the
+    reference's on that photo."""
     rgb = np.asarray(Image.open(photo).convert("RGB"))
     net_h, net_w = model.net.height, model.net.width
     x = resize_image(to_darknet_float(rgb), net_w, net_h)
     heads = darknet_heads(model.blocks, darknet_weights_bytes(model), x)
     ref = np.concatenate(heads)                                       # (N, 5+C) float64
+    fused = copy.deepcopy(model).eval().fuse()                        # what the detect CLI runs
     with torch.no_grad():
-        ours = model(torch.from_numpy(x)[None])[0].double().numpy()   # darknet_resize == resize_image
+        ours = fused(torch.from_numpy(x)[None])[0].double().numpy()   # darknet_resize == resize_image
     err = {"score": np.abs(ours[:, 4:5] * ours[:, 5:] - ref[:, 4:5] * ref[:, 5:]).max(),
            "rel": (np.abs(ours[:, :4] - ref[:, :4]) / [net_w, net_h, net_w, net_h]).max(),
            "min_side": (ref[ref[:, 4] > thresh, 2:4] / [net_w, net_h]).min()}
