@@ -57,7 +57,7 @@ def _compact(model, label: str, args, tmp: Path):
     """The model `prune` writes for this plan, read back through the standard loader."""
     strategy, use_ratio, use_blocks = PLANS[label]
     plan = make_plan(model, PruneConfig(strategy=strategy, ratio=args.ratio if use_ratio else 0.0,
-                                        drop_blocks=args.blocks if use_blocks else 0))
+                                        drop_blocks=args.blocks if use_blocks else 0, round_to=args.round_to))
     name = label.replace(" ", "").replace("+", "_")
     paths = export_darknet(apply_plan(model, plan).eval(), tmp, name)
     return load_model(str(paths["cfg"]), str(paths["weights"])).eval()
@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--img-size", type=int, default=416, help="square input side, px (multiple of 32)")
     ap.add_argument("--ratio", type=float, default=0.8, help="channel prune ratio of the channel plans")
     ap.add_argument("--blocks", type=int, default=16, help="residual blocks dropped by the layer plans")
+    ap.add_argument("--round-to", type=int, default=1,
+                    help="keep each pruned conv's channel count a multiple of N (prune --round-to; 1 = off)")
     ap.add_argument("--plans", default="union + layers",
                     help=f"comma-separated plans to time next to the original, or 'all': {', '.join(PLANS)}")
     ap.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated runtimes to time: {', '.join(PATHS)}")
