@@ -42,7 +42,7 @@ def _add_schedule_flags(p) -> None:
     p.add_argument("--warmup-epochs", type=float, default=t("warmup_epochs"), help="linear lr warm-up")
     p.add_argument("--amp", choices=list(MODES), default=t("amp"),
                    help="mixed precision: auto = fp16 on CUDA, bf16 on a CPU with native bf16 units "
-                        "(AVX512-BF16/AMX; ~1.8x faster there), fp32 otherwise - emulated bf16 is ~10x slower; "
+                        "(AVX512-BF16/AMX; ~1.5x faster there), fp32 otherwise - emulated bf16 is ~10x slower; "
                         "the choice and its reason go to the log and config.json")
     p.add_argument("--seed", type=int, default=t("seed"), help="the run's only source of randomness")
     p.add_argument("--micro-batches", type=int, default=t("micro_batches"),
