@@ -57,7 +57,7 @@ def test_yaml_names_list_or_mapping(tmp_path):
     p.write_text("nc: 2\nnames: {0: a, 1: b}\n")
     assert load_names(p) == ("a", "b")
     p.write_text("nc: 3\nnames: [a, b]\n")
-    with pytest.raises(DataError, match="nc is 3 but 2 names"):
+    with pytest.raises(DataError, match="nc/classes is 3 but 2 names"):
         load_names(p)
     p.write_text("just a string\n")
     with pytest.raises(DataError, match="expected a mapping with a 'names' key, found str"):

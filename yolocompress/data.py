@@ -62,7 +62,7 @@ def load_data_config(path: str | Path) -> DataConfig:
     root = (path.parent / str(d.get("path") or ".")).resolve()
     if not root.is_dir():
         raise DataError(f"{path}: path: folder {root} not found")
-    names = _names(d.get("names"), d.get("nc"), path)
+    names = parse_names(d.get("names"), d.get("nc"), path)
     split = {k: tuple(p for s in _as_list(d.get(k), k, path) for p in _images(s, root, [root], f"{path}: {k}"))
              for k in ("train", "val")}
     return DataConfig(root, split["train"], split["val"], names)
@@ -74,7 +74,7 @@ def _as_list(v, key: str, where: Path) -> list:
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
-def _names(names, nc, where: Path) -> tuple[str, ...]:
+def parse_names(names, nc, where: Path) -> tuple[str, ...]:
     if nc is not None:
         try:
             nc = int(nc)
@@ -134,7 +134,7 @@ def _load_darknet(path: Path) -> DataConfig:
     if not names_file.is_file():
         raise DataError(f"{path}: names = {kv['names']} -> {names_file} not found")
     names = [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]
-    names = _names(names, kv.get("classes"), path)
+    names = parse_names(names, kv.get("classes"), path)
     val = kv.get("valid", kv.get("val"))
     if val is None:
         raise DataError(f"{path}: expected key 'valid', found keys {sorted(kv)}")

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import yaml
 
-from .data import DataError
+from .data import DataError, parse_names
 
 __all__ = ["load_names", "check_names", "label"]
 
@@ -111,13 +111,6 @@ def _from_yaml(path: Path) -> tuple[str, ...]:
     if not isinstance(d, dict) or "names" not in d:
         raise DataError(f"{path}: expected a mapping with a 'names' key, found "
                         f"{sorted(d) if isinstance(d, dict) else type(d).__name__}")
-    names, nc = d["names"], d.get("nc")
-    if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
-            raise DataError(f"{path}: names: expected ids 0..{len(names) - 1}, found {sorted(names)}")
-        names = [names[i] for i in range(len(names))]
-    if not isinstance(names, list) or not names:
-        raise DataError(f"{path}: names: expected a non-empty list or {{id: name}} mapping, found {names!r}")
-    if nc is not None and int(nc) != len(names):
-        raise DataError(f"{path}: nc is {nc} but {len(names)} names are given")
-    return tuple(str(n) for n in names)
+    if not d["names"]:
+        raise DataError(f"{path}: names: expected a non-empty list or {{id: name}} mapping, found {d['names']!r}")
+    return parse_names(d["names"], d.get("nc"), path)     # the dataset yaml's own rules
