@@ -20,7 +20,6 @@ def run(rank: int, world: int, port: int, kwargs: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    from yolocompress import zoo
     from yolocompress.data import load_data_config
     from yolocompress.sparsity import SparseConfig, SparsityHook
     from yolocompress.train import TrainConfig, train

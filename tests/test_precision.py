@@ -52,7 +52,6 @@ def test_unknown_mode_is_refused():
 
 
 def test_run_records_the_choice(tmp_path, monkeypatch):
-    from yolocompress import zoo
     from yolocompress.data import load_data_config
     from yolocompress.synth import ShapesConfig, make_shapes
     from yolocompress.train import TrainConfig, train

@@ -12,7 +12,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import pipeline as pl
 from . import viz

@@ -33,10 +33,9 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,7 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from .data import AugmentConfig, DataConfig, YoloDataset, collate, make_loader
+from .data import AugmentConfig, DataConfig, YoloDataset, make_loader
 from .io import atomic_torch_save, atomic_write_text, remove_stale_temps
 from .loss import LossConfig, YoloLoss
 from .metrics import DetectionMetrics

@@ -11,7 +11,7 @@ import seaborn as sns
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
-from .cfg import Conv, MaxPool, Route, Shortcut, Upsample, Yolo, route_inputs, shortcut_source
+from .cfg import Conv, Route, Shortcut, route_inputs, shortcut_source
 
 _COLORS = {"convolutional": "#4C72B0", "shortcut": "#55A868", "route": "#C44E52", "upsample": "#8172B2",
            "maxpool": "#CCB974", "yolo": "#DD8452"}
