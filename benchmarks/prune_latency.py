@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from yolocompress.cli_common import print_table
 from yolocompress.loader import load_model
-from yolocompress.export import export_darknet, export_onnx
+from yolocompress.export import compile_inference, export_darknet, export_onnx
 from yolocompress.plan import PruneConfig, make_plan
 from yolocompress.profile import (OtherLoad, conditions, gflops, load_warning, median_p90, ort_runner,
                                   time_interleaved, torch_runner)
@@ -44,7 +44,7 @@ PLANS = {  # label: (strategy, uses --ratio, uses --blocks)
     "union": ("union", True, False), "layers only": ("none", False, True),
     "union + layers": ("union", True, True),
 }
-PATHS = ("eager", "fused", "fused NHWC", "onnxruntime")
+PATHS = ("eager", "fused", "fused NHWC", "compiled", "onnxruntime")
 
 
 def _source(args):
@@ -72,6 +72,8 @@ def _runners(model, label: str, paths, x, args, tmp: Path) -> dict:
         out[label, "fused"] = torch_runner(copy.deepcopy(model).fuse(), x)
     if "fused NHWC" in paths:
         out[label, "fused NHWC"] = torch_runner(copy.deepcopy(model).fuse().to(memory_format=torch.channels_last), x)
+    if "compiled" in paths:
+        out[label, "compiled"] = torch_runner(compile_inference(model, args.img_size), x)
     if "onnxruntime" in paths:
         name = label.replace(" ", "").replace("+", "_")
         with warnings.catch_warnings():

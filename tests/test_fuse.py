@@ -2,6 +2,8 @@
 architecture; the fused model stays a valid darknet cfg + weights and exports to ONNX. Also the
 interleaved latency measurement that times eager, fused and ONNX Runtime side by side."""
 import copy
+import os
+import shutil
 import time
 
 import pytest
@@ -147,6 +149,21 @@ def test_fused_onnx_matches(tmp_path):
     with torch.no_grad():
         want = fused(x)  # (1, N, 5 + C)
     # same float32 weights, different kernels: each within tolerance of exact
+    torch.testing.assert_close(got, want, rtol=0, atol=2 * _box_tolerance(model, want))
+
+
+def test_compiled_inference_matches():
+    """torch.compile with frozen weights (export.compile_inference): other kernels on the same
+    float32 weights, so, like ONNX Runtime above, within twice the tolerance of the fused model."""
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on the CPU needs a C++ compiler (g++ or c++ on PATH)")
+    from yolocompress.export import compile_inference
+    model, fused, _ = _models("teach")
+    compiled = compile_inference(model, img_size=64)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the model is left alone
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        got, want = compiled(x), fused(x)  # (1, N, 5 + C)
     torch.testing.assert_close(got, want, rtol=0, atol=2 * _box_tolerance(model, want))
 
 

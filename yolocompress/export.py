@@ -70,3 +70,17 @@ def onnx_matches(model: Darknet, path: str | Path, img_size: int = 416) -> float
         ref = model.eval().cpu()(x).numpy()
     out = sess.run(None, {"images": x.numpy()})[0]
     return float(np.abs(out - ref).max())
+
+
+def compile_inference(model: Darknet, img_size: int) -> torch.nn.Module:
+    """The BN-folded model compiled by ``torch.compile`` (inductor) with its weights frozen in:
+    constants folded, conv weights prepacked for oneDNN once and convs fused with their
+    activations, which eager PyTorch redoes or runs apart on every call. On a CPU it needs a C++
+    compiler, and compiling takes seconds (6.6 s for a pruned yolov3, 27 s for the full one, 2
+    cores). The model itself is left as it is; inputs of another size compile again."""
+    import torch._inductor.config as inductor_config
+    compiled = torch.compile(copy.deepcopy(model).eval().fuse())
+    example = torch.rand(1, model.net.channels, img_size, img_size, device=next(model.parameters()).device)
+    with inductor_config.patch(freezing=True), torch.no_grad():
+        compiled(example)                       # compiles now, with the weights frozen in
+    return compiled
