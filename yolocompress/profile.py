@@ -306,3 +306,15 @@ def flops_by_stride(model: Darknet, img_size: int = 416) -> pd.DataFrame:
     df["share"] = df["GFLOPs"] / df["GFLOPs"].sum()
     df.insert(1, "resolution", [f"{img_size // s} x {img_size // s}" for s in df["stride"]])
     return df
+
+
+def runtime_table(model: Darknet, onnx_path: str | Path, img_size: int = 128, runs: int = 20,
+                  threads: int = 2) -> pd.DataFrame:
+    """Batch-1 CPU latency of one model on each runtime - eager PyTorch, ``fuse()``, ONNX Runtime -
+    timed interleaved in this process (``time_interleaved``); one row per runtime."""
+    x = torch.rand(1, model.net.channels, img_size, img_size)
+    runners = {"PyTorch (eager)": torch_runner(model.eval(), x),
+               "PyTorch fuse()": torch_runner(copy.deepcopy(model).eval().fuse(), x),
+               "ONNX Runtime": ort_runner(onnx_path, x, threads)}
+    times = time_interleaved(runners, runs=runs, threads=threads)
+    return pd.DataFrame([{"runtime": k, "ms": median_p90(v)[0], "p90_ms": median_p90(v)[1]} for k, v in times.items()])
