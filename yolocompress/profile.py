@@ -282,9 +282,8 @@ def latency(model: torch.nn.Module, img_size: int = 416, runs: int = 20, warmup:
         times = time_interleaved({"model": torch_runner(timed, x)}, runs, warmup, threads)["model"]
     finally:
         model.train(was_training)
-    times.sort()
-    return {"ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))],
-            "threads": threads or old_threads, "device": str(device), "runs": runs}
+    ms, p90 = median_p90(times)
+    return {"ms": ms, "p90_ms": p90, "threads": threads or old_threads, "device": str(device), "runs": runs}
 
 
 def cost_row(model: Darknet, img_size: int, latency_runs: int = 0, threads: int = 2) -> dict:

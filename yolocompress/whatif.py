@@ -11,13 +11,13 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+import torch
 
 from .data import DataConfig
 from .graph import build_graph
 from .model import Darknet
 from .plan import PruneConfig, bn_gammas, make_plan, plan_combined
-from .profile import gflops, latency
+from .profile import gflops, median_p90, time_interleaved, torch_runner
 from .surgery import apply_plan
 from .sweep import plan_row
 
@@ -74,9 +74,9 @@ def depth_vs_width(model: Darknet, base: PruneConfig, channel_ratios: Sequence[f
     """GFLOPs, layer count and CPU latency (batch 1, ``threads`` threads) of compact models cut from
     ``model``: ``base.strategy`` channel-only prunes at ``channel_ratios``, layer-only prunes of
     ``block_counts`` blocks, and ``base.strategy`` at ``combined_ratios`` + ``base.drop_blocks`` blocks
-    (``base`` also gives min_keep and img_size). Latency is interleaved: ``rounds`` rounds, each timing
-    every model ``runs`` times; the median over rounds is kept, so a slow moment of the machine hits
-    every model alike."""
+    (``base`` also gives min_keep and img_size). Latency is the median of ``rounds`` x ``runs`` timings
+    per model, interleaved (``profile.time_interleaved``: each round times every model once), so a
+    slow moment of the machine hits every model alike."""
     strategy, blocks, img_size = base.strategy, base.drop_blocks, base.img_size
     specs = [("original", None, 0.0, 0)] + [("channels only", strategy, r, 0) for r in channel_ratios] \
         + [("layers only", "none", 0.0, b) for b in block_counts] \
@@ -85,10 +85,9 @@ def depth_vs_width(model: Darknet, base: PruneConfig, channel_ratios: Sequence[f
     plans = [None if s is None else make_plan(model, replace(base, strategy=s, ratio=r, drop_blocks=b), graph)
              for _, s, r, b in specs]
     models = [model.eval() if p is None else apply_plan(model, p, graph).eval() for p in plans]
-    times = np.zeros((rounds, len(models)))
-    for k in tqdm(range(rounds), desc="latency rounds", disable=not progress):
-        for j, m in enumerate(models):
-            times[k, j] = latency(m, img_size, runs=runs, threads=threads, device="cpu")["ms"]
+    x = torch.rand(1, model.net.channels, img_size, img_size)           # (1, 3, S, S)
+    times = time_interleaved({j: torch_runner(m, x) for j, m in enumerate(models)}, runs=rounds * runs,
+                             threads=threads, progress=progress)
     return pd.DataFrame([{"kind": kind, "strategy": s or "-", "ratio": r, "blocks": b, "layers": len(m.layers),
-                          "GFLOPs": gflops(m, img_size), "ms": float(np.median(times[:, j]))}
+                          "GFLOPs": gflops(m, img_size), "ms": median_p90(times[j])[0]}
                          for j, ((kind, s, r, b), m) in enumerate(zip(specs, models))])
