@@ -102,13 +102,15 @@ def test_sweeps_return_tables():
 def test_cli_prune_to_a_budget(tmp_path, capsys):
     model = sparse_model("teach")
     save_pt(model, tmp_path / "sparse.pt")
+    # round_to 2, not 8: teach's layers are 6-192 channels wide, where steps of 8 are too coarse to land
+    # within 2% of a budget (measured: 0.288 of the GFLOPs for a 30% budget)
     code = main(["prune", "--weights", str(tmp_path / "sparse.pt"), "--strategy", "union", "--target-gflops",
-                 "30%", "--round-to", "8", "--drop-blocks", "2", "--out", str(tmp_path / "out")])
+                 "30%", "--round-to", "2", "--drop-blocks", "2", "--out", str(tmp_path / "out")])
     assert code == 0
     plan = PrunePlan.load(tmp_path / "out" / "plan.json")
     full = summarize_blocks(model.blocks, 128).gflops
     assert 0.98 * 0.3 * full <= plan.gflops <= 0.3 * full
-    assert plan.round_to == 8 and len(plan.dropped_blocks) == 2
+    assert plan.round_to == 2 and len(plan.dropped_blocks) == 2
     assert "GFLOPs budget" in capsys.readouterr().out
     assert main(["prune", "--weights", str(tmp_path / "sparse.pt"), "--strategy", "union", "--target-gflops",
                  "lots", "--out", str(tmp_path / "bad")]) == 2

@@ -139,13 +139,14 @@ def test_plot_history_keeps_one_colour_per_run_across_panels():
     h1 = pd.DataFrame({"epoch": [1, 2], "map50": [0.1, 0.2], "kd_cls": [0.5, 0.4]})
     h2 = pd.DataFrame({"epoch": [1, 2], "map50": [0.15, 0.25]})     # no kd_cls: the next run must not shift
     h3 = pd.DataFrame({"epoch": [1, 2], "map50": [0.1, 0.3], "kd_cls": [0.6, 0.2]})
-    fig = viz.plot_history({"a": h2, "b": h1, "c": h3}, ["map50", "kd_cls"], reference={"map50": {"b": 0.5}})
+    full_b = pd.DataFrame({"epoch": [1, 5, 9], "map50": [0.2, 0.4, 0.5]})   # b's full run, from the pack
+    fig = viz.plot_history({"a": h2, "b": h1, "c": h3}, ["map50", "kd_cls"], reference={"b": full_b})
     left, right = fig.axes[:2]
     colours = lambda ax: [tuple(l.get_color()) if not isinstance(l.get_color(), str) else l.get_color()  # noqa: E731
                           for l in ax.get_lines() if len(l.get_xdata()) == 2 and l.get_xdata()[0] == 1]
     assert colours(left)[1:] == colours(right)          # b and c keep their colours where a is absent
     dashed = [l for l in left.get_lines() if l.get_linestyle() == "--"]
-    assert len(dashed) == 1 and np.allclose(dashed[0].get_ydata(), 0.5)
+    assert len(dashed) == 1 and np.allclose(dashed[0].get_ydata(), [0.2, 0.4, 0.5])
     assert dashed[0].get_color() == left.get_lines()[1].get_color()
 
 

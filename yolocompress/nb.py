@@ -171,17 +171,17 @@ def full_run(settings: Settings, name: str, metric: str) -> float | None:
     return None
 
 
+def full_history(settings: Settings, name: str) -> pd.DataFrame | None:
+    """The per-epoch history of run ``name`` in the committed results pack (``docs/pack``), or None."""
+    from .pack import history
+    return history(settings.root / "docs", name)
+
+
 def plot_history(settings: Settings, stages: dict, metrics=("total", "map50"), title: str = ""):
-    """``viz.plot_history`` of ``{label: Stage}``; under QUICK the title says so, and each run's final
-    value from the full run (``docs/results.json`` or ``.md``), where it has one, is drawn as a dashed line."""
+    """``viz.plot_history`` of ``{label: Stage}``; under QUICK the title says so, and each run's curve
+    from the full run (the results pack in ``docs/pack``), where it has one, is drawn dashed beside it."""
     from .viz import plot_history as _plot
-    ref = {}
-    if settings.quick:
-        for label, st in stages.items():
-            for m in metrics:
-                v = full_run(settings, st.name, m)
-                if v is not None:
-                    ref.setdefault(m, {})[label] = v
+    ref = {label: full_history(settings, st.name) for label, st in stages.items()} if settings.quick else {}
     return _plot({k: st.history for k, st in stages.items()}, metrics, titled(settings, title), reference=ref)
 
 

@@ -44,21 +44,26 @@ class PipelineConfig:
     optimizer: str = "adam"               # adam (AdamW) | sgd
     lr: float = 4e-3                      # baseline peak lr (measured: 4e-3 -> 0.79 mAP@0.5, 2e-3 -> 0.77)
     amp: str = "auto"                     # fp16 on CUDA, bf16 on a CPU with native bf16, else fp32 (precision.py)
-    baseline_epochs: int = 35
-    sparse_epochs: int = 30
+    baseline_epochs: int = 30
+    sparse_epochs: int = 20
     sparsity: float = 0.1                 # s; with AdamW, s is compared with the gradient (~6e-3 median)
     sparse_schedule: str = "local-decay"  # measured best: 76% of gammas < 1e-2 at -1 pt mAP@0.5
     sparse_lr: float = 3e-3
     strategy: str = "union"               # default channel strategy of the demo
-    ratio: float = 0.7                    # requested prune ratio (measured: the largest lossless union ratio)
+    ratio: float = 0.7                    # requested prune ratio of the three channel strategies
     min_keep: float = 0.01
-    blocks: int = 4                       # residual blocks dropped by layer / combined pruning
-    kd_ratio: float = 0.95                # the aggressive prune that distillation is tried on:
-    kd_blocks: int = 6                    # union at kd_ratio + kd_blocks blocks (~93% fewer GFLOPs)
-    finetune_epochs: int = 15
+    blocks: int = 16                      # residual blocks dropped by layer / combined pruning (the seed: 16 of 23)
+    kd_ratio: float = 0.9                 # the prune that distillation is tried on: union at kd_ratio +
+    kd_blocks: int = 16                   # kd_blocks blocks, which plain finetuning recovers only partly
+    finetune_epochs: int = 10
     finetune_lr: float = 1e-3
     distill_weight: float = 1.0
     temperature: float = 3.0
+    kd_sweep: tuple = ((3.0, 3.0), (1.0, 1.0))   # (weight, T) tried besides the default, seed kd_seeds[0]
+    kd_seeds: tuple = (0, 1, 2)           # plain, Hinton and bounded finetuning, each over these seeds
+    penalty_values: tuple = (0.003, 0.01, 0.03, 0.1, 0.3)   # s of the short constant-penalty runs (slider)
+    sweep_ratios: tuple = (0.5, 0.7, 0.8, 0.9)   # what-if sensitivity of each channel strategy
+    budgets: tuple = ("40%", "20%", "10%", "5%")  # GFLOPs budgets of the importance comparison
     seed: int = 0
     max_batches: int | None = None        # QUICK: batches per epoch
     max_val_images: int | None = None     # QUICK: val images per evaluation
@@ -70,7 +75,8 @@ class PipelineConfig:
     def quick(cls, **kw) -> "PipelineConfig":
         """Tiny settings that exercise every stage in seconds (CI, QUICK notebooks)."""
         base = dict(baseline_epochs=2, sparse_epochs=2, finetune_epochs=1, max_batches=4, max_val_images=32,
-                    batch_size=16, latency_runs=3, runs="runs/quick", amp="off")   # fp32: bf16 kernels take ~30 s to warm up, more than a quick run
+                    batch_size=16, latency_runs=3, runs="runs/quick", amp="off", kd_sweep=((3.0, 3.0),),
+                    kd_seeds=(0, 1), penalty_values=(0.01, 0.3), sweep_ratios=(0.5, 0.9), budgets=("20%",))   # fp32: bf16 kernels take ~30 s to warm up, more than a quick run
         base.update(kw)
         return cls(**base)
 
@@ -215,10 +221,15 @@ def prune_aggressive(pc: PipelineConfig, source: Stage) -> Stage:
 
 
 def finetune(pc: PipelineConfig, pruned: Stage, teacher: Stage | None = None, kind: str | None = None,
-             seed: int | None = None, epochs: int | None = None, progress: bool = True) -> Stage:
-    """Finetune a pruned model, optionally distilling from ``teacher`` (kind: hinton | bounded)."""
-    distill = DistillConfig(kind=kind, weight=pc.distill_weight, temperature=pc.temperature) if kind else None
-    name = f"ft-{pruned.name}" + (f"-{kind}" if kind else "") + (f"-seed{seed}" if seed is not None else "")
+             seed: int | None = None, epochs: int | None = None, progress: bool = True,
+             weight: float | None = None, temperature: float | None = None) -> Stage:
+    """Finetune a pruned model, optionally distilling from ``teacher`` (kind: hinton | bounded) with
+    the pipeline's KD weight and T unless ``weight``/``temperature`` are given (the name then says so)."""
+    w = pc.distill_weight if weight is None else weight
+    t = pc.temperature if temperature is None else temperature
+    distill = DistillConfig(kind=kind, weight=w, temperature=t) if kind else None
+    wt = f"-w{w:g}-T{t:g}" if kind and (w, t) != (pc.distill_weight, pc.temperature) else ""
+    name = f"ft-{pruned.name}" + (f"-{kind}{wt}" if kind else "") + (f"-seed{seed}" if seed is not None else "")
     model = copy.deepcopy(pruned.model)
     run = StageRun(epochs or pc.finetune_epochs, pc.finetune_lr, distill=distill, seed=seed, eval_every=1)
     stage = _train_cached(pc, name, model, run, pruned, teacher.model if teacher else None, progress)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import pack
 from . import pipeline as pl
 from . import viz
 from .io import atomic_write_text
@@ -43,13 +44,17 @@ def _sparse_row(stage: pl.Stage) -> dict:
 @dataclass
 class _Collected:
     """What ``run_all`` gathers: the main table's rows, the rows before finetuning, the plans, the
-    distillation rows, and every (row, model) whose latency is measured again at the end."""
+    distillation rows, every (row, model) whose latency is measured again at the end, and every
+    trained stage (its history goes into the results pack)."""
     rows: list = field(default_factory=list)
     before: list = field(default_factory=list)
     plans: dict = field(default_factory=dict)
     kd: list = field(default_factory=list)
+    kd_sweep: list = field(default_factory=list)
     timed: list = field(default_factory=list)
     records: list = field(default_factory=list)   # the rows of docs/results.json
+    trained: dict = field(default_factory=dict)   # {run name: Stage}
+    tables: dict = field(default_factory=dict)    # {pack table name: DataFrame}
 
     def add(self, row: dict, model, before: bool = False) -> None:
         (self.before if before else self.rows).append(row)
@@ -59,33 +64,57 @@ class _Collected:
         self.plans[pruned.name] = pruned.extra["plan"]
         self.add(pruned.row | {"stage": "pruned, no finetune"}, pruned.model, before=True)
 
+    def keep(self, *stages: pl.Stage) -> None:
+        self.trained.update({st.name: st for st in stages})
 
-def run_all(pc: pl.PipelineConfig, docs: Path, seeds: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
-    """Every stage; returns the results table and writes ``docs/results.md`` + figures."""
+
+def run_all(pc: pl.PipelineConfig, docs: Path) -> pd.DataFrame:
+    """Every stage; returns the results table and writes ``docs/results.md``, ``results.json``, the
+    figures and the results pack (``pack.py``)."""
     matplotlib.use("Agg")
     t_start = time.time()
     docs.mkdir(parents=True, exist_ok=True)
+    c = _Collected()
     base = pl.baseline(pc)
-    sparse = {s: pl.sparse(pc, schedule=s) for s in SCHEDULES}
+    # the chosen schedule first: every later stage starts from it
+    order = sorted(SCHEDULES, key=lambda s: s != pc.sparse_schedule)
+    sparse = {s: pl.sparse(pc, schedule=s) for s in order}
+    penalty = _penalty_sweep(pc, c)
     sparse_df = pd.DataFrame([_sparse_row(st) for st in sparse.values()])
     chosen = sparse[pc.sparse_schedule]
-    c = _Collected()
+    c.keep(base, *sparse.values())
     c.add(base.row | {"stage": "baseline"}, base.model)
     c.add(chosen.row | {"stage": f"sparse ({pc.sparse_schedule})"}, chosen.model)
     c.records += [pl.record(base, "baseline"), pl.record(chosen, "sparse")]
     control = pl.control_same_epochs(pc, chosen)
+    c.keep(control)
     c.add(control.row | {"stage": "control: unpruned, same total epochs"}, control.model)
     _prune_and_finetune(pc, chosen, control, c)
-    target = _distillation(pc, chosen, c, seeds)
+    _what_if_tables(pc, chosen, c)
+    target = _distillation(pc, chosen, control, c)
     timing = _remeasure_latency(pc, c.timed)
     table = pl.results_table([pl.Stage("", base.model, row=r) for r in c.rows])
     table["stage"] = [r["stage"] for r in c.rows]
     before, kd = pd.DataFrame(c.before), pd.DataFrame(c.kd)
-    _figures(docs, base, chosen, sparse, c.plans, table, before)
+    _figures(docs, base, chosen, sparse, c, table, before)
     table["map50 vs control"] = table["map50"] - control.row["map50"]
-    _write_markdown(docs, pc, table, sparse_df, before, kd, target.name, time.time() - t_start, timing)
-    atomic_write_text(docs / "results.json", json.dumps(_latency_synced(c.records, c.rows), indent=1))
+    records = _latency_synced(c.records, c.rows)
+    _write_pack(docs, c, base, sparse, penalty)
+    _write_markdown(docs, pc, table, sparse_df, before, kd, c, target.name, time.time() - t_start, timing, records)
+    atomic_write_text(docs / "results.json", json.dumps(records, indent=1))
     return table
+
+
+def _penalty_sweep(pc: pl.PipelineConfig, c: _Collected) -> dict:
+    """Short constant-penalty runs over ``pc.penalty_values`` (notebook 03's slider): from too weak to
+    too strong, a third of the sparse epochs each."""
+    epochs = pc.sparse_epochs // 3 or 1
+    runs = {s: pl.sparse(pc, schedule="constant", s=s, epochs=epochs) for s in pc.penalty_values}
+    c.keep(*runs.values())
+    c.tables["penalty"] = pd.DataFrame([{"s": s, "run": st.name, "epochs": epochs, "map50": st.row["map50"],
+                                         "map": st.row["map"], **sparsity_stats(penalised_gammas(st.model))}
+                                        for s, st in runs.items()])
+    return runs
 
 
 def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> None:
@@ -97,29 +126,75 @@ def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Sta
         pruned = pl.prune(pc, chosen, strategy, ratio, blocks, name="layers-only" if strategy == "none" else None)
         c.add_pruned(pruned)
         ft = pl.finetune(pc, pruned)
+        c.keep(ft)
         c.add(ft.row | {"stage": "pruned + finetune", "pruned": pruned.row["pruned"]}, ft.model)
         name = ft.row["model"]
         c.records += [pl.record(ft, "pruned"), pl.record(control, "control-same-epochs", control_of=name)]
         if (strategy, ratio, blocks) == (pc.strategy, pc.ratio, pc.blocks) and pc.scratch_controls:
             scratch = pl.control_scratch(pc, pruned)
+            c.keep(scratch)
             c.add(scratch.row | {"stage": "control: pruned architecture from scratch"}, scratch.model)
             c.records.append(pl.record(scratch, "control-scratch", control_of=name))
 
 
-def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected, seeds) -> pl.Stage:
-    """Distillation on an aggressive prune: each variant (and plain finetuning) over several seeds."""
+def _what_if_tables(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected) -> None:
+    """Measured without finetuning (what-if = compact): each strategy's mAP over ``pc.sweep_ratios``,
+    and the two channel rankings (|gamma|, |gamma| per FLOP) pruned to equal GFLOPs budgets."""
+    from .plan import PruneConfig
+    from .sweep import importance_sweep, sensitivity_sweep
+    data = pl.data_of(pc)
+    for strategy in STRATEGIES:
+        config = PruneConfig(strategy=strategy, min_keep=pc.min_keep)
+        c.tables[f"sensitivity-{strategy}"] = sensitivity_sweep(
+            chosen.model, data, config, pc.sweep_ratios, pc.img_size, pc.max_val_images)
+    config = PruneConfig(strategy=pc.strategy, min_keep=pc.min_keep, img_size=pc.img_size)
+    c.tables["importance"] = importance_sweep(chosen.model, config, pc.budgets, data, pc.max_val_images)
+
+
+def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> pl.Stage:
+    """Distillation on a prune that plain finetuning recovers only partly. First a sweep of KD weight
+    and T (seed ``kd_seeds[0]``) per kind; each kind's best setting then runs over every seed beside
+    plain finetuning, so each variant is a mean +- std over ``pc.kd_seeds``."""
     target = pl.prune_aggressive(pc, chosen)
     c.add_pruned(target)
-    for kind in (None, "hinton", "bounded"):
-        for seed in seeds:
-            st = pl.finetune(pc, target, teacher=chosen if kind else None, kind=kind,
-                             seed=None if seed == pc.seed else seed)     # seed pc.seed: the run above
-            c.kd.append(st.row | {"finetune": kind or "plain", "seed": seed})
-            c.records.append(pl.record(st, "pruned", distill=kind, seed=seed))
-            if seed == seeds[0]:
-                c.add(st.row | {"stage": "aggressive prune + finetune" + (f" + KD ({kind})" if kind else "")},
-                      st.model)
+    first = pc.kd_seeds[0]
+    best = {None: (None, None)}
+    for kind in ("hinton", "bounded"):
+        for w, t in [(pc.distill_weight, pc.temperature), *pc.kd_sweep]:
+            st = pl.finetune(pc, target, chosen, kind, _seed(pc, first), weight=w, temperature=t)
+            c.keep(st)
+            c.kd_sweep.append({"finetune": kind, "weight": w, "T": t, "seed": first, "run": st.name,
+                               "map50": st.row["map50"], "map": st.row["map"], "time_s": st.row["time_s"]})
+        mine = [r for r in c.kd_sweep if r["finetune"] == kind]
+        top = max(mine, key=lambda r: r["map50"])
+        best[kind] = (top["weight"], top["T"])
+    c.tables["kd-sweep"] = pd.DataFrame(c.kd_sweep)
+    for kind, (w, t) in best.items():
+        for seed in pc.kd_seeds:
+            st = pl.finetune(pc, target, chosen if kind else None, kind, _seed(pc, seed), weight=w, temperature=t)
+            c.keep(st)
+            c.kd.append(st.row | {"finetune": kind or "plain", "seed": seed, "weight": w, "T": t})
+            c.records.append(pl.record(st, "pruned", distill=kind, seed=seed) | {"kd_weight": w, "kd_T": t})
+            if seed == first:
+                c.add(st.row | {"stage": "KD target + finetune" + (f" + KD ({kind})" if kind else "")}, st.model)
+                if kind is None:
+                    c.records.append(pl.record(control, "control-same-epochs", control_of=st.row["model"]))
     return target
+
+
+def _seed(pc: pl.PipelineConfig, seed: int) -> int | None:
+    return None if seed == pc.seed else seed     # the pipeline's own seed names the run without a suffix
+
+
+def _write_pack(docs: Path, c: _Collected, base: pl.Stage, sparse: dict, penalty: dict) -> None:
+    """The committed results pack (``pack.py``): histories, |gamma| histograms, sweep tables."""
+    for name, st in c.trained.items():
+        pack.write_history(docs, name, st.history)
+    runs = {"baseline": base, **{st.name: st for st in sparse.values()}, **{st.name: st for st in penalty.values()}}
+    pack.write_gammas(docs, {k: penalised_gammas(st.model) for k, st in runs.items()})
+    pack.write_gamma_epochs(docs, {k: st.extra["gamma_hist"] for k, st in runs.items() if "gamma_hist" in st.extra})
+    for name, df in c.tables.items():
+        pack.write_table(docs, name, df)
 
 
 def _latency_synced(records: list[dict], rows: list[dict]) -> list[dict]:
@@ -144,7 +219,7 @@ def _remeasure_latency(pc: pl.PipelineConfig, timed: list[tuple[dict, torch.nn.M
     return {**conditions(2), "other_cores": other.cores}
 
 
-def _figures(docs: Path, base, chosen, sparse, plans, table, before) -> None:
+def _figures(docs: Path, base, chosen, sparse, c: _Collected, table, before) -> None:
     import matplotlib.pyplot as plt
     pareto = pd.concat([table, before.assign(stage="pruned, no finetune")], ignore_index=True)
     fig = viz.plot_pareto(pareto, "GFLOPs", "map50", "model", title="mAP@0.5 vs GFLOPs (Pareto front dashed)")
@@ -155,10 +230,13 @@ def _figures(docs: Path, base, chosen, sparse, plans, table, before) -> None:
     gam = {"baseline": np.concatenate(list(bn_gammas(base.model).values())),
            f"sparse ({chosen.name})": np.concatenate(list(bn_gammas(chosen.model).values()))}
     viz.plot_gamma_hist(gam).savefig(docs / "gamma_hist.png", dpi=120, bbox_inches="tight")
-    viz.plot_channels(plans, title="channels per BN conv after each prune").savefig(
+    viz.plot_channels(c.plans, title="channels per BN conv after each prune").savefig(
         docs / "channels_per_layer.png", dpi=120, bbox_inches="tight")
     viz.plot_history({k: v.history for k, v in sparse.items()}, ["map50", "gamma_lt_1e-2"],
                      "sparse training schedules").savefig(docs / "sparse_schedules.png", dpi=120, bbox_inches="tight")
+    viz.plot_importance(c.tables["importance"]).savefig(docs / "importance.png", dpi=120, bbox_inches="tight")
+    viz.plot_sweep({k.split("-", 1)[1]: v for k, v in c.tables.items() if k.startswith("sensitivity-")}).savefig(
+        docs / "sensitivity.png", dpi=120, bbox_inches="tight")
     plt.close("all")
 
 
@@ -173,21 +251,75 @@ def _conditions_text(t: dict) -> str:
             f"at the start, {other} cores used by other processes meanwhile")
 
 
-def _write_markdown(docs, pc, table, sparse_df, before, kd, kd_target, seconds, timing: dict) -> None:
-    trained = pd.concat([table[table["stage"].str.startswith(("baseline", "pruned +"))], sparse_df, kd])
+def headline(records: list[dict], baseline_gflops: float, min_cut: float = 0.8, max_drop: float = 0.01) -> dict | None:
+    """The smallest pruned + finetuned model (no distillation) whose mAP@0.5 is within ``max_drop``
+    of its same-epoch control, among those with at least ``min_cut`` fewer GFLOPs than the baseline;
+    None when there is none (results.md then says so)."""
+    controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
+    ok = [r for r in records if r["kind"] == "pruned" and not r["distill"] and r["name"] in controls
+          and r["gflops"] <= (1 - min_cut) * baseline_gflops and r["map50"] >= controls[r["name"]]["map50"] - max_drop]
+    if not ok:
+        return None
+    best = min(ok, key=lambda r: r["gflops"])
+    return best | {"control": controls[best["name"]]}
+
+
+def _summary(records: list[dict], kd: pd.DataFrame, control_map50: float) -> str:
+    """What the numbers say, computed from the rows (so the text cannot drift from the table)."""
+    base = next(r for r in records if r["kind"] == "baseline")
+    lines = []
+    h = headline(records, base["gflops"])
+    if h:
+        lines.append(f"- **{h['name']}** has {1 - h['gflops'] / base['gflops']:.0%} fewer GFLOPs and "
+                     f"{1 - h['params'] / base['params']:.0%} fewer parameters than the baseline at mAP@0.5 "
+                     f"{h['map50']:.3f}, against {h['control']['map50']:.3f} for its same-epoch control "
+                     f"({h['map50'] - h['control']['map50']:+.3f}).")
+    else:
+        lines.append("- No prune with at least 80% fewer GFLOPs stays within 1 point of its same-epoch control here.")
+    scratch = [r for r in records if r["kind"] == "control-scratch"]
+    for sc in scratch:
+        pr = next(r for r in records if r["name"] == sc["control_of"])
+        lines.append(f"- Trained from scratch for the same {sc['epochs_total']} epochs, the architecture of "
+                     f"{pr['name']} reaches {sc['map50']:.3f} against {pr['map50']:.3f} pruned + finetuned "
+                     f"({pr['map50'] - sc['map50']:+.3f} for inheriting the weights).")
+    means = kd.groupby("finetune")["map50"].agg(["mean", "std"])
+    if "plain" in means.index:
+        plain = means.loc["plain"]
+        lines.append(f"- On the distillation target, plain finetuning reaches {plain['mean']:.3f} +- {plain['std']:.3f}, "
+                     f"{plain['mean'] - control_map50:+.3f} against the same-epoch control ({control_map50:.3f}).")
+        for kind in ("hinton", "bounded"):
+            if kind in means.index:
+                m = means.loc[kind]
+                gain, noise = m["mean"] - plain["mean"], max(m["std"], plain["std"])
+                verdict = "beats plain finetuning by more than the larger std" if gain > noise else \
+                    "does not beat plain finetuning by more than the larger std"
+                lines.append(f"- KD ({kind}): {m['mean']:.3f} +- {m['std']:.3f}, {gain:+.3f} against plain: it {verdict} "
+                             f"({noise:.3f}).")
+    return "\n".join(lines)
+
+
+def _write_markdown(docs, pc, table, sparse_df, before, kd, c: _Collected, kd_target, seconds, timing: dict,
+                    records: list[dict]) -> None:
+    trained = pd.DataFrame([st.row for st in c.trained.values()])
     train_seconds = trained.drop_duplicates("model")["time_s"].sum()
     cols = ["stage", "model", "epochs_total", "params", "GFLOPs", "GFLOPs ratio", "latency_ms", "latency ratio",
             "map50", "map50 vs control", "map", "time_s"]
     kd_summary = kd.groupby("finetune")[["map50", "map"]].agg(["mean", "std"])
     kd_summary.columns = [f"{a} {b}" for a, b in kd_summary.columns]
     kd_summary = kd_summary.reset_index()
+    kd = kd.astype({"weight": object, "T": object}).fillna("-")     # plain finetuning has no KD weight or T
+    kd_setting = kd.drop_duplicates("finetune")[["finetune", "weight", "T"]]
+    kd_summary = kd_summary.merge(kd_setting, on="finetune")
+    control_map50 = next(r["map50"] for r in records if r["kind"] == "control-same-epochs")
+    penalty_cols = ["s", "epochs", "map50", "map", "gamma_lt_1e-2", "gamma_lt_1e-3"]
+    imp_cols = ["importance", "budget", "GFLOPs", "params", "kept |gamma|", "map50", "map"]
     text = f"""# Results on the bundled shapes dataset
 
 Regenerated by `make demo` (`python -m yolocompress demo --out {pc.runs}`) on
 {platform.processor() or platform.machine()} with {torch.get_num_threads()} threads. The training stages
-add up to {train_seconds / 60:.0f} minutes (every `time_s` below, all schedules and seeds included);
-this invocation took {seconds / 60:.1f} minutes (stages finished earlier with the same settings are reused).
-Teaching model, {pc.img_size} px, settings: `{pc}`.
+add up to {train_seconds / 60:.0f} minutes (every trained stage's `time_s`, all schedules, penalties, sweeps and
+seeds included); this invocation took {seconds / 60:.1f} minutes (stages finished earlier with the same settings
+are reused). Teaching model `teach` (YOLOv3's layout at width 6), {pc.img_size} px, settings: `{pc}`.
 
 mAP is measured on {_val_images(pc)} with the COCO evaluator; latency is the median of
 batch-1 forwards of the BN-folded model (`Darknet.fuse()`) on the CPU with 2 threads, every model
@@ -196,7 +328,12 @@ timed again at the end of the run in one interleaved measurement ({_conditions_t
 difference to the *same-epoch control*, the unpruned sparse model finetuned for as many epochs as
 the pruned ones: it is the cost of pruning, free of the extra epochs. The *from scratch* control
 trains the combined prune's architecture for the same total epochs (Liu et al., ICLR 2019).
-Every row is also in [results.json](results.json).
+Every row is also in [results.json](results.json); histories, |gamma| histograms and sweep tables
+are in [pack/](pack/).
+
+## What the numbers say
+
+{_summary(records, kd, control_map50)}
 
 ## All stages
 
@@ -215,20 +352,45 @@ penalised channels with |gamma| < 0.01.
 ![schedules](sparse_schedules.png)
 ![gamma histograms](gamma_hist.png)
 
+## The penalty s: from too weak to too strong
+
+Constant schedule, {pc.sparse_epochs // 3 or 1} epochs from the baseline for each s (notebook 03's slider):
+
+{_fmt_table(c.tables["penalty"], penalty_cols)}
+
 ## Pruned, before finetuning
 
 {_fmt_table(before, ["model", "params", "GFLOPs", "latency_ms", "map50", "map", "pruned"])}
 
 ![channels per layer](channels_per_layer.png)
 
+What-if mAP (masked, no finetuning) of each strategy over the ratio:
+
+![sensitivity](sensitivity.png)
+
+## Ranking channels by |gamma| or by |gamma| per FLOP, at equal GFLOPs
+
+`{pc.strategy}` channel pruning of the sparse model to each GFLOPs budget (`prune --target-gflops`),
+no finetuning; `kept |gamma|` is the share of the total |gamma| the plan keeps:
+
+{_fmt_table(c.tables["importance"], imp_cols)}
+
+![importance](importance.png)
+
 ## Distillation while finetuning `{kd_target}`
 
-Mean and standard deviation over seeds {sorted(kd['seed'].unique().tolist())}, {pc.finetune_epochs} epochs each:
+First a sweep of the KD weight and temperature T (seed {pc.kd_seeds[0]}, {pc.finetune_epochs} epochs each):
+
+{_fmt_table(c.tables["kd-sweep"], ["finetune", "weight", "T", "map50", "map", "time_s"])}
+
+Each kind's best setting then ran over seeds {list(pc.kd_seeds)} beside plain finetuning (the seed-{pc.kd_seeds[0]}
+run took part in choosing the setting, which favours KD slightly). The same-epoch control scores
+{control_map50:.3f}. Mean and standard deviation over the seeds:
 
 {_fmt_table(kd_summary, list(kd_summary.columns))}
 
 Per seed:
 
-{_fmt_table(kd, ["finetune", "seed", "map50", "map", "time_s"])}
+{_fmt_table(kd, ["finetune", "weight", "T", "seed", "map50", "map", "time_s"])}
 """
     atomic_write_text(docs / "results.md", text)

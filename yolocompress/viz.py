@@ -104,22 +104,25 @@ def weights_layout(model, max_layers: int = 6):
 
 
 def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("total", "map50"),
-                 title: str = "", reference: dict[str, dict[str, float]] | None = None):
+                 title: str = "", reference: dict[str, pd.DataFrame] | None = None):
     """One panel per metric, one line per run (e.g. loss and mAP per epoch, per schedule); a run has
-    the same colour in every panel, also where it lacks a metric. ``reference``: {metric: {run: value}}
-    drawn as dashed lines in the run's colour (e.g. the full run's final value beside a quick curve)."""
+    the same colour in every panel, also where it lacks a metric. ``reference``: {run: history} of
+    the same run on the full schedule (``docs/pack``), drawn dashed in the run's colour beside a
+    QUICK curve."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4))
     colours = dict(zip(histories, sns.color_palette("tab10", max(10, len(histories)))))
-    reference = reference or {}
-    epochs = [e for h in histories.values() if "epoch" in h for e in h["epoch"]] or [1]
+    reference = {k: v for k, v in (reference or {}).items() if k in colours and v is not None}
+    epochs = [e for h in [*histories.values(), *reference.values()] if "epoch" in h for e in h["epoch"]] or [1]
     lo, hi = min(epochs), max(epochs)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for name, h in histories.items():
             if metric in h:
                 d = h.dropna(subset=[metric])
                 ax.plot(d["epoch"], d[metric], marker="o", ms=3, color=colours[name])
-            if name in reference.get(metric, {}):
-                ax.axhline(reference[metric][name], color=colours[name], ls="--", lw=1)
+            full = reference.get(name)
+            if full is not None and metric in full:
+                d = full.dropna(subset=[metric])
+                ax.plot(d["epoch"], d[metric], ls="--", lw=1.2, color=colours[name])
         ax.set_xlabel("epoch")
         ax.set_xlim(lo - 0.5, hi + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -128,9 +131,9 @@ def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=c, marker="o", ms=3) for c in colours.values()]
     labels = list(colours)
-    if any(reference.values()):
-        handles.append(plt.Line2D([], [], color="grey", ls="--"))
-        labels.append("full run, final value (make demo, docs/)")
+    if reference:
+        handles += [plt.Line2D([], [], color="grey", marker="o", ms=3), plt.Line2D([], [], color="grey", ls="--")]
+        labels += ["solid: this (QUICK) run", "dashed: the full run (make demo, docs/pack)"]
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
