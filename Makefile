@@ -25,8 +25,8 @@ $(DATA): $(STAMP)
 
 data: $(DATA)   ## generate the bundled synthetic dataset (data/shapes)
 
-demo: $(DATA)   ## run the whole pipeline on the bundled data; writes docs/results.md and figures
-	$(PY) -m yolocompress demo --out runs/demo --docs docs
+demo: $(DATA)   ## run the whole pipeline on the bundled data; writes docs/ (results, figures, pack) and README's results
+	$(PY) -m yolocompress demo --out runs/demo --docs docs --readme README.md
 
 unit: $(STAMP)  ## unit tests only
 	$(PY) -m pytest -q tests

@@ -29,3 +29,45 @@ def test_controls_train_as_long_as_the_pruned_model(pc):
     assert (rec["strategy"], rec["ratio"], rec["blocks_dropped"], rec["epochs_total"]) == ("union", 0.5, 1, 3)
     assert rec["gflops"] < pl.record(base, "baseline")["gflops"]
     assert pl.record(scratch, "control-scratch", control_of=rec["name"])["control_of"] == rec["name"]
+
+
+def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path):
+    """``make demo``'s writer end to end on the tiny set: every row kind with its control, the KD
+    rows over every seed, results.md's sections, and a results pack the notebooks can read."""
+    import json
+    from pathlib import Path
+    from yolocompress import pack, report
+    report.run_all(pc, tmp_path)
+    rows = json.loads((tmp_path / "results.json").read_text())
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"baseline", "sparse", "pruned", "control-same-epochs", "control-scratch"}
+    pruned = {r["name"] for r in rows if r["kind"] == "pruned"}
+    assert {r["control_of"] for r in rows if r["kind"] == "control-same-epochs"} <= pruned
+    kd = [r for r in rows if r["kind"] == "pruned" and r["seed"] is not None]
+    assert sorted((r["distill"] or "plain", r["seed"]) for r in kd) == sorted(
+        (k, s) for k in ("plain", "hinton", "bounded") for s in pc.kd_seeds)
+    text = (tmp_path / "results.md").read_text()
+    for section in ("## What the numbers say", "## The penalty s", "## Ranking channels", "weight and temperature"):
+        assert section in text
+    assert pack.history(tmp_path, "baseline")["epoch"].tolist() == [1]
+    assert pack.gamma_hist(tmp_path, "sparse-local-decay-s0.1")[1].sum() > 0
+    assert pack.gamma_epochs(tmp_path, "sparse-local-decay-s0.1")["epochs"] == list(range(pc.sparse_epochs + 1))  # 0: start
+    assert list(pack.table(tmp_path, "penalty")["s"]) == list(pc.penalty_values)
+    assert len(pack.table(tmp_path, "kd-sweep")) == 2 * (1 + len(pc.kd_sweep))
+    assert pack.history(tmp_path, "nothing") is None and pack.rows(Path(tmp_path) / "nowhere") == []
+
+
+def _row(name, kind, gflops, map50, control_of=None, distill=None):
+    return {"name": name, "kind": kind, "gflops": gflops, "params": gflops * 10, "map50": map50,
+            "control_of": control_of, "distill": distill}
+
+
+def test_headline_is_the_smallest_prune_within_a_point_of_its_control():
+    from yolocompress.report import headline
+    rows = [_row("base", "baseline", 1.0, 0.70),
+            _row("a", "pruned", 0.25, 0.80), _row("b", "pruned", 0.15, 0.795), _row("c", "pruned", 0.10, 0.70),
+            _row("d", "pruned", 0.05, 0.80, distill="hinton")]
+    rows += [_row("ctl", "control-same-epochs", 1.0, 0.80, control_of=n) for n in "abcd"]
+    h = headline(rows, 1.0)
+    assert h["name"] == "b" and h["control"]["map50"] == 0.80    # a: too large; c: 10 pts below; d: KD
+    assert headline(rows, 1.0, max_drop=0.001) is None            # b is 0.5 pt below: not within 0.1 pt

@@ -155,6 +155,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--docs", default="docs", help="where results.md, results.json and figures go (default docs)")
     p.add_argument("--data", default="data/shapes/data.yaml", help="dataset yaml (default the bundled one)")
     p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run of every stage)")
+    p.add_argument("--readme", default=None,
+                   help="also rewrite the results block of this README from the new rows (make demo: README.md)")
     p.set_defaults(run=_run_demo)
 
 
@@ -163,7 +165,7 @@ def _run_demo(args) -> None:
     from .report import run_all
     pc = PipelineConfig.quick(data=args.data, runs=args.out) if args.quick else \
         PipelineConfig(data=args.data, runs=args.out)
-    run_all(pc, Path(args.docs))
+    run_all(pc, Path(args.docs), Path(args.readme) if args.readme else None)
 
 
 # ----------------------------------------------------------------------------- main

@@ -68,9 +68,9 @@ class _Collected:
         self.trained.update({st.name: st for st in stages})
 
 
-def run_all(pc: pl.PipelineConfig, docs: Path) -> pd.DataFrame:
+def run_all(pc: pl.PipelineConfig, docs: Path, readme: Path | None = None) -> pd.DataFrame:
     """Every stage; returns the results table and writes ``docs/results.md``, ``results.json``, the
-    figures and the results pack (``pack.py``)."""
+    figures and the results pack (``pack.py``), and the results block of ``readme`` when given."""
     matplotlib.use("Agg")
     t_start = time.time()
     docs.mkdir(parents=True, exist_ok=True)
@@ -102,6 +102,8 @@ def run_all(pc: pl.PipelineConfig, docs: Path) -> pd.DataFrame:
     _write_pack(docs, c, base, sparse, penalty)
     _write_markdown(docs, pc, table, sparse_df, before, kd, c, target.name, time.time() - t_start, timing, records)
     atomic_write_text(docs / "results.json", json.dumps(records, indent=1))
+    if readme is not None:
+        update_readme(readme, records)
     return table
 
 
@@ -282,7 +284,7 @@ def _summary(records: list[dict], kd: pd.DataFrame, control_map50: float) -> str
         lines.append(f"- Trained from scratch for the same {sc['epochs_total']} epochs, the architecture of "
                      f"{pr['name']} reaches {sc['map50']:.3f} against {pr['map50']:.3f} pruned + finetuned "
                      f"({pr['map50'] - sc['map50']:+.3f} for inheriting the weights).")
-    means = kd.groupby("finetune")["map50"].agg(["mean", "std"])
+    means = kd.groupby("finetune")["map50"].agg(["mean", "std"]) if len(kd) else pd.DataFrame()
     if "plain" in means.index:
         plain = means.loc["plain"]
         lines.append(f"- On the distillation target, plain finetuning reaches {plain['mean']:.3f} +- {plain['std']:.3f}, "
@@ -394,3 +396,48 @@ Per seed:
 {_fmt_table(kd, ["finetune", "weight", "T", "seed", "map50", "map", "time_s"])}
 """
     atomic_write_text(docs / "results.md", text)
+
+
+# ----------------------------------------------------------------------------- README
+
+README_START, README_END = "<!-- results:start (make demo writes this block from docs/results.json) -->", \
+    "<!-- results:end -->"
+
+
+def readme_block(records: list[dict]) -> str:
+    """The README's results table and "what the numbers say", both from the rows of results.json
+    (one seed per model: the KD seeds are summarised in the last lines)."""
+    base = next(r for r in records if r["kind"] == "baseline")
+    controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
+    control = next(r for r in records if r["kind"] == "control-same-epochs")
+    shown, seen = [], set()
+    for r in records:
+        first_seed = r["seed"] in (None, 0)
+        if r["name"] in seen or not first_seed:
+            continue
+        seen.add(r["name"])
+        ctl = controls.get(r["name"]) or (control if r["kind"] == "pruned" and r["epochs_total"] == control["epochs_total"]
+                                          else None)
+        vs = f"{r['map50'] - ctl['map50']:+.3f}" if ctl else ""
+        what = r["kind"] + (f" of {r['control_of']}" if r.get("control_of") and r["kind"] == "control-scratch" else "")
+        shown.append(f"| {r['name']} | {what} | {r['epochs_total']} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} "
+                     f"({r['gflops'] / base['gflops'] - 1:+.0%}) | {r['latency_ms']:.1f} ms | {r['map50']:.3f} | {vs} |")
+    kd = pd.DataFrame([{"finetune": r["distill"] or "plain", "map50": r["map50"]} for r in records
+                       if r["kind"] == "pruned" and r["seed"] is not None])
+    head = ["| model | kind | epochs | params | GFLOPs (vs baseline) | latency | mAP@0.5 | vs same-epoch control |",
+            "|---|---|---|---|---|---|---|---|"]
+    return "\n".join([README_START, *head, *shown, "", "What the numbers say:", "",
+                      _summary(records, kd, control["map50"]), README_END])
+
+
+def update_readme(readme: Path, records: list[dict]) -> bool:
+    """Replace the results block of ``readme`` (between the markers) with ``readme_block``; False
+    when the file or its markers are missing (nothing written)."""
+    if not readme.is_file():
+        return False
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    a, b = text.index(README_START), text.index(README_END) + len(README_END)
+    atomic_write_text(readme, text[:a] + readme_block(records) + text[b:])
+    return True
