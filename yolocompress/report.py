@@ -18,6 +18,7 @@ from . import pipeline as pl
 from . import viz
 from .io import atomic_write_text
 from .plan import bn_gammas
+from .plan import IMPORTANCES
 from .sparsity import penalised_gammas, sparsity_stats
 
 SCHEDULES = ("constant", "global-decay", "local-decay")
@@ -123,16 +124,19 @@ def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Sta
     """The three channel strategies, layer-only and combined pruning, each finetuned and set beside
     its controls: the unpruned model trained as long (all of them) and, for the combined prune, its
     architecture trained from scratch as long."""
-    variants = [(s, pc.ratio, 0) for s in STRATEGIES] + [("none", 0.0, pc.blocks), (pc.strategy, pc.ratio, pc.blocks)]
-    for strategy, ratio, blocks in variants:
-        pruned = pl.prune(pc, chosen, strategy, ratio, blocks, name="layers-only" if strategy == "none" else None)
+    variants = [(s, pc.ratio, 0, None, "gamma") for s in STRATEGIES] + [
+        ("none", 0.0, pc.blocks, None, "gamma"), (pc.strategy, pc.ratio, pc.blocks, None, "gamma")] + [
+        (pc.strategy, pc.ratio, pc.blocks, pc.budget, imp) for imp in IMPORTANCES]
+    for strategy, ratio, blocks, budget, importance in variants:
+        pruned = pl.prune(pc, chosen, strategy, ratio, blocks, name="layers-only" if strategy == "none" else None,
+                          target_gflops=budget, importance=importance)
         c.add_pruned(pruned)
         ft = pl.finetune(pc, pruned)
         c.keep(ft)
         c.add(ft.row | {"stage": "pruned + finetune", "pruned": pruned.row["pruned"]}, ft.model)
         name = ft.row["model"]
         c.records += [pl.record(ft, "pruned"), pl.record(control, "control-same-epochs", control_of=name)]
-        if (strategy, ratio, blocks) == (pc.strategy, pc.ratio, pc.blocks) and pc.scratch_controls:
+        if (strategy, ratio, blocks, budget) == (pc.strategy, pc.ratio, pc.blocks, None) and pc.scratch_controls:
             scratch = pl.control_scratch(pc, pruned)
             c.keep(scratch)
             c.add(scratch.row | {"stage": "control: pruned architecture from scratch"}, scratch.model)
@@ -278,6 +282,11 @@ def _summary(records: list[dict], kd: pd.DataFrame, control_map50: float) -> str
                      f"({h['map50'] - h['control']['map50']:+.3f}).")
     else:
         lines.append("- No prune with at least 80% fewer GFLOPs stays within 1 point of its same-epoch control here.")
+        best = headline(records, base["gflops"], min_cut=0.0)
+        if best:
+            lines.append(f"- The largest cut within 1 point: **{best['name']}**, {1 - best['gflops'] / base['gflops']:.0%} "
+                         f"fewer GFLOPs at mAP@0.5 {best['map50']:.3f} against {best['control']['map50']:.3f} "
+                         f"({best['map50'] - best['control']['map50']:+.3f}).")
     scratch = [r for r in records if r["kind"] == "control-scratch"]
     for sc in scratch:
         pr = next(r for r in records if r["name"] == sc["control_of"])
