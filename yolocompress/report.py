@@ -240,10 +240,25 @@ def _figures(docs: Path, base, chosen, sparse, c: _Collected, table, before) -> 
         docs / "channels_per_layer.png", dpi=120, bbox_inches="tight")
     viz.plot_history({k: v.history for k, v in sparse.items()}, ["map50", "gamma_lt_1e-2"],
                      "sparse training schedules").savefig(docs / "sparse_schedules.png", dpi=120, bbox_inches="tight")
+    _training_curve(docs, base, chosen, c)
     viz.plot_importance(c.tables["importance"]).savefig(docs / "importance.png", dpi=120, bbox_inches="tight")
     viz.plot_sweep({k.split("-", 1)[1]: v for k, v in c.tables.items() if k.startswith("sensitivity-")}).savefig(
         docs / "sensitivity.png", dpi=120, bbox_inches="tight")
     plt.close("all")
+
+
+def _training_curve(docs: Path, base, chosen, c: _Collected) -> None:
+    """docs/training_curve.png: mAP over the total epochs of the baseline -> sparse -> control chain
+    and of each finetuned prune (no KD), so the learner sees where the baseline stood and that
+    every pruned model ends beside its control at the same epoch."""
+    n_base, n_sparse = base.row["epochs"], chosen.row["epochs"]
+    chain = [(0, base.history), (n_base, chosen.history)]
+    chains = {"baseline -> sparse": chain}
+    for name, st in c.trained.items():
+        if name.startswith("control-") or (name.startswith("ft-") and "seed" not in name
+                                            and not name.endswith(("hinton", "bounded")) and "-T" not in name):
+            chains[name] = [(n_base + n_sparse, st.history)]
+    viz.plot_total_epochs(chains).savefig(docs / "training_curve.png", dpi=120, bbox_inches="tight")
 
 
 def _val_images(pc: pl.PipelineConfig) -> str:
@@ -350,6 +365,7 @@ are in [pack/](pack/).
 
 {_fmt_table(table, [c for c in cols if c in table])}
 
+![training curve](training_curve.png)
 ![Pareto front](pareto.png)
 ![latency vs GFLOPs](latency_vs_gflops.png)
 

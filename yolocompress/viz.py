@@ -216,6 +216,27 @@ def plot_importance(df: pd.DataFrame, ax=None, title: str = "|gamma| vs |gamma| 
     return fig
 
 
+def plot_total_epochs(chains: dict[str, list[tuple[int, pd.DataFrame]]], metric: str = "map50", ax=None,
+                      title: str = "validation mAP@0.5 over every epoch a model trained"):
+    """One line per model over the epochs it trained *in total*, its parents' included: ``chains``
+    is {label: [(epochs trained before this stage, stage history), ...]} (e.g. baseline, then sparse
+    from epoch 30, then finetuning from epoch 50). Shows where the baseline stands when pruning starts
+    and that a pruned model and its same-epoch control end at the same epoch."""
+    fig, ax = _ax(ax, (7.5, 3.8))
+    for label, stages in chains.items():
+        parts = [h.dropna(subset=[metric]).assign(total=lambda d, o=offset: d["epoch"] + o)
+                 for offset, h in stages if metric in h]
+        if parts:
+            d = pd.concat(parts)
+            ax.plot(d["total"], d[metric], marker="o", ms=3, label=label)
+    ax.set_xlabel("epochs trained in total")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title)
+    return fig
+
+
 def plot_pareto(df: pd.DataFrame, x: str = "GFLOPs", y: str = "map50", label: str = "model", ax=None,
                 title: str = "accuracy vs cost"):
     """Scatter of models with their Pareto front (higher y at lower x is better)."""
