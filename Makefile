@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev extras
 
-$(DATA): $(STAMP)
+$(DATA): | $(STAMP)   # order-only: a reinstall must not regenerate the data
 	$(PY) -m yolocompress data make --out data/shapes
 
 data: $(DATA)   ## generate the bundled synthetic dataset (data/shapes)
