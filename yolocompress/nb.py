@@ -171,18 +171,123 @@ def full_run(settings: Settings, name: str, metric: str) -> float | None:
     return None
 
 
+def docs(settings: Settings) -> Path:
+    """The committed results of the full run (``docs/``: results.json and the pack)."""
+    return settings.root / "docs"
+
+
 def full_history(settings: Settings, name: str) -> pd.DataFrame | None:
     """The per-epoch history of run ``name`` in the committed results pack (``docs/pack``), or None."""
     from .pack import history
-    return history(settings.root / "docs", name)
+    return history(docs(settings), name)
 
 
-def plot_history(settings: Settings, stages: dict, metrics=("total", "map50"), title: str = ""):
+def missing_note(missing) -> str:
+    """The line a figure prints when the results pack lacks the full run of some of its curves
+    (a fresh checkout before ``make demo`` was committed): the figure is drawn without them."""
+    missing = list(missing)
+    return (f"no full run in docs/pack for: {', '.join(missing)} (drawn without it)" if missing else "")
+
+
+def plot_history(settings: Settings, stages: dict, metrics=("total", "map50"), title: str = "",
+                 full_names: dict | None = None):
     """``viz.plot_history`` of ``{label: Stage}``; under QUICK the title says so, and each run's curve
-    from the full run (the results pack in ``docs/pack``), where it has one, is drawn dashed beside it."""
+    from the full run (the results pack in ``docs/pack``), where it has one, is drawn dashed beside it.
+    The full run is looked up by the stage's name, or by ``full_names[label]`` where a QUICK stage is
+    named differently from its full-run counterpart (e.g. the control ``...-ft1`` vs ``...-ft10``:
+    a name that carries the epoch count). A run the pack lacks is named in a printed line."""
     from .viz import plot_history as _plot
-    ref = {label: full_history(settings, st.name) for label, st in stages.items()} if settings.quick else {}
+    ref = {}
+    if settings.quick:
+        names = {label: (full_names or {}).get(label, st.name) for label, st in stages.items()}
+        ref = {label: full_history(settings, names[label]) for label in stages}
+        note = missing_note(names[k] for k, v in ref.items() if v is None)
+        if note:
+            print(note)
     return _plot({k: st.history for k, st in stages.items()}, metrics, titled(settings, title), reference=ref)
+
+
+def full_gamma_hists(settings: Settings, names: dict) -> dict:
+    """{label: (bin edges, counts)} of the full run's |gamma| histogram of each run in ``names``
+    ({label: full run name}) that the pack has; {} in full mode (the notebook's own runs are the
+    full runs there). Prints which ones the pack lacks."""
+    from .pack import gamma_hist
+    if not settings.quick:
+        return {}
+    found = {k: gamma_hist(docs(settings), n) for k, n in names.items()}
+    note = missing_note(names[k] for k, v in found.items() if v is None)
+    if note:
+        print(note)
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def full_gamma_epochs(settings: Settings, names: dict) -> dict:
+    """{label: per-epoch |gamma| histograms} of the full runs in ``names`` ({label: full run name}),
+    for ``viz.plot_gamma_heatmaps``; {} in full mode. Prints which ones the pack lacks."""
+    from .pack import gamma_epochs
+    if not settings.quick:
+        return {}
+    found = {k: gamma_epochs(docs(settings), n) for k, n in names.items()}
+    note = missing_note(names[k] for k, v in found.items() if v is None)
+    if note:
+        print(note)
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def penalty_reference(settings: Settings) -> dict:
+    """{s: {"hist": (bin edges, counts) or None, "map50", "gamma_lt_1e-2", "epochs", "run"}} of the
+    full run's short constant-penalty runs (the pack's ``penalty`` table and their |gamma|
+    histograms), for ``widgets.sparsity_slider``; {} in full mode or when the pack lacks the table.
+    Looked up by s, so the runs' names (which carry their epoch count) need not be known."""
+    from .pack import gamma_hist, table
+    df = table(docs(settings), "penalty") if settings.quick else None
+    if df is None:
+        if settings.quick:
+            print(missing_note(["the penalty table (pack/tables/penalty.csv)"]))
+        return {}
+    return {float(r["s"]): {"hist": gamma_hist(docs(settings), r["run"]), "map50": float(r["map50"]),
+                            "gamma_lt_1e-2": float(r["gamma_lt_1e-2"]), "epochs": int(r["epochs"]), "run": r["run"]}
+            for _, r in df.iterrows()}
+
+
+def penalty_table(short: dict, reference: dict) -> pd.DataFrame:
+    """One row per penalty s: this notebook's short run (``short``: {s: Stage}) and, where
+    ``reference`` (:func:`penalty_reference`) has it, the full run's mAP@0.5 and share of small
+    gammas beside it. The s of both are listed, so QUICK's few values sit among the full run's."""
+    from .sparsity import penalised_gammas
+    out = []
+    for s in sorted(set(short) | set(reference)):
+        row = {"s": s}
+        if s in short:
+            row.update({"map50": short[s].row["map50"],
+                        "share |gamma| < 0.01": float((penalised_gammas(short[s].model) < 1e-2).mean())})
+        if reference:
+            ref = reference.get(s, {})
+            row.update({"full run: epochs": ref.get("epochs"), "full run: map50": ref.get("map50"),
+                        "full run: share |gamma| < 0.01": ref.get("gamma_lt_1e-2")})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def kd_seeds_table(rows: list[dict], strategy: str, ratio: float, blocks: int) -> pd.DataFrame:
+    """mAP mean +- std over seeds of the finetunes of one prune (``strategy`` at ``ratio`` with
+    ``blocks`` dropped): plain (distill None), Hinton and bounded, one row per (kind, KD weight, T),
+    from the rows of ``docs/results.json`` (``pack.rows``). Only rows with a seed count: they are the
+    seed runs of ``make demo`` (the weight/T sweep is ``pack.table(docs, "kd-sweep")``)."""
+    mine = [r for r in rows if r.get("kind") == "pruned" and r.get("seed") is not None
+            and r.get("distill") in (None, "hinton", "bounded") and r.get("strategy") == strategy
+            and r.get("ratio") is not None and abs(r["ratio"] - ratio) < 1e-9 and r.get("blocks_dropped") == blocks]
+    if not mine:
+        return pd.DataFrame(columns=["finetune", "weight", "T", "seeds", "map50 mean", "map50 std", "map mean", "map std"])
+    df = pd.DataFrame(mine)
+    df["finetune"] = df["distill"].fillna("plain")
+    for col in ("kd_weight", "kd_T"):
+        df[col] = df[col] if col in df else None
+    df[["kd_weight", "kd_T"]] = df[["kd_weight", "kd_T"]].astype(float)
+    g = df.groupby(["finetune", "kd_weight", "kd_T"], dropna=False, sort=False)
+    out = g.agg(seeds=("seed", "count"), **{"map50 mean": ("map50", "mean"), "map50 std": ("map50", "std"),
+                                            "map mean": ("map", "mean"), "map std": ("map", "std")}).reset_index()
+    return out.rename(columns={"kd_weight": "weight", "kd_T": "T"})
 
 
 # ----------------------------------------------------------------------------- command lines

@@ -133,7 +133,7 @@ def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("
     labels = list(colours)
     if reference:
         handles += [plt.Line2D([], [], color="grey", marker="o", ms=3), plt.Line2D([], [], color="grey", ls="--")]
-        labels += ["solid: this (QUICK) run", "dashed: the full run (make demo, docs/pack)"]
+        labels += ["solid: this QUICK run", "dashed: full run (make demo, docs/pack)"]
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -155,14 +155,42 @@ def plot_gamma_heatmap(hist: dict, ax=None, title: str = "|gamma| distribution p
     return fig
 
 
-def plot_gamma_hist(gammas: dict[str, np.ndarray], ax=None, title: str = "|gamma| of the BN channels"):
-    """Overlaid histograms of log10|gamma| (e.g. before vs after sparse training)."""
+def plot_gamma_heatmaps(hists: dict[str, dict], reference: dict[str, dict] | None = None, title: str = ""):
+    """One heatmap (``plot_gamma_heatmap``) per run, side by side: ``hists`` {label: per-epoch
+    histograms} of the runs of this notebook on the first row and, when ``reference`` (the same
+    labels' full runs from the results pack, ``pack.gamma_epochs``) is given, those on a second row,
+    so a QUICK run's one or two epochs sit above what the full schedule does."""
+    rows = 2 if reference else 1
+    fig, axes = plt.subplots(rows, len(hists), figsize=(5.3 * len(hists), 3.4 * rows), squeeze=False)
+    for ax, (label, h) in zip(axes[0], hists.items()):
+        plot_gamma_heatmap(h, ax=ax, title=f"{label}: this QUICK run" if reference else label)
+    if reference:
+        for ax, label in zip(axes[1], hists):
+            if reference.get(label) is None:
+                ax.text(0.5, 0.5, "no full run in docs/pack", ha="center", va="center", transform=ax.transAxes)
+                ax.set_title(f"{label}: full run (make demo)")
+                ax.axis("off")
+            else:
+                plot_gamma_heatmap(reference[label], ax=ax, title=f"{label}: full run (make demo)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gamma_hist(gammas: dict[str, np.ndarray], ax=None, title: str = "|gamma| of the BN channels",
+                    reference: dict[str, tuple] | None = None):
+    """Overlaid histograms of log10|gamma| (e.g. before vs after sparse training). ``reference``:
+    {label: (|gamma| bin edges, counts)} of full runs (``pack.gamma_hist``), drawn as black-edged
+    outlines over the same channels, labelled as the full run."""
     fig, ax = _ax(ax, (6, 3.2))
     for name, g in gammas.items():
-        ax.hist(np.log10(np.clip(np.abs(g), 1e-5, None)), bins=60, alpha=0.55, label=name)
+        ax.hist(np.log10(np.clip(np.abs(g), 1e-5, None)), bins=60, alpha=0.55,
+                label=f"{name}: this QUICK run" if reference else name)
+    for (name, (edges, counts)), c in zip((reference or {}).items(), ("k", "C3", "C2", "C4")):
+        ax.stairs(counts, np.log10(edges), color=c, lw=1.4, label=f"{name}: full run (make demo)")
     ax.set_xlabel("log10 |gamma|")
     ax.set_ylabel("channels")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.set_title(title)
     return fig
 
