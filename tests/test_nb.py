@@ -293,3 +293,20 @@ def test_kd_seeds_table_averages_each_finetune_over_its_seeds():
     assert np.allclose(df["map50 mean"], [0.3, 0.4]) and np.allclose(df["map50 std"], [0.1414, 0.1414], atol=1e-4)
     assert df["weight"].tolist()[1] == 1.0
     assert nb.kd_seeds_table([], "union", 0.9, 16).empty
+
+
+def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, capsys):
+    from yolocompress import pack
+    plan = types.SimpleNamespace(strategy="union", ratio=0.9, dropped_blocks=list(range(16)))
+    target = pipeline.Stage("union-r0.9-b16", None, extra={"plan": plan})
+    s = _quick_settings(tmp_path)
+    sweep, seeds = nb.full_kd_tables(s, target)
+    assert sweep is None and seeds.empty and "kd-sweep" in capsys.readouterr().out
+    pack.write_table(tmp_path / "docs", "kd-sweep", pd.DataFrame({"finetune": ["hinton", "hinton"], "weight": [1, 3],
+                     "T": [3, 3], "run": ["ft-union-r0.9-b16-hinton", "ft-union-r0.8-b16-hinton"], "map50": [0.1, 0.2]}))
+    (tmp_path / "docs" / "results.json").write_text(json.dumps([
+        {"name": "ft-union-r0.9-b16", "kind": "pruned", "strategy": "union", "ratio": 0.9, "blocks_dropped": 16,
+         "distill": None, "seed": 0, "map50": 0.1, "map": 0.05}]))
+    sweep, seeds = nb.full_kd_tables(s, target)
+    assert sweep["run"].tolist() == ["ft-union-r0.9-b16-hinton"] and seeds["finetune"].tolist() == ["plain"]
+    assert capsys.readouterr().out == ""

@@ -183,9 +183,11 @@ def plot_gamma_hist(gammas: dict[str, np.ndarray], ax=None, title: str = "|gamma
     {label: (|gamma| bin edges, counts)} of full runs (``pack.gamma_hist``), drawn as black-edged
     outlines over the same channels, labelled as the full run."""
     fig, ax = _ax(ax, (6, 3.2))
+    edges = np.log10(next(iter(reference.values()))[0]) if reference else None   # the same bins: comparable counts
     for name, g in gammas.items():
-        ax.hist(np.log10(np.clip(np.abs(g), 1e-5, None)), bins=60, alpha=0.55,
-                label=f"{name}: this QUICK run" if reference else name)
+        v = np.log10(np.clip(np.abs(g), 1e-5, None))
+        ax.hist(v if edges is None else np.clip(v, edges[0], edges[-1] - 1e-9), bins=60 if edges is None else edges,
+                alpha=0.55, label=f"{name}: this QUICK run" if reference else name)
     for (name, (edges, counts)), c in zip((reference or {}).items(), ("k", "C3", "C2", "C4")):
         ax.stairs(counts, np.log10(edges), color=c, lw=1.4, label=f"{name}: full run (make demo)")
     ax.set_xlabel("log10 |gamma|")
