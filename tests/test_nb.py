@@ -310,3 +310,27 @@ def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, 
     sweep, seeds = nb.full_kd_tables(s, target)
     assert sweep["run"].tolist() == ["ft-union-r0.9-b16-hinton"] and seeds["finetune"].tolist() == ["plain"]
     assert capsys.readouterr().out == ""
+
+
+def test_sweep_and_pareto_show_the_full_run_beside_a_quick_one(tmp_path, capsys):
+    from yolocompress import pack
+    docs = tmp_path / "docs"
+    sweep = pd.DataFrame({"ratio": [0, 0.5], "GFLOPs": [0.2, 0.1], "map50": [0.8, 0.7]})
+    pack.write_table(docs, "sensitivity-union", sweep)
+    s = _quick_settings(tmp_path)
+    ref = nb.full_sensitivity(s, ["union", "shared"])
+    assert list(ref) == ["union"] and "sensitivity-shared" in capsys.readouterr().out
+    fig = viz.plot_sweep({"union": sweep, "shared": sweep}, reference=ref)
+    assert [l.get_linestyle() for l in fig.axes[0].get_lines()] == ["-", "--", "-"]
+    assert nb.full_sensitivity(_quick_settings(tmp_path, False), ["union"]) == {}
+    table = pd.DataFrame({"model": ["baseline", "x"], "GFLOPs": [0.2, 0.1], "map50": [0.01, 0.02]})
+    assert len(nb.plot_pareto(s, table, "t").axes) == 1 and "results.json" in capsys.readouterr().out
+    (docs / "results.json").write_text(json.dumps([
+        {"name": "baseline", "kind": "baseline", "seed": None, "gflops": 0.22, "map50": 0.8, "map": 0.5},
+        {"name": "ft-a", "kind": "pruned", "seed": None, "gflops": 0.1, "map50": 0.7, "map": 0.4},
+        {"name": "ft-a-seed1", "kind": "pruned", "seed": 1, "gflops": 0.1, "map50": 0.6, "map": 0.4},
+        {"name": "control-x", "kind": "control-same-epochs", "seed": None, "gflops": 0.2, "map50": 0.8, "map": 0.5}]))
+    assert nb.full_models(s)["model"].tolist() == ["baseline", "ft-a"]
+    assert nb.full_models(_quick_settings(tmp_path, False)).empty
+    fig = nb.plot_pareto(s, table, "t")
+    assert [ax.get_title() for ax in fig.axes] == ["this QUICK run", "full run (make demo, docs/results.json)"]

@@ -309,6 +309,49 @@ def full_kd_tables(settings: Settings, target) -> tuple[pd.DataFrame | None, pd.
     return sweep, seeds
 
 
+def full_sensitivity(settings: Settings, strategies) -> dict:
+    """{strategy: the full run's what-if sensitivity sweep} (pack tables ``sensitivity-<strategy>``),
+    for ``viz.plot_sweep``'s reference; {} in full mode. Prints which ones the pack lacks."""
+    from .pack import table
+    if not settings.quick:
+        return {}
+    found = {s: table(docs(settings), f"sensitivity-{s}") for s in strategies}
+    note = missing_note(f"sensitivity-{s}" for s, v in found.items() if v is None)
+    if note:
+        print(note)
+    return {s: v for s, v in found.items() if v is not None}
+
+
+def full_models(settings: Settings) -> pd.DataFrame:
+    """The full run's models (``docs/results.json``): baseline, sparse and pruned rows of the first
+    seed, as ``model``, ``GFLOPs``, ``map50``, ``map`` - the columns of ``pipeline.results_table``;
+    empty in full mode (the notebook's own table is the full run there) or without results.json."""
+    from .pack import rows
+    keep = [r for r in rows(docs(settings)) if settings.quick and r.get("kind") in ("baseline", "sparse", "pruned")
+            and r.get("seed") in (None, 0)]
+    df = pd.DataFrame([{"model": r["name"], "GFLOPs": r.get("gflops"), "map50": r.get("map50"), "map": r.get("map")}
+                       for r in keep], columns=["model", "GFLOPs", "map50", "map"])
+    return df.drop_duplicates("model").reset_index(drop=True)
+
+
+def plot_pareto(settings: Settings, table: pd.DataFrame, title: str):
+    """``viz.plot_pareto`` of this notebook's models (mAP@0.5 vs GFLOPs); under QUICK, with the full
+    run's models (:func:`full_models`) in a second panel, since a QUICK run's accuracies are noise."""
+    import matplotlib.pyplot as plt
+    from .viz import plot_pareto as _plot
+    full = full_models(settings)
+    if full.empty:
+        if settings.quick:
+            print(missing_note(["the full run's models (docs/results.json)"]))
+        return _plot(table, "GFLOPs", "map50", "model", title=titled(settings, title))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2))
+    _plot(table, "GFLOPs", "map50", "model", ax=a, title="this QUICK run")
+    _plot(full, "GFLOPs", "map50", "model", ax=b, title="full run (make demo, docs/results.json)")
+    fig.suptitle(titled(settings, title))
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- command lines
 
 def _rel(settings_root: Path, path) -> str:

@@ -216,12 +216,21 @@ def plot_channels(plans: dict, ax=None, title: str = "channels per BN conv"):
     return fig
 
 
-def plot_sweep(sweeps: dict[str, pd.DataFrame], title: str = "sensitivity: what-if mAP (no finetune) vs ratio"):
-    """mAP@0.5 and GFLOPs of the what-if against the requested ratio, one line per strategy."""
+def plot_sweep(sweeps: dict[str, pd.DataFrame], title: str = "sensitivity: what-if mAP (no finetune) vs ratio",
+               reference: dict[str, pd.DataFrame] | None = None):
+    """mAP@0.5 and GFLOPs of the what-if against the requested ratio, one line per strategy.
+    ``reference``: {strategy: the full run's sweep} (pack tables ``sensitivity-<strategy>``), drawn
+    dashed in the strategy's colour beside a QUICK sweep."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for name, df in sweeps.items():
-        a.plot(df["ratio"], df["map50"], marker="o", ms=3, label=name)
-        b.plot(df["GFLOPs"], df["map50"], marker="o", ms=3, label=name)
+    reference = {k: v for k, v in (reference or {}).items() if v is not None}
+    for k, (name, df) in enumerate(sweeps.items()):
+        mine = " (this QUICK run)" if reference else ""
+        a.plot(df["ratio"], df["map50"], marker="o", ms=3, color=f"C{k}", label=name + mine)
+        b.plot(df["GFLOPs"], df["map50"], marker="o", ms=3, color=f"C{k}", label=name + mine)
+        full = reference.get(name)
+        if full is not None:
+            a.plot(full["ratio"], full["map50"], ls="--", color=f"C{k}", label=f"{name} (full run, make demo)")
+            b.plot(full["GFLOPs"], full["map50"], ls="--", color=f"C{k}", label=f"{name} (full run, make demo)")
     a.set_xlabel("requested prune ratio")
     a.set_ylabel("mAP@0.5 (what-if)")
     b.set_xlabel("GFLOPs of the compact model")
