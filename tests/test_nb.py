@@ -301,7 +301,7 @@ def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, 
     target = pipeline.Stage("union-r0.9-b16", None, extra={"plan": plan})
     s = _quick_settings(tmp_path)
     sweep, seeds = nb.full_kd_tables(s, target)
-    assert sweep is None and seeds.empty and "kd-sweep" in capsys.readouterr().out
+    assert sweep.empty and seeds.empty and "kd-sweep" in capsys.readouterr().out
     pack.write_table(tmp_path / "docs", "kd-sweep", pd.DataFrame({"finetune": ["hinton", "hinton"], "weight": [1, 3],
                      "T": [3, 3], "run": ["ft-union-r0.9-b16-hinton", "ft-union-r0.8-b16-hinton"], "map50": [0.1, 0.2]}))
     (tmp_path / "docs" / "results.json").write_text(json.dumps([

@@ -290,19 +290,21 @@ def kd_seeds_table(rows: list[dict], strategy: str, ratio: float, blocks: int) -
     return out.rename(columns={"kd_weight": "weight", "kd_T": "T"})
 
 
-def full_kd_tables(settings: Settings, target) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+def full_kd_tables(settings: Settings, target) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The full run's distillation numbers for ``target`` (the prune from ``pipeline.prune_aggressive``),
     from the committed ``docs/``: the KD weight/T sweep (pack table ``kd-sweep``, one seed) and
     :func:`kd_seeds_table` (mean +- std over seeds of plain, Hinton and bounded finetuning, from
     results.json). Shown in both modes: the notebook itself runs one seed at the default weight and T.
-    Prints a line for what ``docs/`` lacks (e.g. before the full run was committed)."""
+    Prints a line for what ``docs/`` lacks (e.g. before the full run was committed); that table is empty."""
     from .pack import rows, table
     plan = target.extra["plan"]
     sweep = table(docs(settings), "kd-sweep")
-    if sweep is not None and "run" in sweep:
+    if sweep is None:
+        sweep = pd.DataFrame(columns=["finetune", "weight", "T", "seed", "run", "map50", "map", "time_s"])
+    elif "run" in sweep:
         sweep = sweep[sweep["run"].str.startswith(f"ft-{target.name}")].reset_index(drop=True)
     seeds = kd_seeds_table(rows(docs(settings)), plan.strategy, plan.ratio, len(plan.dropped_blocks))
-    missing = ([] if sweep is not None and len(sweep) else ["the KD weight/T sweep (pack/tables/kd-sweep.csv)"]) + \
+    missing = ([] if len(sweep) else ["the KD weight/T sweep (pack/tables/kd-sweep.csv)"]) + \
               ([] if len(seeds) else [f"the seed runs of {target.name} (results.json)"])
     if missing:
         print(missing_note(missing))
