@@ -207,3 +207,130 @@ def test_what_if_evaluates_each_position_once(monkeypatch):
     assert list(w.table([0.5])) == ["ratio", "pruned", "params", "GFLOPs", "map50", "map"]
     with pytest.raises(ValueError, match="union strategy only"):
         whatif.WhatIf(model, None, strategy="shared").at_threshold(0.1)
+
+
+def _quick_settings(root, quick=True):
+    return types.SimpleNamespace(root=root, quick=quick)
+
+
+def test_plot_history_maps_a_quick_stage_to_its_full_run_by_name(tmp_path, capsys):
+    """Under QUICK a stage whose name carries its epoch count (control ...-ft1) is drawn beside the full
+    run named differently (...-ft10) when the notebook maps it; a run the pack lacks is named, not fatal."""
+    from yolocompress import pack
+    pack.write_history(tmp_path / "docs", "control-x-ft10", pd.DataFrame({"epoch": [1, 10], "map50": [0.3, 0.6]}))
+    pack.write_history(tmp_path / "docs", "baseline", pd.DataFrame({"epoch": [1, 30], "map50": [0.1, 0.8]}))
+    h = pd.DataFrame({"epoch": [1], "map50": [0.05]})
+    stages = {"control": pipeline.Stage("control-x-ft1", None, h), "baseline": pipeline.Stage("baseline", None, h),
+              "other": pipeline.Stage("other-ft1", None, h)}
+    fig = nb.plot_history(_quick_settings(tmp_path), stages, ["map50"], "t", full_names={"control": "control-x-ft10"})
+    dashed = [l for l in fig.axes[0].get_lines() if l.get_linestyle() == "--"]
+    assert sorted(tuple(l.get_ydata()) for l in dashed) == [(0.1, 0.8), (0.3, 0.6)]
+    assert "other-ft1" in capsys.readouterr().out
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "dashed: full run (make demo, docs/pack)" in texts
+    fig = nb.plot_history(_quick_settings(tmp_path, quick=False), stages, ["map50"], "t")   # full mode: its own runs
+    assert not [l for l in fig.axes[0].get_lines() if l.get_linestyle() == "--"]
+
+
+def test_penalty_reference_and_table_put_the_full_runs_beside_the_quick_ones(tmp_path, monkeypatch):
+    from yolocompress import pack, widgets
+    docs = tmp_path / "docs"
+    pack.write_table(docs, "penalty", pd.DataFrame({"s": [0.01, 0.1], "run": ["sparse-constant-s0.01-e6",
+                     "sparse-constant-s0.1-e6"], "epochs": [6, 6], "map50": [0.7, 0.5], "map": [0.3, 0.2],
+                     "gamma_lt_1e-2": [0.1, 0.8]}))
+    pack.write_gammas(docs, {"sparse-constant-s0.01-e6": np.full(10, 0.5)})
+    ref = nb.penalty_reference(_quick_settings(tmp_path))
+    assert set(ref) == {0.01, 0.1} and ref[0.1]["hist"] is None and ref[0.01]["hist"][1].sum() == 10
+    assert nb.penalty_reference(_quick_settings(tmp_path, quick=False)) == {}
+    assert nb.penalty_reference(_quick_settings(tmp_path / "none")) == {}
+    model = viz.toy_residual_model()
+    short = {0.01: pipeline.Stage("q", model, row={"map50": 0.02}), 0.3: pipeline.Stage("q3", model, row={"map50": 0.01})}
+    df = nb.penalty_table(short, ref)
+    assert df["s"].tolist() == [0.01, 0.1, 0.3]
+    assert df["full run: map50"].tolist()[:2] == [0.7, 0.5] and np.isnan(df["full run: map50"].iloc[2])
+    assert np.isnan(df["map50"].iloc[1]) and "full run: epochs" not in nb.penalty_table(short, {})
+    shown = {}
+    monkeypatch.setattr(widgets, "_slider", lambda values, value, desc, show, **k: shown.update(values=values, show=show))
+    widgets.sparsity_slider(short, reference=ref)
+    assert shown["values"] == [0.01, 0.1, 0.3]
+    for s in shown["values"]:              # every position draws: quick only, full only, or both
+        fig = shown["show"](s)
+        assert ("full run (6 epochs)" in fig.axes[0].get_title()) == (s in ref)
+        assert ("this QUICK run" in fig.axes[0].get_title())
+    assert len(shown["show"](0.01).axes[0].patches) > 0
+
+
+def test_gamma_figures_draw_the_full_runs_beside_the_quick_ones(tmp_path, capsys):
+    from yolocompress import pack
+    docs = tmp_path / "docs"
+    pack.write_gammas(docs, {"baseline": np.full(8, 0.3)})
+    hist = {"edges": np.linspace(-4, 1, 11).tolist(), "epochs": [1, 2], "counts": np.ones((2, 10)).tolist()}
+    pack.write_gamma_epochs(docs, {"sparse-a-s0.1": hist})
+    s = _quick_settings(tmp_path)
+    ref = nb.full_gamma_hists(s, {"baseline": "baseline", "b": "nothing"})
+    assert list(ref) == ["baseline"] and "nothing" in capsys.readouterr().out
+    fig = viz.plot_gamma_hist({"baseline": np.full(8, 0.2)}, reference=ref)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["baseline: this QUICK run", "baseline: full run (make demo)"]
+    epochs = nb.full_gamma_epochs(s, {"a": "sparse-a-s0.1", "b": "sparse-b-s0.1"})
+    assert list(epochs) == ["a"] and nb.full_gamma_epochs(_quick_settings(tmp_path, False), {"a": "x"}) == {}
+    fig = viz.plot_gamma_heatmaps({"a": hist, "b": hist}, reference=epochs, title="t")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["a: this QUICK run", "b: this QUICK run", "a: full run (make demo)", "b: full run (make demo)"]
+    assert len(viz.plot_gamma_heatmaps({"a": hist}).axes) == 2      # one heatmap and its colour bar
+
+
+def test_kd_seeds_table_averages_each_finetune_over_its_seeds():
+    def row(name, distill, seed, map50, ratio=0.9, w=None, t=None, kind="pruned"):
+        return {"name": name, "kind": kind, "strategy": "union", "ratio": ratio, "blocks_dropped": 16,
+                "distill": distill, "seed": seed, "map50": map50, "map": map50 / 2, "kd_weight": w, "kd_T": t}
+    rows = [row("ft", None, 0, 0.2), row("ft-seed1", None, 1, 0.4),
+            row("h", "hinton", 0, 0.3, w=1.0, t=3.0), row("h1", "hinton", 1, 0.5, w=1.0, t=3.0),
+            row("h-sweep", "hinton", None, 0.9, w=3.0, t=3.0),            # a sweep run without a seed
+            row("other", None, 0, 0.9, ratio=0.7), row("c", None, 0, 0.9, kind="control-same-epochs")]
+    df = nb.kd_seeds_table(rows, "union", 0.9, 16)
+    assert df["finetune"].tolist() == ["plain", "hinton"] and df["seeds"].tolist() == [2, 2]
+    assert np.allclose(df["map50 mean"], [0.3, 0.4]) and np.allclose(df["map50 std"], [0.1414, 0.1414], atol=1e-4)
+    assert df["weight"].tolist()[1] == 1.0
+    assert nb.kd_seeds_table([], "union", 0.9, 16).empty
+
+
+def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, capsys):
+    from yolocompress import pack
+    plan = types.SimpleNamespace(strategy="union", ratio=0.9, dropped_blocks=list(range(16)))
+    target = pipeline.Stage("union-r0.9-b16", None, extra={"plan": plan})
+    s = _quick_settings(tmp_path)
+    sweep, seeds = nb.full_kd_tables(s, target)
+    assert sweep.empty and seeds.empty and "kd-sweep" in capsys.readouterr().out
+    pack.write_table(tmp_path / "docs", "kd-sweep", pd.DataFrame({"finetune": ["hinton", "hinton"], "weight": [1, 3],
+                     "T": [3, 3], "run": ["ft-union-r0.9-b16-hinton", "ft-union-r0.8-b16-hinton"], "map50": [0.1, 0.2]}))
+    (tmp_path / "docs" / "results.json").write_text(json.dumps([
+        {"name": "ft-union-r0.9-b16", "kind": "pruned", "strategy": "union", "ratio": 0.9, "blocks_dropped": 16,
+         "distill": None, "seed": 0, "map50": 0.1, "map": 0.05}]))
+    sweep, seeds = nb.full_kd_tables(s, target)
+    assert sweep["run"].tolist() == ["ft-union-r0.9-b16-hinton"] and seeds["finetune"].tolist() == ["plain"]
+    assert capsys.readouterr().out == ""
+
+
+def test_sweep_and_pareto_show_the_full_run_beside_a_quick_one(tmp_path, capsys):
+    from yolocompress import pack
+    docs = tmp_path / "docs"
+    sweep = pd.DataFrame({"ratio": [0, 0.5], "GFLOPs": [0.2, 0.1], "map50": [0.8, 0.7]})
+    pack.write_table(docs, "sensitivity-union", sweep)
+    s = _quick_settings(tmp_path)
+    ref = nb.full_sensitivity(s, ["union", "shared"])
+    assert list(ref) == ["union"] and "sensitivity-shared" in capsys.readouterr().out
+    fig = viz.plot_sweep({"union": sweep, "shared": sweep}, reference=ref)
+    assert [l.get_linestyle() for l in fig.axes[0].get_lines()] == ["-", "--", "-"]
+    assert nb.full_sensitivity(_quick_settings(tmp_path, False), ["union"]) == {}
+    table = pd.DataFrame({"model": ["baseline", "x"], "GFLOPs": [0.2, 0.1], "map50": [0.01, 0.02]})
+    assert len(nb.plot_pareto(s, table, "t").axes) == 1 and "results.json" in capsys.readouterr().out
+    (docs / "results.json").write_text(json.dumps([
+        {"name": "baseline", "kind": "baseline", "seed": None, "gflops": 0.22, "map50": 0.8, "map": 0.5},
+        {"name": "ft-a", "kind": "pruned", "seed": None, "gflops": 0.1, "map50": 0.7, "map": 0.4},
+        {"name": "ft-a-seed1", "kind": "pruned", "seed": 1, "gflops": 0.1, "map50": 0.6, "map": 0.4},
+        {"name": "control-x", "kind": "control-same-epochs", "seed": None, "gflops": 0.2, "map50": 0.8, "map": 0.5}]))
+    assert nb.full_models(s)["model"].tolist() == ["baseline", "ft-a"]
+    assert nb.full_models(_quick_settings(tmp_path, False)).empty
+    fig = nb.plot_pareto(s, table, "t")
+    assert [ax.get_title() for ax in fig.axes] == ["this QUICK run", "full run (make demo, docs/results.json)"]

@@ -171,18 +171,187 @@ def full_run(settings: Settings, name: str, metric: str) -> float | None:
     return None
 
 
+def docs(settings: Settings) -> Path:
+    """The committed results of the full run (``docs/``: results.json and the pack)."""
+    return settings.root / "docs"
+
+
 def full_history(settings: Settings, name: str) -> pd.DataFrame | None:
     """The per-epoch history of run ``name`` in the committed results pack (``docs/pack``), or None."""
     from .pack import history
-    return history(settings.root / "docs", name)
+    return history(docs(settings), name)
 
 
-def plot_history(settings: Settings, stages: dict, metrics=("total", "map50"), title: str = ""):
+def missing_note(missing) -> str:
+    """The line a figure prints when the results pack lacks the full run of some of its curves
+    (a fresh checkout before ``make demo`` was committed): the figure is drawn without them."""
+    missing = list(missing)
+    return (f"no full run in docs/pack for: {', '.join(missing)} (drawn without it)" if missing else "")
+
+
+def plot_history(settings: Settings, stages: dict, metrics=("total", "map50"), title: str = "",
+                 full_names: dict | None = None):
     """``viz.plot_history`` of ``{label: Stage}``; under QUICK the title says so, and each run's curve
-    from the full run (the results pack in ``docs/pack``), where it has one, is drawn dashed beside it."""
+    from the full run (the results pack in ``docs/pack``), where it has one, is drawn dashed beside it.
+    The full run is looked up by the stage's name, or by ``full_names[label]`` where a QUICK stage is
+    named differently from its full-run counterpart (e.g. the control ``...-ft1`` vs ``...-ft10``:
+    a name that carries the epoch count). A run the pack lacks is named in a printed line."""
     from .viz import plot_history as _plot
-    ref = {label: full_history(settings, st.name) for label, st in stages.items()} if settings.quick else {}
+    ref = {}
+    if settings.quick:
+        names = {label: (full_names or {}).get(label, st.name) for label, st in stages.items()}
+        ref = {label: full_history(settings, names[label]) for label in stages}
+        note = missing_note(names[k] for k, v in ref.items() if v is None)
+        if note:
+            print(note)
     return _plot({k: st.history for k, st in stages.items()}, metrics, titled(settings, title), reference=ref)
+
+
+def full_gamma_hists(settings: Settings, names: dict) -> dict:
+    """{label: (bin edges, counts)} of the full run's |gamma| histogram of each run in ``names``
+    ({label: full run name}) that the pack has; {} in full mode (the notebook's own runs are the
+    full runs there). Prints which ones the pack lacks."""
+    from .pack import gamma_hist
+    if not settings.quick:
+        return {}
+    found = {k: gamma_hist(docs(settings), n) for k, n in names.items()}
+    note = missing_note(names[k] for k, v in found.items() if v is None)
+    if note:
+        print(note)
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def full_gamma_epochs(settings: Settings, names: dict) -> dict:
+    """{label: per-epoch |gamma| histograms} of the full runs in ``names`` ({label: full run name}),
+    for ``viz.plot_gamma_heatmaps``; {} in full mode. Prints which ones the pack lacks."""
+    from .pack import gamma_epochs
+    if not settings.quick:
+        return {}
+    found = {k: gamma_epochs(docs(settings), n) for k, n in names.items()}
+    note = missing_note(names[k] for k, v in found.items() if v is None)
+    if note:
+        print(note)
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def penalty_reference(settings: Settings) -> dict:
+    """{s: {"hist": (bin edges, counts) or None, "map50", "gamma_lt_1e-2", "epochs", "run"}} of the
+    full run's short constant-penalty runs (the pack's ``penalty`` table and their |gamma|
+    histograms), for ``widgets.sparsity_slider``; {} in full mode or when the pack lacks the table.
+    Looked up by s, so the runs' names (which carry their epoch count) need not be known."""
+    from .pack import gamma_hist, table
+    df = table(docs(settings), "penalty") if settings.quick else None
+    if df is None:
+        if settings.quick:
+            print(missing_note(["the penalty table (pack/tables/penalty.csv)"]))
+        return {}
+    return {float(r["s"]): {"hist": gamma_hist(docs(settings), r["run"]), "map50": float(r["map50"]),
+                            "gamma_lt_1e-2": float(r["gamma_lt_1e-2"]), "epochs": int(r["epochs"]), "run": r["run"]}
+            for _, r in df.iterrows()}
+
+
+def penalty_table(short: dict, reference: dict) -> pd.DataFrame:
+    """One row per penalty s: this notebook's short run (``short``: {s: Stage}) and, where
+    ``reference`` (:func:`penalty_reference`) has it, the full run's mAP@0.5 and share of small
+    gammas beside it. The s of both are listed, so QUICK's few values sit among the full run's."""
+    from .sparsity import penalised_gammas
+    out = []
+    for s in sorted(set(short) | set(reference)):
+        row = {"s": s}
+        if s in short:
+            row.update({"map50": short[s].row["map50"],
+                        "share |gamma| < 0.01": float((penalised_gammas(short[s].model) < 1e-2).mean())})
+        if reference:
+            ref = reference.get(s, {})
+            row.update({"full run: epochs": ref.get("epochs"), "full run: map50": ref.get("map50"),
+                        "full run: share |gamma| < 0.01": ref.get("gamma_lt_1e-2")})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def kd_seeds_table(rows: list[dict], strategy: str, ratio: float, blocks: int) -> pd.DataFrame:
+    """mAP mean +- std over seeds of the finetunes of one prune (``strategy`` at ``ratio`` with
+    ``blocks`` dropped): plain (distill None), Hinton and bounded, one row per (kind, KD weight, T),
+    from the rows of ``docs/results.json`` (``pack.rows``). Only rows with a seed count: they are the
+    seed runs of ``make demo`` (the weight/T sweep is ``pack.table(docs, "kd-sweep")``)."""
+    mine = [r for r in rows if r.get("kind") == "pruned" and r.get("seed") is not None
+            and r.get("distill") in (None, "hinton", "bounded") and r.get("strategy") == strategy
+            and r.get("ratio") is not None and abs(r["ratio"] - ratio) < 1e-9 and r.get("blocks_dropped") == blocks]
+    if not mine:
+        return pd.DataFrame(columns=["finetune", "weight", "T", "seeds", "map50 mean", "map50 std", "map mean", "map std"])
+    df = pd.DataFrame(mine)
+    df["finetune"] = df["distill"].fillna("plain")
+    for col in ("kd_weight", "kd_T"):
+        df[col] = df[col] if col in df else None
+    df[["kd_weight", "kd_T"]] = df[["kd_weight", "kd_T"]].astype(float)
+    g = df.groupby(["finetune", "kd_weight", "kd_T"], dropna=False, sort=False)
+    out = g.agg(seeds=("seed", "count"), **{"map50 mean": ("map50", "mean"), "map50 std": ("map50", "std"),
+                                            "map mean": ("map", "mean"), "map std": ("map", "std")}).reset_index()
+    return out.rename(columns={"kd_weight": "weight", "kd_T": "T"})
+
+
+def full_kd_tables(settings: Settings, target) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The full run's distillation numbers for ``target`` (the prune from ``pipeline.prune_aggressive``),
+    from the committed ``docs/``: the KD weight/T sweep (pack table ``kd-sweep``, one seed) and
+    :func:`kd_seeds_table` (mean +- std over seeds of plain, Hinton and bounded finetuning, from
+    results.json). Shown in both modes: the notebook itself runs one seed at the default weight and T.
+    Prints a line for what ``docs/`` lacks (e.g. before the full run was committed); that table is empty."""
+    from .pack import rows, table
+    plan = target.extra["plan"]
+    sweep = table(docs(settings), "kd-sweep")
+    if sweep is None:
+        sweep = pd.DataFrame(columns=["finetune", "weight", "T", "seed", "run", "map50", "map", "time_s"])
+    elif "run" in sweep:
+        sweep = sweep[sweep["run"].str.startswith(f"ft-{target.name}")].reset_index(drop=True)
+    seeds = kd_seeds_table(rows(docs(settings)), plan.strategy, plan.ratio, len(plan.dropped_blocks))
+    missing = ([] if len(sweep) else ["the KD weight/T sweep (pack/tables/kd-sweep.csv)"]) + \
+              ([] if len(seeds) else [f"the seed runs of {target.name} (results.json)"])
+    if missing:
+        print(missing_note(missing))
+    return sweep, seeds
+
+
+def full_sensitivity(settings: Settings, strategies) -> dict:
+    """{strategy: the full run's what-if sensitivity sweep} (pack tables ``sensitivity-<strategy>``),
+    for ``viz.plot_sweep``'s reference; {} in full mode. Prints which ones the pack lacks."""
+    from .pack import table
+    if not settings.quick:
+        return {}
+    found = {s: table(docs(settings), f"sensitivity-{s}") for s in strategies}
+    note = missing_note(f"sensitivity-{s}" for s, v in found.items() if v is None)
+    if note:
+        print(note)
+    return {s: v for s, v in found.items() if v is not None}
+
+
+def full_models(settings: Settings) -> pd.DataFrame:
+    """The full run's models (``docs/results.json``): baseline, sparse and pruned rows of the first
+    seed, as ``model``, ``GFLOPs``, ``map50``, ``map`` - the columns of ``pipeline.results_table``;
+    empty in full mode (the notebook's own table is the full run there) or without results.json."""
+    from .pack import rows
+    keep = [r for r in rows(docs(settings)) if settings.quick and r.get("kind") in ("baseline", "sparse", "pruned")
+            and r.get("seed") in (None, 0)]
+    df = pd.DataFrame([{"model": r["name"], "GFLOPs": r.get("gflops"), "map50": r.get("map50"), "map": r.get("map")}
+                       for r in keep], columns=["model", "GFLOPs", "map50", "map"])
+    return df.drop_duplicates("model").reset_index(drop=True)
+
+
+def plot_pareto(settings: Settings, table: pd.DataFrame, title: str):
+    """``viz.plot_pareto`` of this notebook's models (mAP@0.5 vs GFLOPs); under QUICK, with the full
+    run's models (:func:`full_models`) in a second panel, since a QUICK run's accuracies are noise."""
+    import matplotlib.pyplot as plt
+    from .viz import plot_pareto as _plot
+    full = full_models(settings)
+    if full.empty:
+        if settings.quick:
+            print(missing_note(["the full run's models (docs/results.json)"]))
+        return _plot(table, "GFLOPs", "map50", "model", title=titled(settings, title))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2))
+    _plot(table, "GFLOPs", "map50", "model", ax=a, title="this QUICK run")
+    _plot(full, "GFLOPs", "map50", "model", ax=b, title="full run (make demo, docs/results.json)")
+    fig.suptitle(titled(settings, title))
+    fig.tight_layout()
+    return fig
 
 
 # ----------------------------------------------------------------------------- command lines

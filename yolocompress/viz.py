@@ -133,7 +133,7 @@ def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("
     labels = list(colours)
     if reference:
         handles += [plt.Line2D([], [], color="grey", marker="o", ms=3), plt.Line2D([], [], color="grey", ls="--")]
-        labels += ["solid: this (QUICK) run", "dashed: the full run (make demo, docs/pack)"]
+        labels += ["solid: this QUICK run", "dashed: full run (make demo, docs/pack)"]
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -155,14 +155,44 @@ def plot_gamma_heatmap(hist: dict, ax=None, title: str = "|gamma| distribution p
     return fig
 
 
-def plot_gamma_hist(gammas: dict[str, np.ndarray], ax=None, title: str = "|gamma| of the BN channels"):
-    """Overlaid histograms of log10|gamma| (e.g. before vs after sparse training)."""
+def plot_gamma_heatmaps(hists: dict[str, dict], reference: dict[str, dict] | None = None, title: str = ""):
+    """One heatmap (``plot_gamma_heatmap``) per run, side by side: ``hists`` {label: per-epoch
+    histograms} of the runs of this notebook on the first row and, when ``reference`` (the same
+    labels' full runs from the results pack, ``pack.gamma_epochs``) is given, those on a second row,
+    so a QUICK run's one or two epochs sit above what the full schedule does."""
+    rows = 2 if reference else 1
+    fig, axes = plt.subplots(rows, len(hists), figsize=(5.3 * len(hists), 3.4 * rows), squeeze=False)
+    for ax, (label, h) in zip(axes[0], hists.items()):
+        plot_gamma_heatmap(h, ax=ax, title=f"{label}: this QUICK run" if reference else label)
+    if reference:
+        for ax, label in zip(axes[1], hists):
+            if reference.get(label) is None:
+                ax.text(0.5, 0.5, "no full run in docs/pack", ha="center", va="center", transform=ax.transAxes)
+                ax.set_title(f"{label}: full run (make demo)")
+                ax.axis("off")
+            else:
+                plot_gamma_heatmap(reference[label], ax=ax, title=f"{label}: full run (make demo)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gamma_hist(gammas: dict[str, np.ndarray], ax=None, title: str = "|gamma| of the BN channels",
+                    reference: dict[str, tuple] | None = None):
+    """Overlaid histograms of log10|gamma| (e.g. before vs after sparse training). ``reference``:
+    {label: (|gamma| bin edges, counts)} of full runs (``pack.gamma_hist``), drawn as black-edged
+    outlines over the same channels, labelled as the full run."""
     fig, ax = _ax(ax, (6, 3.2))
+    edges = np.log10(next(iter(reference.values()))[0]) if reference else None   # the same bins: comparable counts
     for name, g in gammas.items():
-        ax.hist(np.log10(np.clip(np.abs(g), 1e-5, None)), bins=60, alpha=0.55, label=name)
+        v = np.log10(np.clip(np.abs(g), 1e-5, None))
+        ax.hist(v if edges is None else np.clip(v, edges[0], edges[-1] - 1e-9), bins=60 if edges is None else edges,
+                alpha=0.55, label=f"{name}: this QUICK run" if reference else name)
+    for (name, (edges, counts)), c in zip((reference or {}).items(), ("k", "C3", "C2", "C4")):
+        ax.stairs(counts, np.log10(edges), color=c, lw=1.4, label=f"{name}: full run (make demo)")
     ax.set_xlabel("log10 |gamma|")
     ax.set_ylabel("channels")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.set_title(title)
     return fig
 
@@ -186,12 +216,21 @@ def plot_channels(plans: dict, ax=None, title: str = "channels per BN conv"):
     return fig
 
 
-def plot_sweep(sweeps: dict[str, pd.DataFrame], title: str = "sensitivity: what-if mAP (no finetune) vs ratio"):
-    """mAP@0.5 and GFLOPs of the what-if against the requested ratio, one line per strategy."""
+def plot_sweep(sweeps: dict[str, pd.DataFrame], title: str = "sensitivity: what-if mAP (no finetune) vs ratio",
+               reference: dict[str, pd.DataFrame] | None = None):
+    """mAP@0.5 and GFLOPs of the what-if against the requested ratio, one line per strategy.
+    ``reference``: {strategy: the full run's sweep} (pack tables ``sensitivity-<strategy>``), drawn
+    dashed in the strategy's colour beside a QUICK sweep."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for name, df in sweeps.items():
-        a.plot(df["ratio"], df["map50"], marker="o", ms=3, label=name)
-        b.plot(df["GFLOPs"], df["map50"], marker="o", ms=3, label=name)
+    reference = {k: v for k, v in (reference or {}).items() if v is not None}
+    for k, (name, df) in enumerate(sweeps.items()):
+        mine = " (this QUICK run)" if reference else ""
+        a.plot(df["ratio"], df["map50"], marker="o", ms=3, color=f"C{k}", label=name + mine)
+        b.plot(df["GFLOPs"], df["map50"], marker="o", ms=3, color=f"C{k}", label=name + mine)
+        full = reference.get(name)
+        if full is not None:
+            a.plot(full["ratio"], full["map50"], ls="--", color=f"C{k}", label=f"{name} (full run, make demo)")
+            b.plot(full["GFLOPs"], full["map50"], ls="--", color=f"C{k}", label=f"{name} (full run, make demo)")
     a.set_xlabel("requested prune ratio")
     a.set_ylabel("mAP@0.5 (what-if)")
     b.set_xlabel("GFLOPs of the compact model")

@@ -35,31 +35,54 @@ def _slider(options: list, value, description: str, show: Callable, fmt: str = "
     display(W.VBox([slider, out]))
 
 
-def sparsity_slider(runs: dict, note: str = "") -> None:
+def sparsity_slider(runs: dict, note: str = "", reference: dict | None = None) -> None:
     """``runs``: {s: Stage of a sparse run with that penalty}. The slider shows that run's
     |gamma| histogram of the penalised channels (against the smallest s) and its final mAP and
-    sparsity; ``note`` (e.g. that these are QUICK runs) goes under the title."""
-    values = sorted(runs)
+    sparsity; ``note`` (e.g. that these are QUICK runs) goes under the title. ``reference``
+    ({s: {"hist": (edges, counts), "map50", "gamma_lt_1e-2", "epochs"}}, ``nb.penalty_reference``):
+    the full run's short runs; the slider then offers their s too and draws, for each s, the full
+    run's histogram as an outline and its mAP and sparsity beside this run's."""
+    reference = reference or {}
+    values = sorted(set(runs) | set(reference))
 
     def gammas(s):
         return penalised_gammas(runs[s].model)
 
     def show(s):
-        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        fig, ax = plt.subplots(figsize=(6.5, 3.4 if not reference else 3.9))
         bins = np.linspace(-5, 1, 61)
-        ax.hist(np.log10(np.clip(gammas(values[0]), 1e-5, None)), bins, alpha=0.4, label=f"s = {values[0]:g}")
-        ax.hist(np.log10(np.clip(gammas(s), 1e-5, None)), bins, alpha=0.7, label=f"s = {s:g}")
+        mine, lines = sorted(runs), []
+        if mine and s in runs:
+            if mine[0] != s:
+                ax.hist(np.log10(np.clip(gammas(mine[0]), 1e-5, None)), bins, alpha=0.35,
+                        label=f"s = {mine[0]:g}" + (": this QUICK run" if reference else ""))
+            ax.hist(np.log10(np.clip(gammas(s), 1e-5, None)), bins, alpha=0.7,
+                    label=f"s = {s:g}" + (": this QUICK run" if reference else ""))
+            frac = float((np.abs(gammas(s)) < 1e-2).mean())
+            lines.append(f"{'this QUICK run' if reference else f's = {s:g}'}: mAP@0.5 {runs[s].row['map50']:.3f}, "
+                         f"{frac:.0%} of |gamma| < 0.01")
+        elif reference:
+            lines.append("this QUICK run: not run at this s")
+        ref = reference.get(s)
+        if ref is not None:
+            if ref.get("hist") is not None:
+                edges, counts = ref["hist"]
+                ax.stairs(counts, np.log10(edges), color="k", lw=1.4, label=f"s = {s:g}: full run (make demo)")
+            lines.append(f"full run ({ref['epochs']} epochs): mAP@0.5 {ref['map50']:.3f}, "
+                         f"{ref['gamma_lt_1e-2']:.0%} of |gamma| < 0.01")
+        elif reference:
+            lines.append("full run: no run at this s in docs/pack")
         ax.axvline(-2, color="k", lw=0.8, ls="--")
-        frac = float((np.abs(gammas(s)) < 1e-2).mean())
-        ax.set_title(f"s = {s:g}: mAP@0.5 {runs[s].row['map50']:.3f}, {frac:.0%} of |gamma| < 0.01"
-                     + (f"\n{note}" if note else ""), fontsize=10)
+        ax.set_title(f"s = {s:g}\n" + "\n".join(lines) + (f"\n{note}" if note else ""), fontsize=9)
         ax.set_xlabel("log10 |gamma|")
         ax.set_ylabel("channels")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         fig.tight_layout()
         return fig
 
-    _slider(values, values[len(values) // 2], "penalty s", show)
+    start = sorted(runs)[len(runs) // 2] if runs else values[len(values) // 2]
+    _slider(values, start, "penalty s", show)
 
 
 def ratio_slider(evaluate: Callable[[float], dict], ratios: list[float]) -> None:
