@@ -281,18 +281,19 @@ def test_gamma_figures_draw_the_full_runs_beside_the_quick_ones(tmp_path, capsys
 
 
 def test_kd_seeds_table_averages_each_finetune_over_its_seeds():
-    def row(name, distill, seed, map50, ratio=0.9, w=None, t=None, kind="pruned"):
-        return {"name": name, "kind": kind, "strategy": "union", "ratio": ratio, "blocks_dropped": 16,
-                "distill": distill, "seed": seed, "map50": map50, "map": map50 / 2, "kd_weight": w, "kd_T": t}
+    def row(name, distill, seed, map50, target="union-t20pct-b16", w=None, t=None, kind="pruned"):
+        return {"name": name, "kind": kind, "strategy": "union", "ratio": 0.9, "blocks_dropped": 16,
+                "distill": distill, "seed": seed, "map50": map50, "map": map50 / 2, "kd_weight": w, "kd_T": t,
+                "kd_target": target}
     rows = [row("ft", None, 0, 0.2), row("ft-seed1", None, 1, 0.4),
             row("h", "hinton", 0, 0.3, w=1.0, t=3.0), row("h1", "hinton", 1, 0.5, w=1.0, t=3.0),
             row("h-sweep", "hinton", None, 0.9, w=3.0, t=3.0),            # a sweep run without a seed
-            row("other", None, 0, 0.9, ratio=0.7), row("c", None, 0, 0.9, kind="control-same-epochs")]
-    df = nb.kd_seeds_table(rows, "union", 0.9, 16)
+            row("other", None, 0, 0.9, target="union-r0.7"), row("c", None, 0, 0.9, kind="control-same-epochs")]
+    df = nb.kd_seeds_table(rows, "union-t20pct-b16")
     assert df["finetune"].tolist() == ["plain", "hinton"] and df["seeds"].tolist() == [2, 2]
     assert np.allclose(df["map50 mean"], [0.3, 0.4]) and np.allclose(df["map50 std"], [0.1414, 0.1414], atol=1e-4)
     assert df["weight"].tolist()[1] == 1.0
-    assert nb.kd_seeds_table([], "union", 0.9, 16).empty
+    assert nb.kd_seeds_table([], "union-t20pct-b16").empty
 
 
 def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, capsys):
@@ -306,7 +307,7 @@ def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, 
                      "T": [3, 3], "run": ["ft-union-r0.9-b16-hinton", "ft-union-r0.8-b16-hinton"], "map50": [0.1, 0.2]}))
     (tmp_path / "docs" / "results.json").write_text(json.dumps([
         {"name": "ft-union-r0.9-b16", "kind": "pruned", "strategy": "union", "ratio": 0.9, "blocks_dropped": 16,
-         "distill": None, "seed": 0, "map50": 0.1, "map": 0.05}]))
+         "distill": None, "seed": 0, "map50": 0.1, "map": 0.05, "kd_target": "union-r0.9-b16"}]))
     sweep, seeds = nb.full_kd_tables(s, target)
     assert sweep["run"].tolist() == ["ft-union-r0.9-b16-hinton"] and seeds["finetune"].tolist() == ["plain"]
     assert capsys.readouterr().out == ""

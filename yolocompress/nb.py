@@ -269,14 +269,13 @@ def penalty_table(short: dict, reference: dict) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def kd_seeds_table(rows: list[dict], strategy: str, ratio: float, blocks: int) -> pd.DataFrame:
-    """mAP mean +- std over seeds of the finetunes of one prune (``strategy`` at ``ratio`` with
-    ``blocks`` dropped): plain (distill None), Hinton and bounded, one row per (kind, KD weight, T),
-    from the rows of ``docs/results.json`` (``pack.rows``). Only rows with a seed count: they are the
-    seed runs of ``make demo`` (the weight/T sweep is ``pack.table(docs, "kd-sweep")``)."""
+def kd_seeds_table(rows: list[dict], target: str) -> pd.DataFrame:
+    """mAP mean +- std over seeds of the finetunes of one prune (named ``target``, as
+    ``pipeline.prune_aggressive`` names it): plain (distill None), Hinton and bounded, one row per
+    (kind, KD weight, T), from the rows of ``docs/results.json`` (``pack.rows``; make demo marks
+    them with ``kd_target``). The weight/T sweep is ``pack.table(docs, "kd-sweep")``."""
     mine = [r for r in rows if r.get("kind") == "pruned" and r.get("seed") is not None
-            and r.get("distill") in (None, "hinton", "bounded") and r.get("strategy") == strategy
-            and r.get("ratio") is not None and abs(r["ratio"] - ratio) < 1e-9 and r.get("blocks_dropped") == blocks]
+            and r.get("distill") in (None, "hinton", "bounded") and r.get("kd_target") == target]
     if not mine:
         return pd.DataFrame(columns=["finetune", "weight", "T", "seeds", "map50 mean", "map50 std", "map mean", "map std"])
     df = pd.DataFrame(mine)
@@ -297,13 +296,12 @@ def full_kd_tables(settings: Settings, target) -> tuple[pd.DataFrame, pd.DataFra
     results.json). Shown in both modes: the notebook itself runs one seed at the default weight and T.
     Prints a line for what ``docs/`` lacks (e.g. before the full run was committed); that table is empty."""
     from .pack import rows, table
-    plan = target.extra["plan"]
     sweep = table(docs(settings), "kd-sweep")
     if sweep is None:
         sweep = pd.DataFrame(columns=["finetune", "weight", "T", "seed", "run", "map50", "map", "time_s"])
     elif "run" in sweep:
         sweep = sweep[sweep["run"].str.startswith(f"ft-{target.name}")].reset_index(drop=True)
-    seeds = kd_seeds_table(rows(docs(settings)), plan.strategy, plan.ratio, len(plan.dropped_blocks))
+    seeds = kd_seeds_table(rows(docs(settings)), target.name)
     missing = ([] if len(sweep) else ["the KD weight/T sweep (pack/tables/kd-sweep.csv)"]) + \
               ([] if len(seeds) else [f"the seed runs of {target.name} (results.json)"])
     if missing:

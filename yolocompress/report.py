@@ -180,7 +180,8 @@ def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c:
             st = pl.finetune(pc, target, chosen if kind else None, kind, _seed(pc, seed), weight=w, temperature=t)
             c.keep(st)
             c.kd.append(st.row | {"finetune": kind or "plain", "seed": seed, "weight": w, "T": t})
-            c.records.append(pl.record(st, "pruned", distill=kind, seed=seed) | {"kd_weight": w, "kd_T": t})
+            c.records.append(pl.record(st, "pruned", distill=kind, seed=seed)
+                             | {"kd_weight": w, "kd_T": t, "kd_target": target.name})
             if seed == first:
                 c.add(st.row | {"stage": "KD target + finetune" + (f" + KD ({kind})" if kind else "")}, st.model)
                 if kind is None:
