@@ -55,6 +55,10 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path):
     assert list(pack.table(tmp_path, "penalty")["s"]) == list(pc.penalty_values)
     assert len(pack.table(tmp_path, "kd-sweep")) == 2 * (1 + len(pc.kd_sweep))
     assert pack.history(tmp_path, "nothing") is None and pack.rows(Path(tmp_path) / "nowhere") == []
+    # one latency per model: the stage read back from its run directory has results.json's figure
+    again = pl.baseline(pc, progress=False)
+    assert again.row["latency_ms"] == next(r["latency_ms"] for r in rows if r["name"] == "baseline")
+    assert again.row["latency_conditions"]["threads"] == 2
 
 
 def _row(name, kind, gflops, map50, control_of=None, distill=None):

@@ -170,6 +170,20 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, run: StageRun, 
     return Stage(name, result.model, result.history, row, _artifacts(out), key)
 
 
+def store_latency(pc: PipelineConfig, name: str, latency_ms: float, conditions: dict) -> bool:
+    """Record a stage's latency measured under fixed conditions (``report``'s interleaved timing) in
+    its done.json, replacing the figure taken right after training, so every reader of the stage
+    (results.md, the notebooks) sees one measurement per model. False when ``name`` is not a
+    finished stage of ``pc.runs`` (e.g. a pruned model before finetuning)."""
+    done = Path(pc.runs) / name / "done.json"
+    if not done.is_file():
+        return False
+    info = json.loads(done.read_text())
+    info["row"] |= {"latency_ms": latency_ms, "latency_conditions": conditions}
+    atomic_write_text(done, json.dumps(info, indent=1))
+    return True
+
+
 def _artifacts(out: Path) -> dict:
     """The per-run arrays a training run kept in its checkpoint (e.g. gamma histograms)."""
     return safe_load(out / "last.pt").get("artifacts", {})

@@ -213,17 +213,20 @@ def _latency_synced(records: list[dict], rows: list[dict]) -> list[dict]:
 def _remeasure_latency(pc: pl.PipelineConfig, timed: list[tuple[dict, torch.nn.Module]]) -> dict:
     """Latency of every model again at the end, all in one interleaved timing (every round times
     each model once, fused as deployed, 2 threads): the figures measured right after each stage
-    (in its done.json) can be skewed by whatever else ran on the machine at the time. Returns the
-    timing conditions, which results.md states."""
+    (in its done.json) can be skewed by whatever else ran on the machine at the time. Each trained
+    stage's done.json then stores this figure, so full-mode notebooks read the same number as
+    results.md (one measurement per model). Returns the timing conditions, which results.md states."""
     import copy
     from .profile import OtherLoad, conditions, median_p90, time_interleaved, torch_runner
     x = torch.rand(1, 3, pc.img_size, pc.img_size)
     runners = {str(k): torch_runner(copy.deepcopy(m).cpu().eval().fuse(), x) for k, (_, m) in enumerate(timed)}
     with OtherLoad() as other:
         times = time_interleaved(runners, runs=max(pc.latency_runs, 3) * 3, threads=2, progress=True)
+    timing = {**conditions(2), "other_cores": other.cores}
     for k, (row, _) in enumerate(timed):
         row["latency_ms"] = median_p90(times[str(k)])[0]
-    return {**conditions(2), "other_cores": other.cores}
+        pl.store_latency(pc, row["model"], row["latency_ms"], timing)
+    return timing
 
 
 def _figures(docs: Path, base, chosen, sparse, c: _Collected, table, before) -> None:
