@@ -60,7 +60,7 @@ class PipelineConfig:
     finetune_lr: float = 1e-3
     distill_weight: float = 1.0
     temperature: float = 3.0
-    kd_sweep: tuple = ((3.0, 3.0), (1.0, 1.0))   # (weight, T) tried besides the default, seed kd_seeds[0]
+    kd_sweep: tuple = ((3.0, 3.0),)       # (weight, T) tried besides the default (1, 3), seed kd_seeds[0]
     kd_seeds: tuple = (0, 1, 2)           # plain, Hinton and bounded finetuning, each over these seeds
     penalty_values: tuple = (0.003, 0.01, 0.03, 0.1, 0.3)   # s of the short constant-penalty runs (slider)
     sweep_ratios: tuple = (0.5, 0.7, 0.8, 0.9)   # what-if sensitivity of each channel strategy
