@@ -306,6 +306,14 @@ def _summary(records: list[dict], kd: pd.DataFrame, control_map50: float) -> str
             lines.append(f"- The largest cut within 1 point: **{best['name']}**, {1 - best['gflops'] / base['gflops']:.0%} "
                          f"fewer GFLOPs at mAP@0.5 {best['map50']:.3f} against {best['control']['map50']:.3f} "
                          f"({best['map50'] - best['control']['map50']:+.3f}).")
+    budget = {r["importance"]: r for r in records if r["kind"] == "pruned" and r.get("target_gflops")
+              and not r["distill"] and r["seed"] is None}
+    if len(budget) > 1:
+        parts = ", ".join(f"{imp} {r['map50']:.3f} ({r['gflops']:.4f} GFLOPs)" for imp, r in budget.items())
+        why = (": ranking by |gamma| alone spends the budget on costly high-resolution channels"
+               if budget.get("gamma-per-flop", {}).get("map50", 0) > budget.get("gamma", {}).get("map50", 1) else "")
+        lines.append(f"- Pruned to the same GFLOPs budget and finetuned alike, the channel rankings reach mAP@0.5 "
+                     f"{parts}{why}.")
     scratch = [r for r in records if r["kind"] == "control-scratch"]
     for sc in scratch:
         pr = next(r for r in records if r["name"] == sc["control_of"])
