@@ -207,31 +207,29 @@ def plot_history(settings: Settings, stages: dict, metrics=("total", "map50"), t
     return _plot({k: st.history for k, st in stages.items()}, metrics, titled(settings, title), reference=ref)
 
 
-def full_gamma_hists(settings: Settings, names: dict) -> dict:
-    """{label: (bin edges, counts)} of the full run's |gamma| histogram of each run in ``names``
-    ({label: full run name}) that the pack has; {} in full mode (the notebook's own runs are the
-    full runs there). Prints which ones the pack lacks."""
-    from .pack import gamma_hist
+def _from_pack(settings: Settings, names: dict, read) -> dict:
+    """{label: read(docs, full run name)} for each run in ``names`` ({label: full run name}) that
+    the pack has; {} in full mode (the notebook's own runs are the full runs there). Prints which
+    ones the pack lacks."""
     if not settings.quick:
         return {}
-    found = {k: gamma_hist(docs(settings), n) for k, n in names.items()}
+    found = {k: read(docs(settings), n) for k, n in names.items()}
     note = missing_note(names[k] for k, v in found.items() if v is None)
     if note:
         print(note)
     return {k: v for k, v in found.items() if v is not None}
+
+
+def full_gamma_hists(settings: Settings, names: dict) -> dict:
+    """{label: (bin edges, counts)} of the full run's |gamma| histogram of each run in ``names``."""
+    from .pack import gamma_hist
+    return _from_pack(settings, names, gamma_hist)
 
 
 def full_gamma_epochs(settings: Settings, names: dict) -> dict:
-    """{label: per-epoch |gamma| histograms} of the full runs in ``names`` ({label: full run name}),
-    for ``viz.plot_gamma_heatmaps``; {} in full mode. Prints which ones the pack lacks."""
+    """{label: per-epoch |gamma| histograms} of the full runs in ``names``, for ``viz.plot_gamma_heatmaps``."""
     from .pack import gamma_epochs
-    if not settings.quick:
-        return {}
-    found = {k: gamma_epochs(docs(settings), n) for k, n in names.items()}
-    note = missing_note(names[k] for k, v in found.items() if v is None)
-    if note:
-        print(note)
-    return {k: v for k, v in found.items() if v is not None}
+    return _from_pack(settings, names, gamma_epochs)
 
 
 def penalty_reference(settings: Settings) -> dict:
