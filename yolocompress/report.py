@@ -62,6 +62,8 @@ class _Collected:
         self.timed.append((row, model))
 
     def add_pruned(self, pruned: pl.Stage) -> None:
+        if pruned.name in self.plans:          # the KD target can be one of the prunes above
+            return
         self.plans[pruned.name] = pruned.extra["plan"]
         self.add(pruned.row | {"stage": "pruned, no finetune"}, pruned.model, before=True)
 
@@ -182,7 +184,7 @@ def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c:
             c.kd.append(st.row | {"finetune": kind or "plain", "seed": seed, "weight": w, "T": t})
             c.records.append(pl.record(st, "pruned", distill=kind, seed=seed)
                              | {"kd_weight": w, "kd_T": t, "kd_target": target.name})
-            if seed == first:
+            if seed == first and not any(r["model"] == st.row["model"] for r in c.rows):
                 c.add(st.row | {"stage": "KD target + finetune" + (f" + KD ({kind})" if kind else "")}, st.model)
                 if kind is None:
                     c.records.append(pl.record(control, "control-same-epochs", control_of=st.row["model"]))
