@@ -17,8 +17,7 @@ from . import pack
 from . import pipeline as pl
 from . import viz
 from .io import atomic_write_text
-from .plan import bn_gammas
-from .plan import IMPORTANCES
+from .plan import IMPORTANCES, bn_gammas
 from .sparsity import penalised_gammas, sparsity_stats
 
 SCHEDULES = ("constant", "global-decay", "local-decay")
@@ -260,10 +259,9 @@ def _training_curve(docs: Path, base, chosen, c: _Collected) -> None:
     n_base, n_sparse = base.row["epochs"], chosen.row["epochs"]
     chain = [(0, base.history), (n_base, chosen.history)]
     chains = {"baseline -> sparse": chain}
-    for name, st in c.trained.items():
-        if name.startswith("control-") or (name.startswith("ft-") and "seed" not in name
-                                            and not name.endswith(("hinton", "bounded")) and "-T" not in name):
-            chains[name] = [(n_base + n_sparse, st.history)]
+    for r in c.records:     # the same-epoch control and each prune finetuned without KD, one seed
+        if r["kind"] in ("pruned", "control-same-epochs") and not r["distill"] and r["seed"] is None:
+            chains[r["name"]] = [(n_base + n_sparse, c.trained[r["name"]].history)]
     viz.plot_total_epochs(chains).savefig(docs / "training_curve.png", dpi=120, bbox_inches="tight")
 
 
@@ -291,9 +289,12 @@ def headline(records: list[dict], baseline_gflops: float, min_cut: float = 0.8, 
     return best | {"control": controls[best["name"]]}
 
 
-def _summary(records: list[dict], kd: pd.DataFrame, control_map50: float) -> str:
+def _summary(records: list[dict]) -> str:
     """What the numbers say, computed from the rows (so the text cannot drift from the table)."""
     base = next(r for r in records if r["kind"] == "baseline")
+    control_map50 = next(r["map50"] for r in records if r["kind"] == "control-same-epochs")
+    kd = pd.DataFrame([{"finetune": r["distill"] or "plain", "map50": r["map50"]} for r in records
+                       if r["kind"] == "pruned" and r["seed"] is not None])   # the KD seed runs
     lines = []
     h = headline(records, base["gflops"])
     if h:
@@ -373,7 +374,7 @@ are in [pack/](pack/).
 
 ## What the numbers say
 
-{_summary(records, kd, control_map50)}
+{_summary(records)}
 
 ## All stages
 
@@ -461,12 +462,10 @@ def readme_block(records: list[dict]) -> str:
         what = r["kind"] + (f" of {r['control_of']}" if r.get("control_of") and r["kind"] == "control-scratch" else "")
         shown.append(f"| {r['name']} | {what} | {r['epochs_total']} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} "
                      f"({r['gflops'] / base['gflops'] - 1:+.0%}) | {r['latency_ms']:.1f} ms | {r['map50']:.3f} | {vs} |")
-    kd = pd.DataFrame([{"finetune": r["distill"] or "plain", "map50": r["map50"]} for r in records
-                       if r["kind"] == "pruned" and r["seed"] is not None])
     head = ["| model | kind | epochs | params | GFLOPs (vs baseline) | latency | mAP@0.5 | vs same-epoch control |",
             "|---|---|---|---|---|---|---|---|"]
     return "\n".join([README_START, *head, *shown, "", "What the numbers say:", "",
-                      _summary(records, kd, control["map50"]), README_END])
+                      _summary(records), README_END])
 
 
 def update_readme(readme: Path, records: list[dict]) -> bool:
