@@ -82,3 +82,41 @@ def test_stats_and_bad_config():
         SparseConfig(schedule="cosine")
     with pytest.raises(ValueError, match="scope must be one of"):
         SparseConfig(scope="some")
+
+
+def test_flops_weighting_scales_s_by_each_channels_relative_price():
+    """weighting="flops": the penalty of a channel is s x w_c, w_c = the FLOPs one channel of its conv
+    costs over the mean price of the prunable convs (the denominator of gamma-per-flop)."""
+    model = randomize(load_model("teach"), seed=0)
+    flat = SparsityHook(model, SparseConfig(s=0.1))
+    hook = SparsityHook(model, SparseConfig(s=0.1, weighting="flops"))
+    w, sizes = hook.weight, [bn.weight.numel() for bn in hook.bns]
+    per_conv = torch.stack([chunk[0] for chunk in torch.split(w, sizes)])         # (convs,)
+    assert all(torch.all(chunk == chunk[0]) for chunk in torch.split(w, sizes))   # one price per conv
+    assert per_conv.mean().item() == pytest.approx(1.0, rel=1e-6)                # float32 mean of ~70 values
+    # teach at 128 px, by hand: layer 0 (3 -> 6, 3x3, 128x128) and the 3x3 stride-2 conv that reads it
+    # (12 filters, 64x64): one channel of layer 0 costs 2*9*3*128^2 + 2*9*12*64^2 = 1,769,472 FLOPs
+    from yolocompress.cost import CostModel
+    from yolocompress.graph import build_graph
+    assert CostModel(build_graph(model.blocks), 128).channel_price()[0] == 1_769_472
+    assert per_conv[0] / per_conv.min() > 30              # the stem costs > 30x a channel of a 4x4 conv
+    assert torch.allclose(hook.penalty(0.1), 0.1 * w) and torch.all(flat.penalty(0.1) == 0.1)
+    for bn in hook.bns:
+        bn.weight.grad = None
+    hook.after_backward(_ctx(0.1))
+    grads = torch.cat([bn.weight.grad for bn in hook.bns])
+    assert torch.allclose(grads, 0.1 * w * torch.sign(hook.gammas()))
+
+
+def test_flops_weighted_local_decay_relaxes_by_gamma_per_flop():
+    model = randomize(load_model("teach"), seed=0)
+    hook = SparsityHook(model, SparseConfig(s=1e-3, schedule="local-decay", weighting="flops", local_keep=0.85))
+    relaxed = hook.penalty(0.6) < 1e-3 * hook.weight * 0.5          # decayed by 0.01, well below half
+    per_flop = hook.gammas().abs() / hook.weight
+    assert relaxed.sum() == hook.gammas().numel() - int(0.85 * hook.gammas().numel())
+    assert per_flop[relaxed].min() >= per_flop[~relaxed].max()
+
+
+def test_unknown_weighting_is_refused():
+    with pytest.raises(ValueError, match="weighting must be one of uniform, flops"):
+        SparseConfig(weighting="latency")

@@ -8,7 +8,7 @@ from pathlib import Path
 from .cli_common import DefaultsFormatter, UserError, add_model_args, field_default, model_from_flags, print_table
 from .distill import KINDS, DistillConfig
 from .precision import MODES
-from .sparsity import SCHEDULES, SCOPES, SparseConfig
+from .sparsity import SCHEDULES, SCOPES, WEIGHTINGS, SparseConfig
 from .train import TrainConfig
 
 
@@ -80,6 +80,10 @@ def _add_sparsity_flags(g) -> None:
     g.add_argument("--sparsity-schedule", choices=list(SCHEDULES), default=s("schedule"), help="how s changes")
     g.add_argument("--sparsity-scope", choices=list(SCOPES), default=s("scope"),
                    help="all: for shared/union/layer pruning; conservative: skip residual-tied convs")
+    g.add_argument("--sparsity-weighting", choices=list(WEIGHTINGS), default=s("weighting"),
+                   help="uniform: the same s for every channel (Network Slimming); flops: s x the FLOPs one "
+                        "channel of its conv costs, relative to the mean (pushes costly high-resolution "
+                        "channels; pair with prune --importance gamma-per-flop)")
     g.add_argument("--decay-at", type=float, default=s("decay_at"), help="fraction of training after which s decays")
     g.add_argument("--local-keep", type=float, default=s("local_keep"),
                    help="local-decay: channels surviving a prune at this ratio get s x decay factor")
@@ -107,6 +111,7 @@ def _configs(args):
                      skip_bad=getattr(args, "skip_bad", False), augment=AugmentConfig(),
                      from_scratch=args.weights is None)
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
+                      weighting=args.sparsity_weighting,
                       decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
     if args.distill and not args.teacher_weights:
         raise UserError("--distill needs --teacher-weights (and --teacher-cfg unless they are a yolocompress .pt)")

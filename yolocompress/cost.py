@@ -9,7 +9,8 @@ channel maps once per graph, after which counting a plan takes about a milliseco
 to bisect over thresholds (``plan.plan_combined`` with a GFLOPs budget).
 
 It also gives the *price of one channel* of each space (what removing it saves, with every other
-channel kept): the denominator of the cost-aware importance |gamma| per FLOP.
+channel kept): the denominator of the cost-aware importance |gamma| per FLOP, and the weight of
+the FLOPs-weighted sparsity penalty (``relative_price``).
 """
 from __future__ import annotations
 
@@ -91,3 +92,12 @@ class CostModel:
                 if s != -1:                                             # one input channel fewer
                     price[s] += per_pixel * b.filters * k / self.width[s]
         return price
+
+    def relative_price(self, convs: list[int], mean_over: list[int] | None = None) -> dict[int, float]:
+        """Price of one channel of each conv in ``convs``, over the mean price of the convs in
+        ``mean_over`` (default ``convs``), so a conv of average cost has 1. The ratios do not
+        depend on the input size: every conv's pixel count scales by the same factor (up to the
+        rounding of odd sizes)."""
+        price = self.channel_price()
+        mean = float(np.mean([price[self.graph.space[c]] for c in (mean_over or convs)] or [1.0]))
+        return {c: price[self.graph.space[c]] / mean for c in convs}

@@ -199,12 +199,16 @@ def baseline(pc: PipelineConfig, progress: bool = True) -> Stage:
 
 
 def sparse(pc: PipelineConfig, schedule: str | None = None, s: float | None = None, scope: str = "all",
-           name: str | None = None, epochs: int | None = None, progress: bool = True) -> Stage:
-    """Sparse training (L1 on BN gamma) starting from the baseline."""
+           name: str | None = None, epochs: int | None = None, progress: bool = True,
+           weighting: str = "uniform") -> Stage:
+    """Sparse training (L1 on BN gamma) starting from the baseline; ``weighting="flops"`` weights
+    each channel's penalty by what it costs (``sparsity.channel_weights``)."""
     base = baseline(pc, progress)
-    sc = SparseConfig(s=pc.sparsity if s is None else s, schedule=schedule or pc.sparse_schedule, scope=scope)
+    sc = SparseConfig(s=pc.sparsity if s is None else s, schedule=schedule or pc.sparse_schedule, scope=scope,
+                      weighting=weighting)
     epochs = epochs or pc.sparse_epochs
     name = name or (f"sparse-{sc.schedule}-s{sc.s:g}" + ("" if scope == "all" else f"-{scope}")
+                    + ("" if weighting == "uniform" else f"-{weighting}")
                     + ("" if epochs == pc.sparse_epochs else f"-e{epochs}"))
     start = copy.deepcopy(base.model)          # training changes it in place; the baseline stays
     return _train_cached(pc, name, start, StageRun(epochs, pc.sparse_lr, sparsity=sc), base, progress=progress)
@@ -212,10 +216,11 @@ def sparse(pc: PipelineConfig, schedule: str | None = None, s: float | None = No
 
 def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio: float | None = None,
           blocks: int = 0, name: str | None = None, target_gflops: str | None = None,
-          importance: str = "gamma") -> Stage:
+          importance: str = "gamma", suffix: str = "") -> Stage:
     """Plan + surgery on a (sparse) stage's model; the pruned model is measured before finetuning
     (what-if and compact are the same function, so one evaluation serves both). ``target_gflops``
-    (e.g. "20%") replaces the ratio by the one that meets that GFLOPs budget."""
+    (e.g. "20%") replaces the ratio by the one that meets that GFLOPs budget. ``suffix`` tells
+    apart the same prune of another source (its run directories would collide otherwise)."""
     strategy = strategy or pc.strategy
     ratio = pc.ratio if ratio is None else ratio
     config = PruneConfig(strategy=strategy, ratio=ratio, min_keep=pc.min_keep, drop_blocks=blocks,
@@ -224,7 +229,7 @@ def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio:
     compact = apply_plan(source.model, plan).eval()
     size = f"-t{str(target_gflops).rstrip('%')}pct" if target_gflops else f"-r{ratio:g}"
     name = name or (strategy + size + (f"-b{blocks}" if blocks else "")
-                    + ("" if importance == "gamma" else f"-{importance}"))
+                    + ("" if importance == "gamma" else f"-{importance}")) + suffix
     out = Path(pc.runs) / f"prune-{name}"
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "plan.json")
@@ -289,7 +294,8 @@ def record(stage: Stage, kind: str, control_of: str | None = None, distill: str 
             "strategy": plan.strategy if plan else None, "ratio": plan.ratio if plan else None,
             "blocks_dropped": len(plan.dropped_blocks) if plan else 0,
             "importance": getattr(plan, "importance", "gamma") if plan else None,
-            "target_gflops": getattr(plan, "target_gflops", None) if plan else None, "distill": distill,
+            "target_gflops": getattr(plan, "target_gflops", None) if plan else None,
+            "sparse_model": plan.source if plan else None, "distill": distill,
             "seed": seed, "epochs_total": stage.row.get("epochs_total"), "params": stage.row.get("params"),
             "gflops": stage.row.get("GFLOPs"), "latency_ms": stage.row.get("latency_ms"),
             "map50": stage.row.get("map50"), "map": stage.row.get("map"), "control_of": control_of}

@@ -215,11 +215,8 @@ def importance_scores(gammas: dict[int, np.ndarray], graph: Graph, importance: s
         return gammas
     if importance != "gamma-per-flop":
         raise PlanError(f"importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
-    price = (cost or CostModel(graph, img_size)).channel_price()
-    per_conv = {c: price[graph.space[c]] for c in gammas}
-    prunable = graph.prunable() or list(gammas)
-    mean_price = float(np.mean([per_conv[c] for c in prunable]))
-    return {c: g * (mean_price / per_conv[c]) for c, g in gammas.items()}
+    relative = (cost or CostModel(graph, img_size)).relative_price(list(gammas), graph.prunable() or list(gammas))
+    return {c: g / relative[c] for c, g in gammas.items()}
 
 
 def global_threshold(values: np.ndarray, ratio: float) -> float:

@@ -10,13 +10,24 @@ Which layers are penalised follows the pruning that will be used (``scope``), de
 block graph: ``all`` = every prunable BN conv (for the shared and union strategies and layer
 pruning); ``conservative`` = the same without residual-tied convs (they will not be pruned).
 
+Weighting (``weighting``), beyond the seed:
+* ``uniform``: every penalised channel gets the same s (Network Slimming, the seed);
+* ``flops``: channel c gets s * w_c, w_c = the FLOPs one of its channels costs over the mean
+  (``CostModel.relative_price``), i.e. the penalty is a FLOPs-weighted L1, s * sum_c w_c |gamma_c|
+  (as in MorphNet's FLOPs regulariser, Gordon et al., CVPR 2018). A gamma then survives only
+  where |dL/dgamma| > s * w_c: what it buys per FLOP it costs, the same criterion by which
+  ``importance="gamma-per-flop"`` ranks channels against a GFLOPs budget. In YOLOv3's layout a
+  channel of a high-resolution conv costs up to ~60x one of a 4 x 4 conv, so uniform L1 leaves
+  the costly narrow layers nearly untouched (what limits a budget prune); this pushes them instead.
+
 Schedules (``schedule``):
 * ``constant``: s throughout;
 * ``global-decay``: s until fraction ``decay_at`` of training, then s * ``decay_factor``;
 * ``local-decay``: after ``decay_at``, the channels that would survive a prune at ratio
   ``local_keep`` (the top 1 - local_keep by |gamma| over the penalised layers, recomputed every
   step) get s * ``decay_factor``; the rest keep s. The relaxed channels are the *important* ones:
-  they are let go to recover accuracy while the rest keep being pushed to zero.
+  they are let go to recover accuracy while the rest keep being pushed to zero. Under ``flops``
+  weighting the survivors are ranked by |gamma| / w_c, the way the budget prune ranks them.
 """
 from __future__ import annotations
 
@@ -26,11 +37,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .cost import CostModel
 from .graph import Graph, ProtectOptions, build_graph
 from .model import Darknet
 
 SCHEDULES = ("constant", "global-decay", "local-decay")
 SCOPES = ("all", "conservative")
+WEIGHTINGS = ("uniform", "flops")
 HIST_EDGES = np.linspace(-5.0, 1.0, 61)     # log10 |gamma| bins for the per-epoch histograms
 
 
@@ -43,12 +56,15 @@ class SparseConfig:
     decay_factor: float = 0.01       # s is multiplied by this where it decays
     local_keep: float = 0.85         # local-decay: prune ratio whose survivors are relaxed
     warn_drop: float = 0.05          # warn when val mAP@0.5 falls this far below its start
+    weighting: str = "uniform"       # uniform | flops: s per channel, or s x its relative FLOPs price
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"sparsity schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.scope not in SCOPES:
             raise ValueError(f"sparsity scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"sparsity weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if self.s < 0 or not 0 <= self.decay_at <= 1 or not 0 <= self.local_keep < 1:
             raise ValueError("need s >= 0, 0 <= decay_at <= 1 and 0 <= local_keep < 1")
 
@@ -86,6 +102,19 @@ def sparsity_stats(gammas: np.ndarray) -> dict:
             "gamma_median": float(np.median(a))}
 
 
+def channel_weights(model: Darknet, layers: list[int], weighting: str = "uniform",
+                    protect: ProtectOptions = ProtectOptions()) -> torch.Tensor:
+    """w_c of every channel of the BN convs ``layers``, concatenated (N,): 1 (``uniform``), or the
+    relative FLOPs price of one channel of its conv (``flops``, mean 1 over the prunable convs,
+    the normalisation ``plan.importance_scores`` divides by)."""
+    sizes = [model.module_list[i].bn.weight.numel() for i in layers]
+    if weighting == "uniform" or not layers:
+        return torch.ones(sum(sizes))
+    graph = build_graph(model.blocks, protect)
+    relative = CostModel(graph).relative_price(layers, graph.prunable() or layers)
+    return torch.cat([torch.full((n,), relative[i]) for i, n in zip(layers, sizes)])
+
+
 class SparsityHook:
     """``train()`` hook adding s * sign(gamma) to the penalised gammas' gradients every step."""
 
@@ -94,6 +123,7 @@ class SparsityHook:
         self.config = config
         self.layers = penalised_convs(model.blocks, config.scope, protect)
         self.bns = [model.module_list[i].bn for i in self.layers]
+        self.weight = channel_weights(model, self.layers, config.weighting, protect)   # (N,) w_c
         self.baseline_map50 = baseline_map50
         self.warned = False
 
@@ -109,10 +139,11 @@ class SparsityHook:
     @torch.no_grad()
     def penalty(self, progress: float) -> torch.Tensor:
         """Per-channel penalty (over the penalised layers, concatenated) at ``progress``."""
-        g = self.gammas()
-        s = torch.full_like(g, self.config.s * self.factor(progress))
+        g = self.gammas()                                          # (N,)
+        w = self.weight.to(g.device, g.dtype)
+        s = self.config.s * self.factor(progress) * w
         if self.config.schedule == "local-decay" and progress >= self.config.decay_at:
-            s[local_decay_mask(g, self.config.local_keep)] *= self.config.decay_factor
+            s[local_decay_mask(g / w, self.config.local_keep)] *= self.config.decay_factor
         return s
 
     @torch.no_grad()
