@@ -65,11 +65,12 @@ def _run(tmp_path, name, tc, sparsity=None, distill=None):
     return types.SimpleNamespace(name=name)
 
 
-@pytest.mark.parametrize("kind", [None, "sparse", "hinton", "bounded"])
+@pytest.mark.parametrize("kind", [None, "sparse", "sparse-flops", "hinton", "bounded"])
 def test_train_command_parses_back_to_the_settings_that_ran(tmp_path, kind):
     pc = pipeline.PipelineConfig.quick(runs=str(tmp_path / "runs"), data=str(tmp_path / "data.yaml"))
     tc = pc.train_config(2, 2.5e-3, seed=3)     # 2 epochs: warm-up 2/3, a float that %g would round
-    sc = SparseConfig(s=0.03, schedule="global-decay") if kind == "sparse" else None
+    sc = SparseConfig(s=0.03, schedule="global-decay") if kind == "sparse" else \
+        SparseConfig(s=0.1, schedule="local-decay", weighting="flops") if kind == "sparse-flops" else None
     dc = DistillConfig(kind=kind, weight=0.5, temperature=2.0, margin=0.1) if kind in ("hinton", "bounded") else None
     stage = _run(tmp_path, "stage", tc, sc, dc)
     start = _run(tmp_path, "start", tc) if kind else None
@@ -335,3 +336,20 @@ def test_sweep_and_pareto_show_the_full_run_beside_a_quick_one(tmp_path, capsys)
     assert nb.full_models(_quick_settings(tmp_path, False)).empty
     fig = nb.plot_pareto(s, table, "t")
     assert [ax.get_title() for ax in fig.axes] == ["this QUICK run", "full run (make demo, docs/results.json)"]
+
+
+def test_budget_prunes_pairs_each_sparse_models_budget_prune_with_its_own_control():
+    rows = [{"name": "u", "kind": "pruned", "target_gflops": 0.04, "importance": "gamma-per-flop", "sparse_model": "sp",
+             "seed": None, "distill": None, "gflops": 0.044, "params": 7e4, "map50": 0.60},
+            {"name": "g", "kind": "pruned", "target_gflops": 0.04, "importance": "gamma", "sparse_model": "sp",
+             "seed": None, "distill": None, "gflops": 0.044, "params": 5e4, "map50": 0.20},
+            {"name": "w", "kind": "pruned", "target_gflops": 0.04, "importance": "gamma-per-flop", "sparse_model": "sp-flops",
+             "seed": None, "distill": None, "gflops": 0.043, "params": 9e4, "map50": 0.70},
+            {"name": "w-hinton", "kind": "pruned", "target_gflops": 0.04, "importance": "gamma-per-flop",
+             "sparse_model": "sp", "seed": 1, "distill": "hinton", "gflops": 0.044, "params": 7e4, "map50": 0.61},
+            {"name": "c", "kind": "control-same-epochs", "control_of": "u", "map50": 0.77},
+            {"name": "cw", "kind": "control-same-epochs", "control_of": "w", "map50": 0.75}]
+    df = nb.budget_prunes(rows)
+    assert df["sparse model"].tolist() == ["sp", "sp-flops"]          # not the |gamma| ranking, not a KD seed
+    assert df["vs control"].round(3).tolist() == [-0.17, -0.05]
+    assert nb.budget_prunes([]).empty

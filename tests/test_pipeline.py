@@ -31,14 +31,23 @@ def test_controls_train_as_long_as_the_pruned_model(pc):
     assert pl.record(scratch, "control-scratch", control_of=rec["name"])["control_of"] == rec["name"]
 
 
-def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path):
+def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatch):
     """``make demo``'s writer end to end on the tiny set: every row kind with its control, the KD
-    rows over every seed, results.md's sections, and a results pack the notebooks can read."""
+    rows over every seed, results.md's sections, and a results pack the notebooks can read. The
+    stages are trained by ``prefetch`` in two processes (``make demo --jobs 2``); ``run_all`` then
+    must find every one of them in the cache, so training is switched off while it runs."""
     import json
     from pathlib import Path
-    from yolocompress import pack, report
+    from yolocompress import pack, prefetch, report
+    prefetch.prefetch(pc, jobs=2)
+
+    def no_training(*a, **k):
+        raise AssertionError("run_all trained a stage that prefetch did not")
+    monkeypatch.setattr(pl, "train_recipe", no_training)
     report.run_all(pc, tmp_path)
     rows = json.loads((tmp_path / "results.json").read_text())
+    weighted = [r for r in rows if r["kind"] == "pruned" and r["sparse_model"] == "sparse-local-decay-s0.1-flops"]
+    assert len(weighted) == 1 and any(r["control_of"] == weighted[0]["name"] for r in rows)
     kinds = {r["kind"] for r in rows}
     assert kinds == {"baseline", "sparse", "pruned", "control-same-epochs", "control-scratch"}
     pruned = {r["name"] for r in rows if r["kind"] == "pruned"}

@@ -157,14 +157,22 @@ def _add_demo(sub) -> None:
     p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run of every stage)")
     p.add_argument("--readme", default=None,
                    help="also rewrite the results block of this README from the new rows (make demo: README.md)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="train this many stages at once, each in its own process with cores/jobs threads "
+                        "(default 2: one process keeps only ~1.2 of 2 cores busy); 1: one after another")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> None:
     from .pipeline import PipelineConfig
+    from .prefetch import prefetch
     from .report import run_all
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     pc = PipelineConfig.quick(data=args.data, runs=args.out) if args.quick else \
         PipelineConfig(data=args.data, runs=args.out)
+    if args.jobs > 1:
+        prefetch(pc, args.jobs)
     run_all(pc, Path(args.docs), Path(args.readme) if args.readme else None)
 
 

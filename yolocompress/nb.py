@@ -307,6 +307,20 @@ def full_kd_tables(settings: Settings, target) -> tuple[pd.DataFrame, pd.DataFra
     return sweep, seeds
 
 
+def budget_prunes(rows: list[dict]) -> pd.DataFrame:
+    """The budget prunes ranked by |gamma| per FLOP, one per sparse model (uniform or FLOPs-weighted
+    penalty), finetuned, each beside its same-epoch control, from the rows of ``docs/results.json``
+    (``pack.rows``); empty without them."""
+    controls = {r.get("control_of"): r for r in rows if r.get("kind") == "control-same-epochs"}
+    mine = [r for r in rows if r.get("kind") == "pruned" and r.get("target_gflops") and not r.get("distill")
+            and r.get("seed") is None and r.get("importance") == "gamma-per-flop" and r.get("sparse_model")]
+    cols = ["sparse model", "GFLOPs", "params", "map50", "control map50", "vs control"]
+    return pd.DataFrame([{"sparse model": r["sparse_model"], "GFLOPs": r["gflops"], "params": r["params"],
+                          "map50": r["map50"], "control map50": controls[r["name"]]["map50"],
+                          "vs control": r["map50"] - controls[r["name"]]["map50"]}
+                         for r in mine if r["name"] in controls], columns=cols)
+
+
 def full_sensitivity(settings: Settings, strategies) -> dict:
     """{strategy: the full run's what-if sensitivity sweep} (pack tables ``sensitivity-<strategy>``),
     for ``viz.plot_sweep``'s reference; {} in full mode. Prints which ones the pack lacks."""
@@ -405,7 +419,8 @@ def train_command(settings: Settings, pc, stage, start=None, teacher=None) -> st
     sc, dc = meta.get("sparsity"), meta.get("distill")
     if sc:
         args.update({"sparsity": float(sc["s"]), "sparsity-schedule": sc["schedule"],
-                     "sparsity-scope": None if sc["scope"] == "all" else sc["scope"]})
+                     "sparsity-scope": None if sc["scope"] == "all" else sc["scope"],
+                     "sparsity-weighting": None if sc.get("weighting", "uniform") == "uniform" else sc["weighting"]})
     if dc:
         args.update({"teacher-weights": _cli_weights(pc, teacher), "distill": dc["kind"],
                      "distill-weight": float(dc["weight"]), "temperature": float(dc["temperature"]),

@@ -124,23 +124,62 @@ def _penalty_sweep(pc: pl.PipelineConfig, c: _Collected) -> dict:
     return runs
 
 
+def prune_specs(pc: pl.PipelineConfig) -> list[dict]:
+    """The ``pl.prune`` arguments of the finetuned prunes of the seed's chain: the three channel
+    strategies at ``pc.ratio``, layer-only, combined, and the budget prune under each importance."""
+    return [_spec(s, pc.ratio, 0) for s in STRATEGIES] + [_spec("none", 0.0, pc.blocks), _spec(pc.strategy, pc.ratio, pc.blocks)] \
+        + [_spec(pc.strategy, pc.ratio, pc.blocks, pc.budget, imp) for imp in IMPORTANCES]
+
+
+def kd_target_spec(pc: pl.PipelineConfig) -> dict:
+    """The ``pl.prune`` arguments of the distillation target (``pl.prune_aggressive``)."""
+    return _spec(pc.strategy, pc.ratio, pc.blocks, pc.budget, pc.kd_importance)
+
+
+def _spec(strategy, ratio, blocks, budget=None, importance="gamma") -> dict:
+    return dict(strategy=strategy, ratio=ratio, blocks=blocks, target_gflops=budget, importance=importance,
+                name="layers-only" if strategy == "none" else None)
+
+
+def has_scratch_control(pc: pl.PipelineConfig, spec: dict) -> bool:
+    """The combined prune (``pc.strategy`` at ``pc.ratio`` + ``pc.blocks`` blocks) is also trained from scratch."""
+    return pc.scratch_controls and spec["target_gflops"] is None and \
+        (spec["strategy"], spec["ratio"], spec["blocks"]) == (pc.strategy, pc.ratio, pc.blocks)
+
+
+def flops_weighted_spec(pc: pl.PipelineConfig) -> dict:
+    """The ``pl.prune`` arguments of the FLOPs-weighted sparse model's budget prune."""
+    return dict(strategy=pc.strategy, ratio=pc.ratio, blocks=pc.blocks, target_gflops=pc.budget,
+                importance="gamma-per-flop", suffix="-wflops")
+
+
+def kd_sweep_settings(pc: pl.PipelineConfig) -> list[tuple]:
+    """(kind, weight, T) of the distillation sweep, seed ``pc.kd_seeds[0]``."""
+    return [(kind, w, t) for kind in ("hinton", "bounded") for w, t in [(pc.distill_weight, pc.temperature), *pc.kd_sweep]]
+
+
+def best_kd_settings(sweep: list[dict]) -> dict:
+    """{kind: (weight, T)} with the highest mAP@0.5 in the sweep rows; plain finetuning: (None, None)."""
+    best = {None: (None, None)}
+    for kind in dict.fromkeys(r["finetune"] for r in sweep):
+        top = max((r for r in sweep if r["finetune"] == kind), key=lambda r: r["map50"])
+        best[kind] = (top["weight"], top["T"])
+    return best
+
+
 def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> None:
     """The three channel strategies, layer-only and combined pruning, each finetuned and set beside
     its controls: the unpruned model trained as long (all of them) and, for the combined prune, its
     architecture trained from scratch as long."""
-    variants = [(s, pc.ratio, 0, None, "gamma") for s in STRATEGIES] + [
-        ("none", 0.0, pc.blocks, None, "gamma"), (pc.strategy, pc.ratio, pc.blocks, None, "gamma")] + [
-        (pc.strategy, pc.ratio, pc.blocks, pc.budget, imp) for imp in IMPORTANCES]
-    for strategy, ratio, blocks, budget, importance in variants:
-        pruned = pl.prune(pc, chosen, strategy, ratio, blocks, name="layers-only" if strategy == "none" else None,
-                          target_gflops=budget, importance=importance)
+    for spec in prune_specs(pc):
+        pruned = pl.prune(pc, chosen, **spec)
         c.add_pruned(pruned)
         ft = pl.finetune(pc, pruned)
         c.keep(ft)
         c.add(ft.row | {"stage": "pruned + finetune", "pruned": pruned.row["pruned"]}, ft.model)
         name = ft.row["model"]
         c.records += [pl.record(ft, "pruned"), pl.record(control, "control-same-epochs", control_of=name)]
-        if (strategy, ratio, blocks, budget) == (pc.strategy, pc.ratio, pc.blocks, None) and pc.scratch_controls:
+        if has_scratch_control(pc, spec):
             scratch = pl.control_scratch(pc, pruned)
             c.keep(scratch)
             c.add(scratch.row | {"stage": "control: pruned architecture from scratch"}, scratch.model)
@@ -155,8 +194,7 @@ def _flops_weighted(pc: pl.PipelineConfig, c: _Collected) -> pl.Stage:
     penalty's weighting."""
     weighted = pl.sparse(pc, weighting="flops")
     control = pl.control_same_epochs(pc, weighted)
-    pruned = pl.prune(pc, weighted, pc.strategy, pc.ratio, pc.blocks, target_gflops=pc.budget,
-                      importance="gamma-per-flop", suffix="-wflops")
+    pruned = pl.prune(pc, weighted, **flops_weighted_spec(pc))
     c.add_pruned(pruned)
     ft = pl.finetune(pc, pruned)
     c.keep(weighted, control, ft)
@@ -186,23 +224,18 @@ def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c:
     """Distillation on a prune that plain finetuning recovers only partly. First a sweep of KD weight
     and T (seed ``kd_seeds[0]``) per kind; each kind's best setting then runs over every seed beside
     plain finetuning, so each variant is a mean +- std over ``pc.kd_seeds``."""
-    target = pl.prune_aggressive(pc, chosen)
+    target = pl.prune(pc, chosen, **kd_target_spec(pc))      # = pl.prune_aggressive(pc, chosen)
     c.add_pruned(target)
     first = pc.kd_seeds[0]
-    best = {None: (None, None)}
-    for kind in ("hinton", "bounded"):
-        for w, t in [(pc.distill_weight, pc.temperature), *pc.kd_sweep]:
-            st = pl.finetune(pc, target, chosen, kind, _seed(pc, first), weight=w, temperature=t)
-            c.keep(st)
-            c.kd_sweep.append({"finetune": kind, "weight": w, "T": t, "seed": first, "run": st.name,
-                               "map50": st.row["map50"], "map": st.row["map"], "time_s": st.row["time_s"]})
-        mine = [r for r in c.kd_sweep if r["finetune"] == kind]
-        top = max(mine, key=lambda r: r["map50"])
-        best[kind] = (top["weight"], top["T"])
+    for kind, w, t in kd_sweep_settings(pc):
+        st = pl.finetune(pc, target, chosen, kind, seed_arg(pc, first), weight=w, temperature=t)
+        c.keep(st)
+        c.kd_sweep.append({"finetune": kind, "weight": w, "T": t, "seed": first, "run": st.name,
+                           "map50": st.row["map50"], "map": st.row["map"], "time_s": st.row["time_s"]})
     c.tables["kd-sweep"] = pd.DataFrame(c.kd_sweep)
-    for kind, (w, t) in best.items():
+    for kind, (w, t) in best_kd_settings(c.kd_sweep).items():
         for seed in pc.kd_seeds:
-            st = pl.finetune(pc, target, chosen if kind else None, kind, _seed(pc, seed), weight=w, temperature=t)
+            st = pl.finetune(pc, target, chosen if kind else None, kind, seed_arg(pc, seed), weight=w, temperature=t)
             c.keep(st)
             c.kd.append(st.row | {"finetune": kind or "plain", "seed": seed, "weight": w, "T": t})
             c.records.append(pl.record(st, "pruned", distill=kind, seed=seed)
@@ -214,7 +247,7 @@ def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c:
     return target
 
 
-def _seed(pc: pl.PipelineConfig, seed: int) -> int | None:
+def seed_arg(pc: pl.PipelineConfig, seed: int) -> int | None:
     return None if seed == pc.seed else seed     # the pipeline's own seed names the run without a suffix
 
 
