@@ -82,8 +82,9 @@ def _add_sparsity_flags(g) -> None:
                    help="all: for shared/union/layer pruning; conservative: skip residual-tied convs")
     g.add_argument("--sparsity-weighting", choices=list(WEIGHTINGS), default=s("weighting"),
                    help="uniform: the same s for every channel (Network Slimming); flops: s x the FLOPs one "
-                        "channel of its conv costs, relative to the mean (pushes costly high-resolution "
-                        "channels; pair with prune --importance gamma-per-flop)")
+                        "channel of its conv costs, relative to the mean (aims at costly high-resolution "
+                        "channels; pair with prune --importance gamma-per-flop; with AdamW it did not pay on the "
+                        "teaching model, see notebook 03)")
     g.add_argument("--decay-at", type=float, default=s("decay_at"), help="fraction of training after which s decays")
     g.add_argument("--local-keep", type=float, default=s("local_keep"),
                    help="local-decay: channels surviving a prune at this ratio get s x decay factor")

@@ -57,7 +57,8 @@ class PipelineConfig:
     kd_importance: str = "gamma-per-flop"  # distillation is tried on the budget prune with this ranking:
                                           # plain finetuning recovers it only partly (measured: 0.62 vs ~0.75)
     finetune_epochs: int = 10
-    finetune_lr: float = 1e-3
+    finetune_lr: float = 4e-3             # the training lr, as the seed finetunes (measured on the 20% budget
+                                          # prune, 10 epochs: 0.671 mAP@0.5 at 4e-3; 0.624 at 1e-3 in an earlier run)
     distill_weight: float = 1.0
     temperature: float = 3.0
     kd_sweep: tuple = ((3.0, 3.0),)       # (weight, T) tried besides the default (1, 3), seed kd_seeds[0]

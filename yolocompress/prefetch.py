@@ -104,15 +104,18 @@ def _worker(pc: pl.PipelineConfig, job: Job, threads: int) -> tuple[str, float]:
 
 
 def prefetch(pc: pl.PipelineConfig, jobs: int = 2, threads: int | None = None) -> None:
-    """Train every stage of ``make demo`` in ``jobs`` worker processes (each with ``threads`` torch
-    threads; default: the cores over the jobs, at least 1). Stages already in the cache take a
+    """Train every stage of ``make demo`` in ``jobs`` worker processes (each job with ``threads``
+    torch threads; default: the cores over the jobs the wave runs at once, at least 1, so the lone
+    baseline gets every core and never more threads than cores run at once - measured, two
+    2-thread bf16 trainings on 2 cores ran 6x slower each). Stages already in the cache take a
     moment to load. A failing stage stops the run with its job named."""
-    threads = threads or max(1, (torch.get_num_threads()) // jobs)
+    cores = torch.get_num_threads()
     ctx = multiprocessing.get_context("spawn")        # fork after torch has started threads can hang
     with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
         for i, wave in enumerate([*waves(pc), None]):
             wave = kd_seed_jobs(pc) if wave is None else wave
-            futures = {pool.submit(_worker, pc, job, threads): job for job in wave}
+            each = threads or max(1, cores // min(jobs, len(wave)))
+            futures = {pool.submit(_worker, pc, job, each): job for job in wave}
             for f in tqdm(as_completed(futures), total=len(futures), desc=f"demo stages, wave {i}"):
                 try:
                     name, seconds = f.result()
