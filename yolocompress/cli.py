@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 from .cfg import CfgError
@@ -171,9 +172,10 @@ def _run_demo(args) -> None:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     pc = PipelineConfig.quick(data=args.data, runs=args.out) if args.quick else \
         PipelineConfig(data=args.data, runs=args.out)
+    started = time.time()
     if args.jobs > 1:
         prefetch(pc, args.jobs)
-    run_all(pc, Path(args.docs), Path(args.readme) if args.readme else None)
+    run_all(pc, Path(args.docs), Path(args.readme) if args.readme else None, started=started, jobs=args.jobs)
 
 
 # ----------------------------------------------------------------------------- main
