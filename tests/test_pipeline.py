@@ -1,5 +1,7 @@
 """The pipeline's stages on a tiny dataset: fair controls train exactly as long as the pruned model,
 results.json rows say what each model is (cache keys: tests/test_pipeline_cache.py)."""
+import json
+
 import pytest
 
 from yolocompress import pipeline as pl
@@ -102,3 +104,18 @@ def test_summary_compares_the_penalty_weightings_on_the_same_budget_prune():
     assert ("budget prune (0.2000 GFLOPs) finetunes to mAP@0.5 0.750, against 0.600 from the uniform penalty, "
             "-0.010 against its own same-epoch control (0.760)") in text
     assert "**w** has 80% fewer GFLOPs" in text                                         # the headline row
+
+
+def test_prefetch_waves_name_each_stage_once():
+    """Two processes must never train one stage at once: within a wave, every job is another stage
+    (the KD target's plain seed-0 finetune is also the |gamma|-per-FLOP budget row, listed once)."""
+    from yolocompress import prefetch
+    pc = pl.PipelineConfig()
+    for wave in prefetch.waves(pc):
+        names = []
+        for what, kw in wave:
+            spec = kw.get("prune", {})
+            names.append((what, json.dumps(kw.get("sparse", kw if what == "sparse" else {}), sort_keys=True),
+                          spec.get("strategy"), spec.get("ratio"), spec.get("blocks"), spec.get("target_gflops"),
+                          spec.get("importance"), spec.get("suffix"), kw.get("kd"), kw.get("seed")))
+        assert len(names) == len(set(names)), wave

@@ -240,11 +240,17 @@ def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio:
     return Stage(name, compact, extra={"plan": plan}, row=row, key=_key(source.key, plan.to_dict()))
 
 
+def kd_target_spec(pc: PipelineConfig) -> dict:
+    """The ``prune`` arguments of the distillation target (``prune_aggressive``)."""
+    return dict(strategy=pc.strategy, ratio=pc.ratio, blocks=pc.blocks, target_gflops=pc.budget,
+                importance=pc.kd_importance, name=None)
+
+
 def prune_aggressive(pc: PipelineConfig, source: Stage) -> Stage:
     """The prune the distillation stages start from: the budget prune (``pc.strategy`` + ``pc.blocks``
     blocks at ``pc.budget`` of the GFLOPs, ranked by ``pc.kd_importance``), which plain finetuning
     recovers only partly - where a teacher has something left to teach."""
-    return prune(pc, source, pc.strategy, pc.ratio, pc.blocks, target_gflops=pc.budget, importance=pc.kd_importance)
+    return prune(pc, source, **kd_target_spec(pc))
 
 
 def finetune(pc: PipelineConfig, pruned: Stage, teacher: Stage | None = None, kind: str | None = None,

@@ -17,6 +17,7 @@ stages: the waves below, built from ``report``'s own lists (``prune_specs``, ``k
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,9 +40,8 @@ def _sparse_runs(pc: pl.PipelineConfig) -> list[dict]:
 
 def waves(pc: pl.PipelineConfig) -> list[list[Job]]:
     """Waves 0-2 (wave 3 depends on the results of wave 2: ``kd_seed_jobs``)."""
-    from .report import flops_weighted_spec, has_scratch_control, kd_sweep_settings, kd_target_spec, prune_specs, \
-        seed_arg
-    chain, weighted, target = {}, dict(weighting="flops"), kd_target_spec(pc)
+    from .report import flops_weighted_spec, has_scratch_control, kd_sweep_settings, prune_specs, seed_arg
+    chain, weighted, target = {}, dict(weighting="flops"), pl.kd_target_spec(pc)
     second = [("control", dict(sparse=chain)), ("control", dict(sparse=weighted)),
               ("finetune", dict(sparse=weighted, prune=flops_weighted_spec(pc)))]
     for spec in prune_specs(pc):
@@ -58,8 +58,8 @@ def waves(pc: pl.PipelineConfig) -> list[list[Job]]:
 
 def kd_seed_jobs(pc: pl.PipelineConfig) -> list[Job]:
     """Wave 3: each KD kind over every seed at its best sweep setting (read back from the cache)."""
-    from .report import best_kd_settings, kd_sweep_settings, kd_target_spec, seed_arg
-    target = kd_target_spec(pc)
+    from .report import best_kd_settings, kd_sweep_settings, seed_arg
+    target = pl.kd_target_spec(pc)
     sweep = []
     for kind, w, t in kd_sweep_settings(pc):
         st = run_job(pc, ("finetune", dict(sparse={}, prune=target, kd=(kind, w, t), seed=seed_arg(pc, pc.kd_seeds[0]))))
@@ -69,9 +69,11 @@ def kd_seed_jobs(pc: pl.PipelineConfig) -> list[Job]:
 
 
 def _unique(jobs: list[Job]) -> list[Job]:
+    """Each stage once: two processes must never train the same stage (one run directory) at once."""
     seen, out = set(), []
     for job in jobs:
-        key = repr(job)
+        what, kw = job
+        key = json.dumps((what, {k: v for k, v in kw.items() if v is not None}), sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
             out.append(job)

@@ -135,11 +135,6 @@ def prune_specs(pc: pl.PipelineConfig) -> list[dict]:
         + [_spec(pc.strategy, pc.ratio, pc.blocks, pc.budget, imp) for imp in IMPORTANCES]
 
 
-def kd_target_spec(pc: pl.PipelineConfig) -> dict:
-    """The ``pl.prune`` arguments of the distillation target (``pl.prune_aggressive``)."""
-    return _spec(pc.strategy, pc.ratio, pc.blocks, pc.budget, pc.kd_importance)
-
-
 def _spec(strategy, ratio, blocks, budget=None, importance="gamma") -> dict:
     return dict(strategy=strategy, ratio=ratio, blocks=blocks, target_gflops=budget, importance=importance,
                 name="layers-only" if strategy == "none" else None)
@@ -229,7 +224,7 @@ def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c:
     """Distillation on a prune that plain finetuning recovers only partly. First a sweep of KD weight
     and T (seed ``kd_seeds[0]``) per kind; each kind's best setting then runs over every seed beside
     plain finetuning, so each variant is a mean +- std over ``pc.kd_seeds``."""
-    target = pl.prune(pc, chosen, **kd_target_spec(pc))      # = pl.prune_aggressive(pc, chosen)
+    target = pl.prune_aggressive(pc, chosen)
     c.add_pruned(target)
     first = pc.kd_seeds[0]
     for kind, w, t in kd_sweep_settings(pc):
