@@ -2,8 +2,9 @@
 before ``report.run_all`` reads every one of them back from the stage cache.
 
 Why: one training process keeps only ~1.2 of 2 cores busy (``workers=0``: loading and augmenting
-a batch runs between the steps, on one core), so two stages trained side by side take little
-longer than one (measured: 26 s per epoch alone, 28 s beside another). Each job calls the same
+a batch runs between the steps, on one core), so two one-thread stages side by side each take
+about as long as one two-thread stage alone (measured: 26 s per epoch alone; a 20-epoch sparse run
+took 8.5-9.6 min beside another; compute only: ``benchmarks/parallel_jobs.py``). Each job calls the same
 cached pipeline function with the same settings as ``run_all``, so the keys match and ``run_all``
 then trains nothing (``tests/test_pipeline.py`` checks that with training switched off). Which
 stages: the waves below, built from ``report``'s own lists (``prune_specs``, ``kd_sweep_settings``).
@@ -85,9 +86,9 @@ def run_job(pc: pl.PipelineConfig, job: Job) -> pl.Stage:
     what, kw = job
     if what == "baseline":
         return pl.baseline(pc, progress=False)
-    sparse = pl.sparse(pc, progress=False, **kw.get("sparse", {})) if what != "sparse" else None
     if what == "sparse":
         return pl.sparse(pc, progress=False, **kw)
+    sparse = pl.sparse(pc, progress=False, **kw.get("sparse", {}))
     if what == "control":
         return pl.control_same_epochs(pc, sparse, progress=False)
     pruned = pl.prune(pc, sparse, **kw["prune"])

@@ -148,8 +148,7 @@ def has_scratch_control(pc: pl.PipelineConfig, spec: dict) -> bool:
 
 def flops_weighted_spec(pc: pl.PipelineConfig) -> dict:
     """The ``pl.prune`` arguments of the FLOPs-weighted sparse model's budget prune."""
-    return dict(strategy=pc.strategy, ratio=pc.ratio, blocks=pc.blocks, target_gflops=pc.budget,
-                importance="gamma-per-flop", suffix="-wflops")
+    return _spec(pc.strategy, pc.ratio, pc.blocks, pc.budget, "gamma-per-flop") | {"suffix": "-wflops"}
 
 
 def kd_sweep_settings(pc: pl.PipelineConfig) -> list[tuple]:
