@@ -1,6 +1,7 @@
 """Probe two levers for a prune with >= 80% fewer GFLOPs (issue 15, acceptance 1), with the demo's
 own cached stage functions (so each row sits beside its same-epoch control, same data, same total
-epochs). Writes into runs/demo and reuses its baseline; prints one JSON line per stage.
+epochs). Writes into runs/demo and reuses its finished stages (the baseline is trained first
+when runs/demo lacks it); prints one JSON line per stage.
 
     A: sparse 10 + finetune 20 epochs (total 60, as the demo's 20 + 10): the 20% budget prune
        (union, |gamma| per FLOP) with 16 blocks dropped and with none, and the control finetuned 20
@@ -25,7 +26,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (never more than cores over processes)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pc, target, t0 = pl.PipelineConfig(), pl.kd_target_spec(pl.PipelineConfig()), time.time()
+    pc, t0 = pl.PipelineConfig(), time.time()
+    target = pl.kd_target_spec(pc)
 
     def log(st, tag):
         keys = ("model", "epochs_total", "params", "GFLOPs", "map50", "map", "time_s")
