@@ -90,19 +90,22 @@ def test_headline_is_the_smallest_prune_within_a_point_of_its_control():
 
 def test_summary_compares_the_penalty_weightings_on_the_same_budget_prune():
     """The budget-ranking line reads only the uniform chain's prunes; the FLOPs-weighted sparse model's
-    prune gets its own line, against its own same-epoch control."""
+    prune gets its own line, against its own same-epoch control; a uniform sparse branch (a shorter
+    run) gets none."""
     from yolocompress.report import _summary
     extra = dict(seed=None, epochs_total=60, target_gflops=0.2)
     rows = [_row("base", "baseline", 1.0, 0.70) | dict(seed=None), _row("sp", "sparse", 1.0, 0.72) | dict(seed=None),
             _row("g", "pruned", 0.2, 0.30) | extra | dict(importance="gamma", sparse_model="sp"),
             _row("gpf", "pruned", 0.2, 0.60) | extra | dict(importance="gamma-per-flop", sparse_model="sp"),
             _row("w", "pruned", 0.2, 0.75) | extra | dict(importance="gamma-per-flop", sparse_model="sp-flops"),
+            _row("short", "pruned", 0.2, 0.50) | extra | dict(importance="gamma-per-flop", sparse_model="sp-e10"),
             _row("ctl", "control-same-epochs", 1.0, 0.77, control_of="g") | dict(seed=None),
             _row("ctl-w", "control-same-epochs", 1.0, 0.76, control_of="w") | dict(seed=None)]
     text = _summary(rows)
     assert "gamma 0.300 (0.2000 GFLOPs), gamma-per-flop 0.600 (0.2000 GFLOPs)" in text     # not w's 0.750
     assert ("budget prune (0.2000 GFLOPs) finetunes to mAP@0.5 0.750, against 0.600 from the uniform penalty, "
             "-0.010 against its own same-epoch control (0.760)") in text
+    assert "0.500" not in text          # a uniform sparse branch (sp-e10) is not the FLOPs-weighted penalty
     assert "**w** has 80% fewer GFLOPs" in text                                         # the headline row
 
 

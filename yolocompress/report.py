@@ -399,10 +399,16 @@ def _summary(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _flops_weighted_name(sparse_model: str | None) -> bool:
+    """Whether a sparse stage's name says its penalty was FLOPs-weighted (``pipeline.sparse`` adds a
+    ``-flops`` token): another sparse branch (a shorter run, ``-e10``) is not a weighting."""
+    return bool(sparse_model) and "flops" in sparse_model.split("-")
+
+
 def _weighting_lines(records: list[dict], uniform: dict | None, chain: str) -> list[str]:
     """The FLOPs-weighted penalty against the uniform one, on the same budget prune."""
     controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
-    weighted = [r for r in records if r["kind"] == "pruned" and r.get("sparse_model") not in (None, chain)
+    weighted = [r for r in records if r["kind"] == "pruned" and _flops_weighted_name(r.get("sparse_model"))
                 and not r["distill"]]
     out = []
     for w in weighted:
