@@ -1,0 +1,79 @@
+"""Does the 20% GFLOPs budget prune keep its same-epoch control's mAP on a given version of the
+bundled set? The demo's main chain only - baseline -> sparse -> the distillation target's budget
+prune (`pipeline.kd_target_spec`) -> finetune, beside the same-epoch control - with the demo's own
+cached stage functions and settings. Prints one JSON line per stage, then the gap.
+
+`--shapes` changes the generator's settings (`synth.ShapesConfig` fields); the set is then made
+in its own folder and the runs go to their own directory, so nothing of the bundled set or of
+runs/demo is touched. Without `--shapes`, it runs on data/shapes into runs/demo, and `make demo`
+reuses every stage it trained.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name easy \\
+        --shapes min_size=16 max_objects=6 n_distractors=3 front_lines_prob=0.15
+"""
+import argparse
+import dataclasses
+import json
+import time
+
+import torch
+
+from yolocompress import pipeline as pl
+from yolocompress.synth import ShapesConfig, ensure_shapes
+
+
+def shapes_config(pairs: list[str]) -> ShapesConfig:
+    """ShapesConfig with `field=value` overrides, each value cast to the field's default's type."""
+    defaults = ShapesConfig()
+    over = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not hasattr(defaults, key):
+            fields = ", ".join(f.name for f in dataclasses.fields(ShapesConfig))
+            raise SystemExit(f"--shapes: expected field=value with a field among {fields}; got {pair!r}")
+        over[key] = type(getattr(defaults, key))(value)
+    return dataclasses.replace(defaults, **over)
+
+
+def add_regime_args(ap: argparse.ArgumentParser) -> None:
+    """--threads, --shapes and --name, shared with the other probes of issue 15."""
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (never more than cores over processes)")
+    ap.add_argument("--shapes", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="generator settings that differ from the bundled set's (synth.ShapesConfig)")
+    ap.add_argument("--name", default="regime", help="with --shapes: data/shapes-NAME and runs/NAME")
+
+
+def regime_config(args: argparse.Namespace) -> pl.PipelineConfig:
+    """The demo's settings; with --shapes, on that set (made when missing) and in its own runs dir."""
+    torch.set_num_threads(args.threads)
+    pc = pl.PipelineConfig()
+    if not args.shapes:
+        return pc
+    data = ensure_shapes(f"data/shapes-{args.name}", shapes_config(args.shapes))
+    return dataclasses.replace(pc, data=str(data), runs=f"runs/{args.name}")
+
+
+def log(stage: pl.Stage, tag: str) -> pl.Stage:
+    """One JSON line with the stage's size, cost and accuracy."""
+    keys = ("model", "epochs_total", "params", "GFLOPs", "map50", "map", "time_s")
+    print(json.dumps({k: stage.row.get(k) for k in keys} | {"tag": tag}), flush=True)
+    return stage
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_regime_args(ap)
+    pc = regime_config(ap.parse_args())
+    t0 = time.time()
+    base = log(pl.baseline(pc, progress=False), "baseline")
+    sp = log(pl.sparse(pc, progress=False), "sparse")
+    pr = log(pl.prune_aggressive(pc, sp), "budget what-if")
+    ft = log(pl.finetune(pc, pr, progress=False), "budget ft")
+    ctl = log(pl.control_same_epochs(pc, sp, progress=False), "control")
+    print(f"GFLOPs {ft.row['GFLOPs'] / base.row['GFLOPs']:.3f} of the baseline; "
+          f"map50 gap {ft.row['map50'] - ctl.row['map50']:+.3f}; done in {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
