@@ -30,6 +30,9 @@ def main() -> None:
     ap.add_argument("--steps", default="40%,20%",
                     help="GFLOPs budgets of the successive prunes, each of the sparse model's GFLOPs; the last "
                          "is the budget both are compared at")
+    ap.add_argument("--between", type=int, default=None,
+                    help="sparse epochs after each prune but the last (default: finetune epochs / steps); the "
+                         "final finetune gets the rest of the finetune epochs")
     args = ap.parse_args()
     pc, t0 = regime_config(args), time.time()
     steps = [float(b.strip().rstrip("%")) / 100 for b in args.steps.split(",")]
@@ -38,11 +41,14 @@ def main() -> None:
     sp = log(pl.sparse(pc, progress=False), "sparse")
     one_shot = log(pl.finetune(pc, pl.prune(pc, sp, **spec), progress=False), "one-shot + ft")
     ctl = log(pl.control_same_epochs(pc, sp, progress=False), "control")
-    between = pc.finetune_epochs // len(steps)          # sparse epochs after each prune but the last
+    between = pc.finetune_epochs // len(steps) if args.between is None else args.between
+    if not 0 < between * (len(steps) - 1) < pc.finetune_epochs:
+        raise SystemExit(f"--between {between}: the sparse run(s) between the {len(steps)} prunes must leave some of the "
+                         f"{pc.finetune_epochs} finetune epochs for the final finetune")
     sc = SparseConfig(s=pc.sparsity, schedule=pc.sparse_schedule)
     stage, name = sp, ""
     for k, frac in enumerate(steps):
-        name += f"-g{100 * frac:g}pct"
+        name += f"-g{100 * frac:g}pct" + (f"-e{between}" if args.between is not None and k < len(steps) - 1 else "")
         blocks = spec["blocks"] if k == 0 else 0                  # the blocks go in the first prune
         pruned = log(pl.prune(pc, stage, **(spec | {"target_gflops": frac * sp.row["GFLOPs"], "blocks": blocks,
                                                   "name": f"gradual{name}"})), f"prune {k + 1}")
