@@ -12,12 +12,13 @@ when runs/demo lacks it); prints one JSON line per stage.
     OMP_WAIT_POLICY=PASSIVE python benchmarks/budget_levers.py B --threads 1
 """
 import argparse
-import json
 import time
 
 import torch
 
 from yolocompress import pipeline as pl
+
+from data_regime import log   # a sibling script: benchmarks/ is on sys.path
 
 
 def main() -> None:
@@ -28,10 +29,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pc, t0 = pl.PipelineConfig(), time.time()
     target = pl.kd_target_spec(pc)
-
-    def log(st, tag):
-        keys = ("model", "epochs_total", "params", "GFLOPs", "map50", "map", "time_s")
-        print(json.dumps({k: st.row.get(k) for k in keys} | {"tag": tag}), flush=True)
 
     if args.lever == "A":
         sp = pl.sparse(pc, epochs=10, progress=False); log(sp, "sparse-e10")

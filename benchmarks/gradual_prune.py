@@ -3,8 +3,9 @@
 `finetune_epochs`. Gradual (`--steps 40%,20%`): sparse model -> prune to 40% (the blocks are
 dropped here) -> sparse training of the pruned model for 1/2 of the finetune epochs -> prune to
 20% of the *original* GFLOPs -> finetune for the rest; with n steps, each prune but the last is
-followed by 1/n of the finetune epochs of sparse training. Both total baseline + sparse + finetune epochs, so both
-stand beside the same same-epoch control (the unpruned sparse model finetuned as long).
+followed by 1/n of the finetune epochs of sparse training (`--between` sets it). Both total
+baseline + sparse + finetune epochs, so both stand beside the same same-epoch control (the
+unpruned sparse model finetuned as long).
 
 Uses the demo's cached stages (runs/demo, data/shapes; the baseline and sparse model are trained
 first when missing), or with `--shapes` another version of the set (see data_regime.py). Prints
@@ -19,6 +20,7 @@ import copy
 import time
 
 from yolocompress import pipeline as pl
+from yolocompress.plan import PlanError, PruneConfig
 from yolocompress.sparsity import SparseConfig
 
 from data_regime import add_regime_args, log, regime_config   # a sibling script: benchmarks/ is on sys.path
@@ -28,29 +30,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_regime_args(ap)
     ap.add_argument("--steps", default="40%,20%",
-                    help="GFLOPs budgets of the successive prunes, each of the sparse model's GFLOPs; the last "
-                         "is the budget both are compared at")
+                    help="GFLOPs budgets of the successive prunes, each a percentage of the sparse model's GFLOPs "
+                         "or absolute GFLOPs; the last is the budget both are compared at")
     ap.add_argument("--between", type=int, default=None,
                     help="sparse epochs after each prune but the last (default: finetune epochs / steps); the "
                          "final finetune gets the rest of the finetune epochs")
     args = ap.parse_args()
     pc, t0 = regime_config(args), time.time()
-    steps = [float(b.strip().rstrip("%")) / 100 for b in args.steps.split(",")]
-    spec = pl.kd_target_spec(pc) | {"target_gflops": f"{100 * steps[-1]:g}%"}
-
+    spec = pl.kd_target_spec(pc)
+    try:                                    # the plan's own reading of a budget ("40%" or GFLOPs), before any training
+        configs = [PruneConfig(strategy=pc.strategy, target_gflops=b) for b in args.steps.split(",")]
+    except PlanError as e:
+        raise SystemExit(f"--steps {args.steps}: {e}") from None
     sp = log(pl.sparse(pc, progress=False), "sparse")
+    budgets = [c.budget(sp.row["GFLOPs"]) for c in configs]           # GFLOPs
+    steps = [b / sp.row["GFLOPs"] for b in budgets]                   # fractions of the sparse model's
+    spec |= {"target_gflops": args.steps.split(",")[-1].strip()}   # as spelled: the demo's run name ("20%")
     one_shot = log(pl.finetune(pc, pl.prune(pc, sp, **spec), progress=False), "one-shot + ft")
     ctl = log(pl.control_same_epochs(pc, sp, progress=False), "control")
     between = pc.finetune_epochs // len(steps) if args.between is None else args.between
     if not 0 < between * (len(steps) - 1) < pc.finetune_epochs:
-        raise SystemExit(f"--between {between}: the sparse run(s) between the {len(steps)} prunes must leave some of the "
-                         f"{pc.finetune_epochs} finetune epochs for the final finetune")
+        raise SystemExit(f"--between {between}: the sparse run(s) between the {len(steps)} prunes must leave "
+                         f"some of the {pc.finetune_epochs} finetune epochs for the final finetune")
     sc = SparseConfig(s=pc.sparsity, schedule=pc.sparse_schedule)
     stage, name = sp, ""
-    for k, frac in enumerate(steps):
+    for k, (frac, budget) in enumerate(zip(steps, budgets)):
         name += f"-g{100 * frac:g}pct" + (f"-e{between}" if args.between is not None and k < len(steps) - 1 else "")
         blocks = spec["blocks"] if k == 0 else 0                  # the blocks go in the first prune
-        pruned = log(pl.prune(pc, stage, **(spec | {"target_gflops": frac * sp.row["GFLOPs"], "blocks": blocks,
+        pruned = log(pl.prune(pc, stage, **(spec | {"target_gflops": budget, "blocks": blocks,
                                                   "name": f"gradual{name}"})), f"prune {k + 1}")
         if k < len(steps) - 1:
             run = pl.StageRun(between, pc.finetune_lr, sparsity=sc, eval_every=between)
