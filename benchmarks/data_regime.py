@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from yolocompress import pipeline as pl
-from yolocompress.synth import ShapesConfig, ensure_shapes
+from yolocompress import pipeline as pl, zoo
+from yolocompress.synth import CLASS_NAMES, ShapesConfig, ensure_shapes
 
 
 def shapes_config(pairs: list[str]) -> ShapesConfig:
@@ -41,13 +41,18 @@ def add_regime_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (never more than cores over processes)")
     ap.add_argument("--shapes", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="generator settings that differ from the bundled set's (synth.ShapesConfig)")
-    ap.add_argument("--name", default="regime", help="with --shapes: data/shapes-NAME and runs/NAME")
+    ap.add_argument("--name", default="regime", help="with --shapes or --width: runs/NAME (and data/shapes-NAME)")
+    ap.add_argument("--width", type=int, default=None,
+                    help="base width of the teaching model (zoo.teach; default: its own, 6); runs go to runs/NAME")
 
 
 def regime_config(args: argparse.Namespace) -> pl.PipelineConfig:
     """The demo's settings; with --shapes, on that set (made when missing) and in its own runs dir."""
     torch.set_num_threads(args.threads)
     pc = pl.PipelineConfig()
+    if args.width is not None:         # cfg text: the pipeline builds any architecture load_model reads
+        pc = dataclasses.replace(pc, arch=zoo.cfg_text("teach", len(CLASS_NAMES), width=args.width),
+                                 runs=f"runs/{args.name}")
     if not args.shapes:
         return pc
     data = ensure_shapes(f"data/shapes-{args.name}", shapes_config(args.shapes))

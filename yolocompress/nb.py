@@ -313,12 +313,36 @@ def budget_prunes(rows: list[dict]) -> pd.DataFrame:
     (``pack.rows``); empty without them."""
     controls = {r.get("control_of"): r for r in rows if r.get("kind") == "control-same-epochs"}
     mine = [r for r in rows if r.get("kind") == "pruned" and r.get("target_gflops") and not r.get("distill")
-            and r.get("seed") is None and r.get("importance") == "gamma-per-flop" and r.get("sparse_model")]
+            and r.get("seed") is None and r.get("importance") == "gamma-per-flop" and r.get("sparse_model")
+            and not r.get("gradual")]
     cols = ["sparse model", "GFLOPs", "params", "map50", "control map50", "vs control"]
     return pd.DataFrame([{"sparse model": r["sparse_model"], "GFLOPs": r["gflops"], "params": r["params"],
                           "map50": r["map50"], "control map50": controls[r["name"]]["map50"],
                           "vs control": r["map50"] - controls[r["name"]]["map50"]}
                          for r in mine if r["name"] in controls], columns=cols)
+
+
+def gradual_prunes(rows: list[dict], one_shot: str) -> pd.DataFrame:
+    """The budget prune made in one shot (the row named ``one_shot``) and in steps (rows with a
+    ``gradual`` label), each finetuned and beside its same-epoch control, from ``docs/results.json``
+    rows; empty without them."""
+    controls = {r.get("control_of"): r for r in rows if r.get("kind") == "control-same-epochs"}
+    mine = [r for r in rows if r.get("kind") == "pruned" and (r.get("gradual") or r.get("name") == one_shot)
+            and r.get("name") in controls]
+    cols = ["prune", "epochs_total", "GFLOPs", "map50", "control map50", "vs control"]
+    return pd.DataFrame([{"prune": r.get("gradual") and f"in steps: {r['gradual']}" or "one shot",
+                          "epochs_total": r["epochs_total"], "GFLOPs": r["gflops"], "map50": r["map50"],
+                          "control map50": controls[r["name"]]["map50"],
+                          "vs control": r["map50"] - controls[r["name"]]["map50"]} for r in mine], columns=cols)
+
+
+def steps_vs_one_shot(one_shot, gradual, control, label: str) -> pd.DataFrame:
+    """This run's ``gradual_prunes`` table from its stages: the one-shot and the gradual budget
+    prune (``label``: how it stepped, ``report.gradual_label``), finetuned, beside ``control``."""
+    rows = [{"name": st.row["model"], "kind": "pruned", "gradual": g, "epochs_total": st.row["epochs_total"],
+             "gflops": st.row["GFLOPs"], "map50": st.row["map50"]} for st, g in ((one_shot, None), (gradual, label))]
+    rows += [{"kind": "control-same-epochs", "control_of": r["name"], "map50": control.row["map50"]} for r in list(rows)]
+    return gradual_prunes(rows, one_shot.row["model"])
 
 
 def full_sensitivity(settings: Settings, strategies) -> dict:

@@ -12,7 +12,7 @@ stages: the waves below, built from ``report``'s own lists (``prune_specs``, ``k
     wave 0: the baseline
     wave 1: every sparse run (the chain's schedule first, the other schedules, the FLOPs-weighted
             run, the short penalty runs)
-    wave 2: the same-epoch controls, every finetune, the from-scratch control, the KD sweep and the
+    wave 2: the same-epoch controls, every finetune, the gradual prune's chain (its steps run in one job), the from-scratch control, the KD sweep and the
             plain-finetuning seeds
     wave 3: the KD seeds at each kind's best sweep setting (which needs wave 2's sweep)
 """
@@ -43,7 +43,7 @@ def waves(pc: pl.PipelineConfig) -> list[list[Job]]:
     """Waves 0-2 (wave 3 depends on the results of wave 2: ``kd_seed_jobs``)."""
     from .report import flops_weighted_spec, has_scratch_control, kd_sweep_settings, prune_specs, seed_arg
     chain, weighted, target = {}, dict(weighting="flops"), pl.kd_target_spec(pc)
-    second = [("control", dict(sparse=chain)), ("control", dict(sparse=weighted)),
+    second = [("control", dict(sparse=chain)), ("control", dict(sparse=weighted)), ("gradual", dict(sparse=chain)),
               ("finetune", dict(sparse=weighted, prune=flops_weighted_spec(pc)))]
     for spec in prune_specs(pc):
         second.append(("finetune", dict(sparse=chain, prune=spec)))
@@ -91,6 +91,9 @@ def run_job(pc: pl.PipelineConfig, job: Job) -> pl.Stage:
     sparse = pl.sparse(pc, progress=False, **kw.get("sparse", {}))
     if what == "control":
         return pl.control_same_epochs(pc, sparse, progress=False)
+    if what == "gradual":
+        pruned = pl.prune_gradual(pc, sparse, progress=False)
+        return pl.finetune(pc, pruned, epochs=pl.gradual_finetune_epochs(pc), progress=False)
     pruned = pl.prune(pc, sparse, **kw["prune"])
     if what == "scratch":
         return pl.control_scratch(pc, pruned, progress=False)

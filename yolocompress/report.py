@@ -94,6 +94,7 @@ def run_all(pc: pl.PipelineConfig, docs: Path, readme: Path | None = None, start
     c.keep(control)
     c.add(control.row | {"stage": "control: unpruned, same total epochs"}, control.model)
     _prune_and_finetune(pc, chosen, control, c)
+    _gradual(pc, chosen, control, c)
     weighted = _flops_weighted(pc, c)
     sparse_df = pd.concat([sparse_df, pd.DataFrame([_sparse_row(weighted)])], ignore_index=True)
     sparse = sparse | {f"{pc.sparse_schedule}, FLOPs-weighted": weighted}
@@ -182,6 +183,25 @@ def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Sta
             c.keep(scratch)
             c.add(scratch.row | {"stage": "control: pruned architecture from scratch"}, scratch.model)
             c.records.append(pl.record(scratch, "control-scratch", control_of=name))
+
+
+def gradual_label(pc: pl.PipelineConfig) -> str:
+    """How the gradual prune reached its budget, e.g. "40% -> 20%, 3 sparse epochs between"."""
+    return " -> ".join(map(str, [*pc.gradual_steps, pc.budget])) + f", {pc.gradual_between} sparse epochs between"
+
+
+def _gradual(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> None:
+    """Beyond the seed: the distillation target's budget reached in steps (``pl.prune_gradual``),
+    finetuned for the epochs the steps left, beside the same same-epoch control as the one-shot prune."""
+    pruned = pl.prune_gradual(pc, chosen)
+    # not in c.plans: its last plan indexes the layers of an already pruned model, not the baseline's
+    c.add(pruned.row | {"stage": "pruned, no finetune"}, pruned.model, before=True)
+    ft = pl.finetune(pc, pruned, epochs=pl.gradual_finetune_epochs(pc))
+    c.keep(ft)
+    c.add(ft.row | {"stage": f"gradual prune ({gradual_label(pc)}) + finetune", "pruned": pruned.row["pruned"]},
+          ft.model)
+    c.records += [pl.record(ft, "pruned") | {"gradual": gradual_label(pc)},
+                  pl.record(control, "control-same-epochs", control_of=ft.row["model"])]
 
 
 def _flops_weighted(pc: pl.PipelineConfig, c: _Collected) -> pl.Stage:
@@ -377,6 +397,7 @@ def _summary(records: list[dict]) -> str:
         lines.append(f"- Pruned to the same GFLOPs budget and finetuned alike, the channel rankings reach mAP@0.5 "
                      f"{parts}{why}.")
     lines += _weighting_lines(records, budget.get("gamma-per-flop"), chain)
+    lines += _gradual_lines(records, budget.get("gamma-per-flop"))
     scratch = [r for r in records if r["kind"] == "control-scratch"]
     for sc in scratch:
         pr = next(r for r in records if r["name"] == sc["control_of"])
@@ -417,6 +438,19 @@ def _weighting_lines(records: list[dict], uniform: dict | None, chain: str) -> l
         than = f", against {uniform['map50']:.3f} from the uniform penalty" if uniform else ""
         out.append(f"- With the sparsity penalty weighted by each channel's FLOPs ({w['sparse_model']}), the same "
                    f"budget prune ({w['gflops']:.4f} GFLOPs) finetunes to mAP@0.5 {w['map50']:.3f}{than}{vs}.")
+    return out
+
+
+def _gradual_lines(records: list[dict], one_shot: dict | None) -> list[str]:
+    """The gradual prune against the one-shot prune to the same budget, both against their control."""
+    controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
+    out = []
+    for g in (r for r in records if r["kind"] == "pruned" and r.get("gradual")):
+        ctl = controls.get(g["name"])
+        vs = f", {g['map50'] - ctl['map50']:+.3f} against the same-epoch control ({ctl['map50']:.3f})" if ctl else ""
+        than = f", against {one_shot['map50']:.3f} pruned in one shot" if one_shot else ""
+        out.append(f"- Pruned to the budget in steps ({g['gradual']}), the model ({g['gflops']:.4f} GFLOPs) "
+                   f"finetunes to mAP@0.5 {g['map50']:.3f}{than}{vs}.")
     return out
 
 
