@@ -36,12 +36,28 @@ def shapes_config(pairs: list[str]) -> ShapesConfig:
     return dataclasses.replace(defaults, **over)
 
 
+def pipeline_overrides(pairs: list[str]) -> dict:
+    """PipelineConfig fields from `field=value` pairs, each value cast to the field's default's type."""
+    defaults, over = pl.PipelineConfig(), {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        default = getattr(defaults, key, None)
+        if not sep or key not in {f.name for f in dataclasses.fields(pl.PipelineConfig)} \
+                or not isinstance(default, (int, float, str)):
+            raise SystemExit(f"--set: expected field=value with a number or text field of PipelineConfig; got {pair!r}")
+        over[key] = value.lower() in ("1", "true", "yes") if isinstance(default, bool) else type(default)(value)
+    return over
+
+
 def add_regime_args(ap: argparse.ArgumentParser) -> None:
     """--threads, --shapes and --name, shared with the other probes of issue 15."""
     ap.add_argument("--threads", type=int, default=2, help="torch threads (never more than cores over processes)")
     ap.add_argument("--shapes", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="generator settings that differ from the bundled set's (synth.ShapesConfig)")
-    ap.add_argument("--name", default="regime", help="with --shapes or --width: runs/NAME (and data/shapes-NAME)")
+    ap.add_argument("--name", default="regime", help="with --shapes, --set or --width: runs/NAME (and data/shapes-NAME)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="PipelineConfig settings that differ from the demo's (e.g. finetune_epochs=20); "
+                         "runs go to runs/NAME")
     ap.add_argument("--width", type=int, default=None,
                     help="base width of the teaching model (zoo.teach; default: its own, 6); runs go to runs/NAME")
 
@@ -49,7 +65,9 @@ def add_regime_args(ap: argparse.ArgumentParser) -> None:
 def regime_config(args: argparse.Namespace) -> pl.PipelineConfig:
     """The demo's settings; with --shapes, on that set (made when missing) and in its own runs dir."""
     torch.set_num_threads(args.threads)
-    pc = pl.PipelineConfig()
+    pc = pl.PipelineConfig(**pipeline_overrides(args.set))
+    if args.set:
+        pc = dataclasses.replace(pc, runs=f"runs/{args.name}")
     if args.width is not None:         # cfg text: the pipeline builds any architecture load_model reads
         pc = dataclasses.replace(pc, arch=zoo.cfg_text("teach", len(CLASS_NAMES), width=args.width),
                                  runs=f"runs/{args.name}")

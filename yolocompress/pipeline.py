@@ -58,8 +58,8 @@ class PipelineConfig:
                                           # plain finetuning recovers it only partly (measured: 0.62 vs ~0.75)
     finetune_epochs: int = 10
     gradual_steps: tuple = ("40%",)       # GFLOPs budgets the gradual prune passes through on its way to
-                                          # `budget` (benchmarks/gradual_prune.py: 40% then 20% is -6.2 points
-                                          # against the control, one-shot -9.5, width 6, easier set)
+                                          # `budget` (benchmarks/gradual_prune.py, mAP@0.5 against the control:
+                                          # width 6, easier set: -6.2 points, one-shot -9.5; width 8: -6.6, -6.1)
     gradual_between: int = 3              # sparse epochs after each step; the final finetune gets the rest
     finetune_lr: float = 4e-3             # the training lr, as the seed finetunes (measured on the 20% budget
                                           # prune, 10 epochs: 0.671 mAP@0.5 at 4e-3; 0.624 at 1e-3 in an earlier run)
