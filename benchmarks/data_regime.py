@@ -7,10 +7,13 @@ cached stage functions and settings. Prints one JSON line per stage, then the ga
 in its own folder and the runs go to their own directory, so nothing of the bundled set or of
 runs/demo is touched. Without `--shapes`, it runs on data/shapes into runs/demo, and `make demo`
 reuses every stage it trained.
+`--width W` builds the teaching model at base width W, and `--set FIELD=VALUE` changes any
+PipelineConfig number or text (e.g. `baseline_epochs=90`); with either, runs go to runs/NAME.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py
     OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name easy \\
         --shapes min_size=16 max_objects=6 n_distractors=3 front_lines_prob=0.15
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name w8-long --width 8 --set baseline_epochs=90
 """
 import argparse
 import dataclasses
