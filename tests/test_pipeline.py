@@ -38,7 +38,7 @@ def test_the_gradual_prune_trains_as_long_as_the_one_shot_prune(pc):
     at the one-shot prune's budget (within the plan's 2%, tests/test_budget.py) and its epochs."""
     sparse = pl.sparse(pc, progress=False)
     pruned = pl.prune_gradual(pc, sparse, progress=False)
-    ft = pl.finetune(pc, pruned, epochs=pl.gradual_finetune_epochs(pc), progress=False)
+    ft = pl.finetune_gradual(pc, pruned, progress=False)
     one_shot = pl.finetune(pc, pl.prune_aggressive(pc, sparse), progress=False)
     assert pruned.row["epochs_total"] == sparse.row["epochs_total"] + pc.gradual_between * len(pc.gradual_steps)
     assert ft.row["epochs_total"] == one_shot.row["epochs_total"] == pl.control_same_epochs(pc, sparse, progress=False).row["epochs_total"]

@@ -275,6 +275,11 @@ def gradual_finetune_epochs(pc: PipelineConfig) -> int:
     return epochs
 
 
+def finetune_gradual(pc: PipelineConfig, pruned: Stage, progress: bool = True) -> Stage:
+    """Finetune ``prune_gradual``'s last prune for the epochs its steps left (``gradual_finetune_epochs``)."""
+    return finetune(pc, pruned, epochs=gradual_finetune_epochs(pc), progress=progress)
+
+
 def kd_target_spec(pc: PipelineConfig) -> dict:
     """The ``prune`` arguments of the distillation target (``prune_aggressive``)."""
     return dict(strategy=pc.strategy, ratio=pc.ratio, blocks=pc.blocks, target_gflops=pc.budget,

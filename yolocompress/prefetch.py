@@ -12,8 +12,8 @@ stages: the waves below, built from ``report``'s own lists (``prune_specs``, ``k
     wave 0: the baseline
     wave 1: every sparse run (the chain's schedule first, the other schedules, the FLOPs-weighted
             run, the short penalty runs)
-    wave 2: the same-epoch controls, every finetune, the gradual prune's chain (its steps run in one job), the from-scratch control, the KD sweep and the
-            plain-finetuning seeds
+    wave 2: the same-epoch controls, every finetune, the gradual prune's chain (its steps in one job),
+            the from-scratch control, the KD sweep and the plain-finetuning seeds
     wave 3: the KD seeds at each kind's best sweep setting (which needs wave 2's sweep)
 """
 from __future__ import annotations
@@ -92,8 +92,7 @@ def run_job(pc: pl.PipelineConfig, job: Job) -> pl.Stage:
     if what == "control":
         return pl.control_same_epochs(pc, sparse, progress=False)
     if what == "gradual":
-        pruned = pl.prune_gradual(pc, sparse, progress=False)
-        return pl.finetune(pc, pruned, epochs=pl.gradual_finetune_epochs(pc), progress=False)
+        return pl.finetune_gradual(pc, pl.prune_gradual(pc, sparse, progress=False), progress=False)
     pruned = pl.prune(pc, sparse, **kw["prune"])
     if what == "scratch":
         return pl.control_scratch(pc, pruned, progress=False)

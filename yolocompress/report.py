@@ -196,7 +196,7 @@ def _gradual(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Col
     pruned = pl.prune_gradual(pc, chosen)
     # not in c.plans: its last plan indexes the layers of an already pruned model, not the baseline's
     c.add(pruned.row | {"stage": "pruned, no finetune"}, pruned.model, before=True)
-    ft = pl.finetune(pc, pruned, epochs=pl.gradual_finetune_epochs(pc))
+    ft = pl.finetune_gradual(pc, pruned)
     c.keep(ft)
     c.add(ft.row | {"stage": f"gradual prune ({gradual_label(pc)}) + finetune", "pruned": pruned.row["pruned"]},
           ft.model)
@@ -426,6 +426,12 @@ def _flops_weighted_name(sparse_model: str | None) -> bool:
     return bool(sparse_model) and "flops" in sparse_model.split("-")
 
 
+def _vs_control(row: dict, controls: dict, which: str) -> str:
+    """", -0.012 against <which> (0.780)" for a row with a control in ``controls`` ({name: control row}), else ""."""
+    ctl = controls.get(row["name"])
+    return f", {row['map50'] - ctl['map50']:+.3f} against {which} ({ctl['map50']:.3f})" if ctl else ""
+
+
 def _weighting_lines(records: list[dict], uniform: dict | None, chain: str) -> list[str]:
     """The FLOPs-weighted penalty against the uniform one, on the same budget prune."""
     controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
@@ -433,8 +439,7 @@ def _weighting_lines(records: list[dict], uniform: dict | None, chain: str) -> l
                 and not r["distill"]]
     out = []
     for w in weighted:
-        ctl = controls.get(w["name"])
-        vs = f", {w['map50'] - ctl['map50']:+.3f} against its own same-epoch control ({ctl['map50']:.3f})" if ctl else ""
+        vs = _vs_control(w, controls, "its own same-epoch control")
         than = f", against {uniform['map50']:.3f} from the uniform penalty" if uniform else ""
         out.append(f"- With the sparsity penalty weighted by each channel's FLOPs ({w['sparse_model']}), the same "
                    f"budget prune ({w['gflops']:.4f} GFLOPs) finetunes to mAP@0.5 {w['map50']:.3f}{than}{vs}.")
@@ -446,8 +451,7 @@ def _gradual_lines(records: list[dict], one_shot: dict | None) -> list[str]:
     controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
     out = []
     for g in (r for r in records if r["kind"] == "pruned" and r.get("gradual")):
-        ctl = controls.get(g["name"])
-        vs = f", {g['map50'] - ctl['map50']:+.3f} against the same-epoch control ({ctl['map50']:.3f})" if ctl else ""
+        vs = _vs_control(g, controls, "the same-epoch control")
         than = f", against {one_shot['map50']:.3f} pruned in one shot" if one_shot else ""
         out.append(f"- Pruned to the budget in steps ({g['gradual']}), the model ({g['gflops']:.4f} GFLOPs) "
                    f"finetunes to mAP@0.5 {g['map50']:.3f}{than}{vs}.")
