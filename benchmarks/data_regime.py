@@ -13,6 +13,7 @@ PipelineConfig number or text (e.g. `baseline_epochs=90`); with either, runs go 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py
     OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name easy \\
         --shapes min_size=16 max_objects=6 n_distractors=3 front_lines_prob=0.15
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name one-class --width 8 --shapes n_classes=1
     OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name w8-long --width 8 --set baseline_epochs=90
 """
 import argparse
@@ -23,7 +24,7 @@ import time
 import torch
 
 from yolocompress import pipeline as pl, zoo
-from yolocompress.synth import CLASS_NAMES, ShapesConfig, ensure_shapes
+from yolocompress.synth import ShapesConfig, ensure_shapes
 
 
 def shapes_config(pairs: list[str]) -> ShapesConfig:
@@ -71,12 +72,13 @@ def regime_config(args: argparse.Namespace) -> pl.PipelineConfig:
     pc = pl.PipelineConfig(**pipeline_overrides(args.set))
     if args.set:
         pc = dataclasses.replace(pc, runs=f"runs/{args.name}")
+    shapes = shapes_config(args.shapes)
     if args.width is not None:         # cfg text: the pipeline builds any architecture load_model reads
-        pc = dataclasses.replace(pc, arch=zoo.cfg_text("teach", len(CLASS_NAMES), width=args.width),
+        pc = dataclasses.replace(pc, arch=zoo.cfg_text("teach", shapes.n_classes, width=args.width),
                                  runs=f"runs/{args.name}")
     if not args.shapes:
         return pc
-    data = ensure_shapes(f"data/shapes-{args.name}", shapes_config(args.shapes))
+    data = ensure_shapes(f"data/shapes-{args.name}", shapes)
     return dataclasses.replace(pc, data=str(data), runs=f"runs/{args.name}")
 
 

@@ -95,3 +95,15 @@ def test_yaml_loads_and_ensure_reuses(tiny, tmp_path):
 def test_refuses_to_overwrite(tiny):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         make_shapes(tiny, TINY, workers=1, progress=False)
+
+
+def test_fewer_classes_draw_only_those_and_name_them(tmp_path):
+    """n_classes=2 labels only classes 0-1 and its yaml names exactly those two; out of range refuses."""
+    cfg = ShapesConfig(**{**TINY.__dict__, "n_classes": 2, "empty_prob": 0.0})
+    classes = {int(c) for k in range(20) for c in render_image(cfg, "train", k)[1][:, 0]}
+    assert classes == {0, 1}                     # 20 images x >= 1 object: both are drawn
+    dc = load_data_config(make_shapes(tmp_path / "two", cfg, workers=1, progress=False))
+    assert dc.names == CLASS_NAMES[:2] and dc.nc == 2
+    for bad in (0, len(CLASS_NAMES) + 1):
+        with pytest.raises(ValueError, match="n_classes"):
+            ShapesConfig(n_classes=bad)

@@ -179,7 +179,7 @@ def render(rng: np.random.Generator, cfg) -> tuple[Image.Image, np.ndarray]:
     visible, full, labels = [], [], []
     lo, hi = math.log(cfg.min_size), math.log(cfg.max_size)
     for _ in range(n):
-        cls = int(rng.integers(0, len(CLASS_NAMES)))
+        cls = int(rng.integers(0, cfg.n_classes))
         size = math.exp(rng.uniform(lo, hi))
         th = rng.uniform(0, 2 * math.pi)
         rot = np.array([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])

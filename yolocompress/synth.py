@@ -52,12 +52,20 @@ class ShapesConfig:
     blur_prob: float = 0.3         # probability, the finished image is Gaussian-blurred
     blur_max: float = 1.0          # px, largest blur radius
     noise_max: float = 6.0         # 0..255, largest std of sensor noise added last
+    n_classes: int = 8             # -, classes drawn: the first n of CLASS_NAMES (1 = circles only)
 
     def __post_init__(self):
         if not 0 < self.min_size <= self.max_size:
             raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
         if self.img_size < 16 or self.max_objects < 0 or not 0 <= self.min_visible <= 1:
             raise ValueError(f"bad ShapesConfig: {self}")
+        if not 1 <= self.n_classes <= len(CLASS_NAMES):
+            raise ValueError(f"n_classes: expected 1..{len(CLASS_NAMES)}, got {self.n_classes}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The class names this set draws, index = class id."""
+        return CLASS_NAMES[:self.n_classes]
 
 
 def render_image(config: ShapesConfig, split: str, k: int):
@@ -78,9 +86,9 @@ def _write_one(job) -> int:
     return 1
 
 
-def _yaml_text(out: Path) -> str:
+def _yaml_text(config: ShapesConfig) -> str:
     data = {"path": ".", "train": "images/train", "val": "images/val",
-            "nc": len(CLASS_NAMES), "names": dict(enumerate(CLASS_NAMES))}
+            "nc": config.n_classes, "names": dict(enumerate(config.names))}
     return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -118,7 +126,7 @@ def make_shapes(out: str | Path, config: ShapesConfig = ShapesConfig(), workers:
                 bar.update(n)
     bar.close()
     yaml_path = out / "data.yaml"
-    atomic_write_text(yaml_path, _yaml_text(out))
+    atomic_write_text(yaml_path, _yaml_text(config))
     atomic_write_text(out / "shapes.json", json.dumps(_stamp(config), indent=1))
     return yaml_path
 
@@ -134,6 +142,6 @@ def ensure_shapes(out: str | Path, config: ShapesConfig = ShapesConfig(), **kw) 
         same = False
     if not (same and yaml_path.exists()):
         return make_shapes(out, config, overwrite=True, **kw)
-    if yaml_path.read_text() != _yaml_text(out):  # written by an older version: refresh
-        atomic_write_text(yaml_path, _yaml_text(out))
+    if yaml_path.read_text() != _yaml_text(config):  # written by an older version: refresh
+        atomic_write_text(yaml_path, _yaml_text(config))
     return yaml_path
