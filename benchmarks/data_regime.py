@@ -74,7 +74,7 @@ def regime_config(args: argparse.Namespace) -> pl.PipelineConfig:
         pc = dataclasses.replace(pc, runs=f"runs/{args.name}")
     shapes = shapes_config(args.shapes)
     if args.width is not None:         # cfg text: the pipeline builds any architecture load_model reads
-        pc = dataclasses.replace(pc, arch=zoo.cfg_text("teach", shapes.n_classes, width=args.width),
+        pc = dataclasses.replace(pc, arch=zoo.cfg_text("teach", len(shapes.names), width=args.width),
                                  runs=f"runs/{args.name}")
     if not args.shapes:
         return pc

@@ -401,7 +401,9 @@ def _bad_args(tmp_path: Path, data: Path, ref: Path) -> list:
             (["sweep", *w, "--data", data, "--out", ref], ["training run directory"]),
             (["detect", *w, "--source", data.parent / "images" / "val", "--out", ref], ["training run directory"]),
             (["export", *w, "--out", tmp_path / "e", "--name", "../../x"], ["--name '../../x'"]),
-            (["data", "make", "--out", data.parent, "--train", "2", "--val", "1"], ["--overwrite"])]
+            (["data", "make", "--out", data.parent, "--train", "2", "--val", "1"], ["--overwrite"]),
+            (["data", "make", "--out", tmp_path / "ny", "--classes", "2", "--labelled", "3"],
+             ["data make", "n_labelled", "got 3"])]
 
 
 def test_bad_arguments_are_one_line_exit_2(tmp_path, data, ref, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from yolocompress.data import load_data_config
-from yolocompress.synth import CLASS_NAMES, ShapesConfig, ensure_shapes, make_shapes, render_image
+from yolocompress.synth import CLASS_NAMES, ShapesConfig, _yaml_text, ensure_shapes, make_shapes, render_image
 
 TINY = ShapesConfig(n_train=10, n_val=4, img_size=64, min_size=5, max_size=30, empty_prob=0.3, seed=3)
 
@@ -107,3 +107,20 @@ def test_fewer_classes_draw_only_those_and_name_them(tmp_path):
     for bad in (0, len(CLASS_NAMES) + 1):
         with pytest.raises(ValueError, match="n_classes"):
             ShapesConfig(n_classes=bad)
+
+
+def test_labelled_subset_keeps_the_pixels_and_drops_the_lookalikes_labels():
+    """n_labelled=1 draws the same images as the full set (same RNG draws) and keeps exactly the
+    class-0 rows of its labels; names and nc follow the labelled classes; k > n_classes refuses."""
+    full = ShapesConfig(**{**TINY.__dict__, "empty_prob": 0.0})
+    one = ShapesConfig(**{**full.__dict__, "n_labelled": 1})
+    assert one.names == CLASS_NAMES[:1] and "nc: 1" in _yaml_text(one)
+    dropped = 0
+    for k in range(10):
+        (img1, lab1), (img8, lab8) = render_image(one, "train", k), render_image(full, "train", k)
+        assert np.array_equal(np.asarray(img1), np.asarray(img8))
+        assert np.array_equal(lab1, lab8[lab8[:, 0] == 0])
+        dropped += int((lab8[:, 0] > 0).sum())
+    assert dropped > 0                           # 10 images x >= 1 object of 8 classes: look-alikes drawn
+    with pytest.raises(ValueError, match="n_labelled"):
+        ShapesConfig(n_classes=2, n_labelled=3)

@@ -196,6 +196,8 @@ def render(rng: np.random.Generator, cfg) -> tuple[Image.Image, np.ndarray]:
         visible.append(inside)
         full.append(total)
         (bx0, by0), (bx1, by1) = np.clip(pts.min(0), 0, S), np.clip(pts.max(0), 0, S)
+        if cls >= len(cfg.names):      # a look-alike: drawn, occludes, never labelled
+            continue
         labels.append([cls, (bx0 + bx1) / 2 / S, (by0 + by1) / 2 / S, (bx1 - bx0) / S, (by1 - by0) / S])
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     if rng.random() < cfg.front_lines_prob:

@@ -109,6 +109,12 @@ def _add_data(sub) -> None:
     m.add_argument("--val", type=int, default=400, help="validation images")
     m.add_argument("--img-size", type=int, default=128, help="image side, px")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--classes", type=int, default=8,
+                   help="how many classes to draw: the first N of circle, hexagon, square, rhombus, "
+                        "triangle, star, cross, ring (default 8; 1 = circles only)")
+    m.add_argument("--labelled", type=int, default=0, metavar="K",
+                   help="label only the first K of the drawn classes; the others stay in the images "
+                        "as unlabelled look-alikes (default 0 = label all; --labelled 1 = find the circles)")
     m.add_argument("--workers", type=int, default=2, help="processes")
     m.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     m.set_defaults(run=_run_data_make)
@@ -120,7 +126,11 @@ def _add_data(sub) -> None:
 
 def _run_data_make(args) -> None:
     from .synth import ShapesConfig, make_shapes
-    config = ShapesConfig(n_train=args.train, n_val=args.val, img_size=args.img_size, seed=args.seed)
+    try:
+        config = ShapesConfig(n_train=args.train, n_val=args.val, img_size=args.img_size, seed=args.seed,
+                              n_classes=args.classes, n_labelled=args.labelled)
+    except ValueError as e:
+        raise UserError(f"data make: {e}") from None
     try:
         path = make_shapes(args.out, config, workers=args.workers, overwrite=args.overwrite)
     except FileExistsError:

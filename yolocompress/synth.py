@@ -53,6 +53,8 @@ class ShapesConfig:
     blur_max: float = 1.0          # px, largest blur radius
     noise_max: float = 6.0         # 0..255, largest std of sensor noise added last
     n_classes: int = 8             # -, classes drawn: the first n of CLASS_NAMES (1 = circles only)
+    n_labelled: int = 0            # -, classes labelled: the first k drawn (0 = all); the rest are
+                                   #    drawn unlabelled, look-alikes the detector must learn to ignore
 
     def __post_init__(self):
         if not 0 < self.min_size <= self.max_size:
@@ -61,11 +63,13 @@ class ShapesConfig:
             raise ValueError(f"bad ShapesConfig: {self}")
         if not 1 <= self.n_classes <= len(CLASS_NAMES):
             raise ValueError(f"n_classes: expected 1..{len(CLASS_NAMES)}, got {self.n_classes}")
+        if not 0 <= self.n_labelled <= self.n_classes:
+            raise ValueError(f"n_labelled: expected 0..n_classes ({self.n_classes}), got {self.n_labelled}")
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The class names this set draws, index = class id."""
-        return CLASS_NAMES[:self.n_classes]
+        """The class names this set labels, index = class id."""
+        return CLASS_NAMES[:self.n_labelled or self.n_classes]
 
 
 def render_image(config: ShapesConfig, split: str, k: int):
@@ -88,7 +92,7 @@ def _write_one(job) -> int:
 
 def _yaml_text(config: ShapesConfig) -> str:
     data = {"path": ".", "train": "images/train", "val": "images/val",
-            "nc": config.n_classes, "names": dict(enumerate(config.names))}
+            "nc": len(config.names), "names": dict(enumerate(config.names))}
     return yaml.safe_dump(data, sort_keys=False)
 
 
