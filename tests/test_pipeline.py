@@ -1,10 +1,11 @@
 """The pipeline's stages on a tiny dataset: fair controls train exactly as long as the pruned model,
 results.json rows say what each model is (cache keys: tests/test_pipeline_cache.py)."""
+import inspect
 import json
 
 import pytest
 
-from yolocompress import pipeline as pl
+from yolocompress import pipeline as pl, zoo
 from yolocompress.synth import ShapesConfig, make_shapes
 
 
@@ -78,6 +79,8 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
     assert sorted((r["distill"] or "plain", r["seed"]) for r in kd) == sorted(
         (k, s) for k in ("plain", "hinton", "bounded") for s in pc.kd_seeds)
     text = (tmp_path / "results.md").read_text()
+    width = inspect.signature(zoo.teach).parameters["width"].default       # the demo's model, as trained
+    assert f"YOLOv3's layout at width {width}, {len(ShapesConfig().names)} classes" in text
     assert "Pruned to the budget in steps (40% -> 20%, 1 sparse epochs between)" in text
     for section in ("## What the numbers say", "## The penalty s", "## Ranking channels", "weight and temperature"):
         assert section in text
