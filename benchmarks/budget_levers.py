@@ -28,7 +28,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pc, t0 = pl.PipelineConfig(), time.time()
-    target = pl.kd_target_spec(pc)
+    target = pl.budget_spec(pc)
 
     if args.lever == "A":
         sp = pl.sparse(pc, epochs=10, progress=False); log(sp, "sparse-e10")

@@ -1,6 +1,6 @@
 """Does the 20% GFLOPs budget prune keep its same-epoch control's mAP on a given version of the
-bundled set? The demo's main chain only - baseline -> sparse -> the distillation target's budget
-prune (`pipeline.kd_target_spec`) -> finetune, beside the same-epoch control - with the demo's own
+bundled set? The demo's main chain only - baseline -> sparse -> the budget
+prune (`pipeline.budget_spec`) -> finetune, beside the same-epoch control - with the demo's own
 cached stage functions and settings. Prints one JSON line per stage, then the gap.
 
 `--shapes` changes the generator's settings (`synth.ShapesConfig` fields); the set is then made
@@ -96,7 +96,7 @@ def main() -> None:
     t0 = time.time()
     base = log(pl.baseline(pc, progress=False), "baseline")
     sp = log(pl.sparse(pc, progress=False), "sparse")
-    pr = log(pl.prune_aggressive(pc, sp), "budget what-if")
+    pr = log(pl.prune_budget(pc, sp), "budget what-if")
     ft = log(pl.finetune(pc, pr, progress=False), "budget ft")
     ctl = log(pl.control_same_epochs(pc, sp, progress=False), "control")
     print(f"GFLOPs {ft.row['GFLOPs'] / base.row['GFLOPs']:.3f} of the baseline; "

@@ -37,7 +37,7 @@ def main() -> None:
                          "final finetune gets the rest of the finetune epochs")
     args = ap.parse_args()
     pc, t0 = regime_config(args), time.time()
-    spec = pl.kd_target_spec(pc)
+    spec = pl.budget_spec(pc)
     try:                                    # the plan's own reading of a budget ("40%" or GFLOPs), before any training
         configs = [PruneConfig(strategy=pc.strategy, target_gflops=b) for b in args.steps.split(",")]
     except PlanError as e:

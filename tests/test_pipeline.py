@@ -40,7 +40,7 @@ def test_the_gradual_prune_trains_as_long_as_the_one_shot_prune(pc):
     sparse = pl.sparse(pc, progress=False)
     pruned = pl.prune_gradual(pc, sparse, progress=False)
     ft = pl.finetune_gradual(pc, pruned, progress=False)
-    one_shot = pl.finetune(pc, pl.prune_aggressive(pc, sparse), progress=False)
+    one_shot = pl.finetune(pc, pl.prune_budget(pc, sparse), progress=False)
     assert pruned.row["epochs_total"] == sparse.row["epochs_total"] + pc.gradual_between * len(pc.gradual_steps)
     assert ft.row["epochs_total"] == one_shot.row["epochs_total"] == pl.control_same_epochs(pc, sparse, progress=False).row["epochs_total"]
     assert len(pruned.extra["plan"].dropped_blocks) == 0 < pc.blocks     # the blocks went in the first step
@@ -146,3 +146,17 @@ def test_prefetch_waves_name_each_stage_once():
                           spec.get("strategy"), spec.get("ratio"), spec.get("blocks"), spec.get("target_gflops"),
                           spec.get("importance"), spec.get("suffix"), kw.get("kd"), kw.get("seed")))
         assert len(names) == len(set(names)), wave
+
+
+def test_the_distillation_target_can_have_its_own_budget():
+    """``kd_budget`` moves the KD target (and every KD and plain-seed job of ``make demo``) to another
+    budget, while the budget prune, its gradual twin and their rows stay at ``budget``; unset, the KD
+    target is the budget prune itself (so earlier runs keep their cache keys)."""
+    from yolocompress import prefetch
+    same, own = pl.PipelineConfig(), pl.PipelineConfig(kd_budget="5%")
+    assert pl.kd_target_spec(same) == pl.budget_spec(same)
+    assert pl.kd_target_spec(own)["target_gflops"] == "5%"
+    assert pl.budget_spec(own) == pl.budget_spec(same) and pl.budget_spec(own)["target_gflops"] == own.budget
+    kd_jobs = [kw for what, kw in prefetch.waves(own)[2] if "seed" in kw]     # the KD sweep and the plain seeds
+    assert len(kd_jobs) == 2 * (1 + len(own.kd_sweep)) + len(own.kd_seeds)
+    assert all(kw["prune"]["target_gflops"] == "5%" for kw in kd_jobs)

@@ -192,7 +192,7 @@ def gradual_label(pc: pl.PipelineConfig) -> str:
 
 
 def _gradual(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> None:
-    """Beyond the seed: the distillation target's budget reached in steps (``pl.prune_gradual``),
+    """Beyond the seed: the budget prune reached in steps (``pl.prune_gradual``),
     finetuned for the epochs the steps left, beside the same same-epoch control as the one-shot prune."""
     pruned = pl.prune_gradual(pc, chosen)
     # not in c.plans: its last plan indexes the layers of an already pruned model, not the baseline's
