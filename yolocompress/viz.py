@@ -523,19 +523,35 @@ def plot_bounded(image, rows: list[dict], ax=None, title: str = ""):
     return fig
 
 
+def _temperature_bars(ax, probs: dict, labels: Sequence[str], ylabel: str, title: str):
+    """Grouped bars: one group per label, one bar per temperature (``probs``: {T: array})."""
+    x = np.arange(len(labels))
+    w = 0.8 / len(probs)
+    for k, (t, p) in enumerate(probs.items()):
+        ax.bar(x + k * w - 0.4 + w / 2, p, width=w, label=f"T = {t}")
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=30)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def plot_soft_targets(logits, names: Sequence[str], temperatures=(1, 3, 10), ax=None):
     """softmax(logits / T) for several temperatures: higher T shows the teacher's 'dark knowledge'."""
     import torch
     fig, ax = _ax(ax, (7, 3))
-    x = np.arange(len(names))
-    w = 0.8 / len(temperatures)
-    for k, t in enumerate(temperatures):
-        p = torch.softmax(torch.as_tensor(logits, dtype=torch.float32) / t, -1).numpy()
-        ax.bar(x + k * w - 0.4 + w / 2, p, width=w, label=f"T = {t}")
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=30)
-    ax.set_ylabel("probability")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title("the teacher's class distribution at several temperatures")
-    fig.tight_layout()
-    return fig
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    probs = {t: torch.softmax(logits / t, -1).numpy() for t in temperatures}
+    return _temperature_bars(ax, probs, names, "probability", "the teacher's class distribution at several temperatures")
+
+
+def plot_soft_objectness(logits, labels: Sequence[str], temperatures=(1, 3, 10), ax=None):
+    """sigmoid(logit / T) of a few anchors' objectness for several temperatures: the two-way
+    (object / background) soft target of Hinton distillation, the one a one-class model has."""
+    import torch
+    fig, ax = _ax(ax, (7, 3))
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    probs = {t: torch.sigmoid(logits / t).numpy() for t in temperatures}
+    return _temperature_bars(ax, probs, labels, "P(object)", "the teacher's objectness at several temperatures")
