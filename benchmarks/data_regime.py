@@ -3,7 +3,8 @@ bundled set? The demo's main chain only - baseline -> sparse -> the budget
 prune (`pipeline.budget_spec`) -> finetune, beside the same-epoch control - with the demo's own
 cached stage functions and settings. Prints one JSON line per stage, then the gap.
 
-`--shapes` changes the generator's settings (`synth.ShapesConfig` fields); the set is then made
+`--shapes` changes the generator's settings (`synth.ShapesConfig` fields, from the bundled set's
+`synth.BUNDLED`: one class; `--shapes n_classes=8` is the eight-class set); the set is then made
 in its own folder and the runs go to their own directory, so nothing of the bundled set or of
 runs/demo is touched. Without `--shapes`, it runs on data/shapes into runs/demo, and `make demo`
 reuses every stage it trained.
@@ -11,10 +12,9 @@ reuses every stage it trained.
 PipelineConfig number or text (e.g. `baseline_epochs=90`); with either, runs go to runs/NAME.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name easy \\
-        --shapes min_size=16 max_objects=6 n_distractors=3 front_lines_prob=0.15
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name one-class --width 8 --shapes n_classes=1
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name w8-long --width 8 --set baseline_epochs=90
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name c8 --shapes n_classes=8
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name c8-w6 --width 6 --shapes n_classes=8
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/data_regime.py --name c8-long --shapes n_classes=8 --set baseline_epochs=90
 """
 import argparse
 import dataclasses
@@ -24,12 +24,12 @@ import time
 import torch
 
 from yolocompress import pipeline as pl, zoo
-from yolocompress.synth import ShapesConfig, ensure_shapes
+from yolocompress.synth import BUNDLED, ShapesConfig, ensure_shapes
 
 
 def shapes_config(pairs: list[str]) -> ShapesConfig:
-    """ShapesConfig with `field=value` overrides, each value cast to the field's default's type."""
-    defaults = ShapesConfig()
+    """The bundled set's ShapesConfig with `field=value` overrides, each value cast to the field's type."""
+    defaults = BUNDLED
     over = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -63,7 +63,7 @@ def add_regime_args(ap: argparse.ArgumentParser) -> None:
                     help="PipelineConfig settings that differ from the demo's (e.g. finetune_epochs=20); "
                          "runs go to runs/NAME")
     ap.add_argument("--width", type=int, default=None,
-                    help="base width of the teaching model (zoo.teach; default: its own, 6); runs go to runs/NAME")
+                    help="base width of the teaching model (zoo.teach; default: its own, 8); runs go to runs/NAME")
 
 
 def regime_config(args: argparse.Namespace) -> pl.PipelineConfig:

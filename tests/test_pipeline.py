@@ -153,7 +153,7 @@ def test_the_distillation_target_can_have_its_own_budget():
     budget, while the budget prune, its gradual twin and their rows stay at ``budget``; unset, the KD
     target is the budget prune itself (so earlier runs keep their cache keys)."""
     from yolocompress import prefetch
-    same, own = pl.PipelineConfig(), pl.PipelineConfig(kd_budget="5%")
+    same, own = pl.PipelineConfig(kd_budget=None), pl.PipelineConfig(kd_budget="5%")
     assert pl.kd_target_spec(same) == pl.budget_spec(same)
     assert pl.kd_target_spec(own)["target_gflops"] == "5%"
     assert pl.budget_spec(own) == pl.budget_spec(same) and pl.budget_spec(own)["target_gflops"] == own.budget

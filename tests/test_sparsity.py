@@ -94,11 +94,11 @@ def test_flops_weighting_scales_s_by_each_channels_relative_price():
     per_conv = torch.stack([chunk[0] for chunk in torch.split(w, sizes)])         # (convs,)
     assert all(torch.all(chunk == chunk[0]) for chunk in torch.split(w, sizes))   # one price per conv
     assert per_conv.mean().item() == pytest.approx(1.0, rel=1e-6)                # float32 mean of ~70 values
-    # teach at 128 px, by hand: layer 0 (3 -> 6, 3x3, 128x128) and the 3x3 stride-2 conv that reads it
-    # (12 filters, 64x64): one channel of layer 0 costs 2*9*3*128^2 + 2*9*12*64^2 = 1,769,472 FLOPs
+    # teach (width 8) at 128 px, by hand: layer 0 (3 -> 8, 3x3, 128x128) and the 3x3 stride-2 conv that
+    # reads it (16 filters, 64x64): one channel of layer 0 costs 2*9*3*128^2 + 2*9*16*64^2 = 2,064,384 FLOPs
     from yolocompress.cost import CostModel
     from yolocompress.graph import build_graph
-    assert CostModel(build_graph(model.blocks), 128).channel_price()[0] == 1_769_472
+    assert CostModel(build_graph(model.blocks), 128).channel_price()[0] == 2_064_384
     assert per_conv[0] / per_conv.min() > 30              # the stem costs > 30x a channel of a 4x4 conv
     assert torch.allclose(hook.penalty(0.1), 0.1 * w) and torch.all(flat.penalty(0.1) == 0.1)
     for bn in hook.bns:

@@ -33,8 +33,10 @@ def test_teaching_model_budget():
     assert n_shortcuts >= 8
     assert sum(isinstance(b, Yolo) for b in blocks) >= 2 and any(isinstance(b, Upsample) for b in blocks)
     assert any(isinstance(b, Conv) and b.stride == 2 for b in blocks)
-    assert 1.5e6 < count_params(model) < 2.5e6
-    assert gflops(model, 128) <= 0.25
+    # CPU-sized (width 8: 3.87 M parameters, 0.394 GFLOPs at 128 px, zoo.teach's docstring), yet
+    # YOLOv3's 23 blocks: a laptop trains it at ~40 img/s (benchmarks/train_speed.py)
+    assert 3.5e6 < count_params(model) < 4.5e6
+    assert gflops(model, 128) <= 0.4
 
 
 def test_unknown_architecture():

@@ -103,18 +103,23 @@ def _add_data(sub) -> None:
                        description="'data make' writes the synthetic shapes dataset (deterministic, no "
                                    "downloads); 'data check' validates a dataset and prints its statistics.")
     verbs = p.add_subparsers(dest="data_verb", metavar="{make,check}", required=True)
+    from .synth import BUNDLED
     m = verbs.add_parser("make", help="generate the synthetic shapes dataset")
     m.add_argument("--out", default="data/shapes", help="output folder (default data/shapes)")
-    m.add_argument("--train", type=int, default=2000, help="training images")
-    m.add_argument("--val", type=int, default=400, help="validation images")
-    m.add_argument("--img-size", type=int, default=128, help="image side, px")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--classes", type=int, default=8,
+    b = BUNDLED
+    m.add_argument("--train", type=int, default=b.n_train, help=f"training images (default {b.n_train})")
+    m.add_argument("--val", type=int, default=b.n_val, help=f"validation images (default {b.n_val})")
+    m.add_argument("--img-size", type=int, default=b.img_size, help=f"image side, px (default {b.img_size})")
+    m.add_argument("--seed", type=int, default=b.seed)
+    m.add_argument("--classes", type=int, default=b.n_classes,
                    help="how many classes to draw: the first N of circle, hexagon, square, rhombus, "
-                        "triangle, star, cross, ring (default 8; 1 = circles only)")
+                        f"triangle, star, cross, ring (default {b.n_classes}, the bundled set: circles only; "
+                        "8 = every class, a task the teaching model is barely large enough for)")
     m.add_argument("--labelled", type=int, default=0, metavar="K",
                    help="label only the first K of the drawn classes; the others stay in the images "
-                        "as unlabelled look-alikes (default 0 = label all; --labelled 1 = find the circles)")
+                        "as unlabelled look-alikes (default 0 = label all; --classes 8 --labelled 1 = find the circles "
+                        "among the other seven shapes, where the width-8 teaching model stayed at mAP@0.5 0.002 "
+                        "for its first 7 epochs)")
     m.add_argument("--workers", type=int, default=2, help="processes")
     m.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     m.set_defaults(run=_run_data_make)

@@ -103,14 +103,14 @@ def quick_flag() -> bool:
 def setup(seed: int = 0, threads: int | None = None) -> Settings:
     """Seed, device, QUICK flag, run directory, bundled data (made if missing); prints one line.
     Call it first in a notebook."""
-    from .synth import ensure_shapes
+    from .synth import BUNDLED, ensure_shapes
     quick = quick_flag()
     root = project_root()
     runs = root / "runs" / ("notebooks-quick" if quick else "demo")   # full mode shares make demo's results
     runs.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
-    data = ensure_shapes(root / "data" / "shapes")       # ~16 s on 2 cores the first time, then a file check
+    data = ensure_shapes(root / "data" / "shapes", BUNDLED)       # ~16 s on 2 cores the first time, then a file check
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
