@@ -66,7 +66,7 @@ def test_flops_by_stride_shows_where_the_cost_sits():
     a third each at strides 8 and 16. The teaching model built with YOLOv3's depths has the same shape."""
     with torch.device("meta"):
         v3 = load_model("yolov3", classes=80)
-        teach = load_model(zoo.blocks("teach", 8, width=6, depths=(1, 2, 8, 8, 4)))
+        teach = load_model(zoo.blocks("teach"))          # the tutorial's model: width 8, depths 1-2-8-8-4
     a, b = flops_by_stride(v3, 416), flops_by_stride(teach, 128)
     assert a["GFLOPs"].sum() == pytest.approx(65.864, abs=5e-4) and a["share"].sum() == pytest.approx(1.0)
     assert a["stride"].tolist() == [1, 2, 4, 8, 16, 32] and a.loc[3, "resolution"] == "52 x 52"
