@@ -116,3 +116,15 @@ def test_mismatched_teacher_is_refused():
         DistillTerm(load_model("yolov3-tiny", classes=6), student)
     with pytest.raises(ValueError, match="distillation kind must be one of"):
         DistillConfig(kind="fitnet")
+
+
+def test_soft_objectness_figure_draws_sigmoid_of_logit_over_t():
+    """Notebook 08's figure of the objectness soft target: each bar is sigmoid(logit / T), the
+    distribution the Hinton objectness term compares (float32 both ways, so equal to rounding)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from yolocompress import viz
+    logits = torch.tensor([4.0, 0.5, -6.0])
+    fig = viz.plot_soft_objectness(logits, ["#1", "#2", "#3"], temperatures=(1, 3))
+    heights = [p.get_height() for p in fig.axes[0].patches]          # the T = 1 bars, then the T = 3 bars
+    assert heights == pytest.approx(torch.sigmoid(torch.cat([logits, logits / 3])).tolist(), abs=1e-6)

@@ -554,4 +554,7 @@ def plot_soft_objectness(logits, labels: Sequence[str], temperatures=(1, 3, 10),
     fig, ax = _ax(ax, (7, 3))
     logits = torch.as_tensor(logits, dtype=torch.float32)
     probs = {t: torch.sigmoid(logits / t).numpy() for t in temperatures}
-    return _temperature_bars(ax, probs, labels, "P(object)", "the teacher's objectness at several temperatures")
+    _temperature_bars(ax, probs, labels, "P(object)", "the teacher's objectness at several temperatures")
+    ax.set_xlabel("anchor, ranked by the teacher's objectness")
+    fig.tight_layout()
+    return fig
