@@ -118,8 +118,8 @@ def _add_data(sub) -> None:
     m.add_argument("--labelled", type=int, default=0, metavar="K",
                    help="label only the first K of the drawn classes; the others stay in the images "
                         "as unlabelled look-alikes (default 0 = label all; --classes 8 --labelled 1 = find the circles "
-                        "among the other seven shapes, where the width-8 teaching model stayed at mAP@0.5 0.002 "
-                        "for its first 7 epochs)")
+                        "among the other seven shapes, where the width-8 teaching model scored mAP@0.5 0.002 after "
+                        "5 epochs, its loss flat through epoch 7)")
     m.add_argument("--workers", type=int, default=2, help="processes")
     m.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     m.set_defaults(run=_run_data_make)
