@@ -103,10 +103,9 @@ def _add_data(sub) -> None:
                        description="'data make' writes the synthetic shapes dataset (deterministic, no "
                                    "downloads); 'data check' validates a dataset and prints its statistics.")
     verbs = p.add_subparsers(dest="data_verb", metavar="{make,check}", required=True)
-    from .synth import BUNDLED
+    from .synth import BUNDLED as b      # the defaults of data make are the bundled set's
     m = verbs.add_parser("make", help="generate the synthetic shapes dataset")
     m.add_argument("--out", default="data/shapes", help="output folder (default data/shapes)")
-    b = BUNDLED
     m.add_argument("--train", type=int, default=b.n_train, help=f"training images (default {b.n_train})")
     m.add_argument("--val", type=int, default=b.n_val, help=f"validation images (default {b.n_val})")
     m.add_argument("--img-size", type=int, default=b.img_size, help=f"image side, px (default {b.img_size})")
