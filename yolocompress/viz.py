@@ -523,7 +523,7 @@ def plot_bounded(image, rows: list[dict], ax=None, title: str = ""):
     return fig
 
 
-def _temperature_bars(ax, probs: dict, labels: Sequence[str], ylabel: str, title: str):
+def _temperature_bars(ax, probs: dict, labels: Sequence[str], ylabel: str, title: str, xlabel: str = ""):
     """Grouped bars: one group per label, one bar per temperature (``probs``: {T: array})."""
     x = np.arange(len(labels))
     w = 0.8 / len(probs)
@@ -531,6 +531,7 @@ def _temperature_bars(ax, probs: dict, labels: Sequence[str], ylabel: str, title
         ax.bar(x + k * w - 0.4 + w / 2, p, width=w, label=f"T = {t}")
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=30)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(title)
@@ -554,7 +555,5 @@ def plot_soft_objectness(logits, labels: Sequence[str], temperatures=(1, 3, 10),
     fig, ax = _ax(ax, (7, 3))
     logits = torch.as_tensor(logits, dtype=torch.float32)
     probs = {t: torch.sigmoid(logits / t).numpy() for t in temperatures}
-    _temperature_bars(ax, probs, labels, "P(object)", "the teacher's objectness at several temperatures")
-    ax.set_xlabel("anchor, ranked by the teacher's objectness")
-    fig.tight_layout()
-    return fig
+    return _temperature_bars(ax, probs, labels, "P(object)", "the teacher's objectness at several temperatures",
+                             "anchor, ranked by the teacher's objectness")
