@@ -4,8 +4,10 @@ import inspect
 import json
 
 import pytest
+import torch
 
-from yolocompress import pipeline as pl, zoo
+from yolocompress import pipeline as pl, report, zoo
+from yolocompress.model import Darknet
 from yolocompress.synth import ShapesConfig, make_shapes
 
 
@@ -59,7 +61,7 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
     must find every one of them in the cache, so training is switched off while it runs."""
     import json
     from pathlib import Path
-    from yolocompress import pack, prefetch, report
+    from yolocompress import pack, prefetch
     prefetch.prefetch(pc, jobs=2)
 
     def no_training(*a, **k):
@@ -160,3 +162,11 @@ def test_the_distillation_target_can_have_its_own_budget():
     kd_jobs = [kw for what, kw in prefetch.waves(own)[2] if "seed" in kw]     # the KD sweep and the plain seeds
     assert len(kd_jobs) == 2 * (1 + len(own.kd_sweep)) + len(own.kd_seeds)
     assert all(kw["prune"]["target_gflops"] == "5%" for kw in kd_jobs)
+
+
+def test_model_text_names_the_class_count_in_words():
+    """results.md says "1 class" for the bundled one-class model and "8 classes" otherwise."""
+    with torch.device("meta"):
+        one, eight = Darknet(zoo.teach(classes=1, width=4)), Darknet(zoo.teach(classes=8, width=4))
+    assert report._model_text(one).endswith("at width 4, 1 class)")
+    assert report._model_text(eight).endswith("at width 4, 8 classes)")

@@ -463,8 +463,8 @@ def _model_text(model) -> str:
     """How results.md names the baseline: YOLOv3's layout at the base width (the filters of its
     first conv, 32 in YOLOv3) and the class count, read from the model the demo trained."""
     first = next(b for b in model.blocks if isinstance(b, Conv))
-    return (f"Teaching model (YOLOv3's layout at width {first.filters}, "
-            f"{model.yolo_layers[0].classes} classes)")
+    n = model.yolo_layers[0].classes
+    return f"Teaching model (YOLOv3's layout at width {first.filters}, {n} class{'es' if n != 1 else ''})"
 
 
 def _write_markdown(docs, pc, table, sparse_df, before, kd, c: _Collected, kd_target, seconds, timing: dict,
