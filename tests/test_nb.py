@@ -353,3 +353,21 @@ def test_budget_prunes_pairs_each_sparse_models_budget_prune_with_its_own_contro
     assert df["sparse model"].tolist() == ["sp", "sp-flops"]          # not the |gamma| ranking, not a KD seed
     assert df["vs control"].round(3).tolist() == [-0.17, -0.05]
     assert nb.budget_prunes([]).empty
+
+
+def test_where_zeros_reports_what_a_threshold_cut_would_keep():
+    """A model with no small gamma keeps all its GFLOPs; the toy with tiny gammas on most channels
+    keeps less, and the fractions per price band lie in [0, 1]."""
+    import torch
+    from yolocompress import zoo
+    from yolocompress.model import Darknet
+    dense = Darknet(zoo.teach(classes=1, width=4))
+    with torch.no_grad():
+        for m in dense.conv_layers().values():
+            if m.bn is not None:
+                m.bn.weight.fill_(0.5)
+    table = nb.where_zeros({"dense": dense, "toy": viz.toy_residual_model()})
+    kept = table.set_index("sparse model").filter(like="GFLOPs kept").iloc[:, 0]
+    assert kept["dense"] == 1.0 and kept["toy"] < 1.0
+    bands = table.filter(like="w in")
+    assert ((bands.fillna(0) >= 0) & (bands.fillna(0) <= 1)).all().all()

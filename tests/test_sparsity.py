@@ -120,3 +120,25 @@ def test_flops_weighted_local_decay_relaxes_by_gamma_per_flop():
 def test_unknown_weighting_is_refused():
     with pytest.raises(ValueError, match="weighting must be one of uniform, flops"):
         SparseConfig(weighting="latency")
+
+
+def test_zeros_by_price_counts_small_gammas_in_each_price_band():
+    """Zero the gammas of the costliest penalised conv only: its band reports exactly its share of
+    zeros, the other bands none; the shares add up to 1 (counts of channels, exact)."""
+    from yolocompress.sparsity import channel_weights, zeros_by_price
+    model = randomize(load_model("teach", classes=1), seed=0)
+    layers = penalised_convs(model.blocks)
+    w = channel_weights(model, layers, "flops")
+    sizes = [model.module_list[i].bn.weight.numel() for i in layers]
+    prices = [float(chunk[0]) for chunk in torch.split(w, sizes)]
+    top = layers[int(np.argmax(prices))]
+    with torch.no_grad():
+        for i in layers:
+            model.module_list[i].bn.weight.fill_(0.0 if i == top else 0.5)
+    rows = zeros_by_price(model, 1e-2)
+    assert sum(r["channels"] for r in rows) == len(w) and sum(r["share"] for r in rows) == pytest.approx(1.0)
+    costly = rows[-1]                                   # [1, inf): the top conv's band
+    n_costly = int((w >= 1).sum())
+    assert costly["channels"] == n_costly
+    assert costly["|gamma| < 0.01"] == pytest.approx(model.module_list[top].bn.weight.numel() / n_costly)
+    assert all(r["|gamma| < 0.01"] == 0 for r in rows[:-1])

@@ -322,6 +322,28 @@ def budget_prunes(rows: list[dict]) -> pd.DataFrame:
                          for r in mine if r["name"] in controls], columns=cols)
 
 
+def where_zeros(models: dict, threshold: float = 1e-2, img_size: int | None = None) -> pd.DataFrame:
+    """One row per named sparse model: in each band of FLOPs price w, the fraction of its penalised
+    channels with |gamma| < ``threshold`` (``sparsity.zeros_by_price``), and the share of the GFLOPs
+    a union prune of every channel below ``threshold`` would keep (at ``img_size`` px; None: the cfg's)."""
+    from .cost import CostModel
+    from .graph import build_graph
+    from .plan import PruneConfig, make_plan
+    from .sparsity import zeros_by_price
+    from .whatif import ratio_at_threshold
+    out = []
+    for name, model in models.items():
+        graph = build_graph(model.blocks)
+        cost = CostModel(graph, img_size)
+        plan = make_plan(model, PruneConfig(strategy="union", ratio=min(ratio_at_threshold(model, threshold), 0.999)),
+                         graph)
+        bands = {f"w in {r['w band']} ({r['share']:.0%} of channels)": r[f"|gamma| < {threshold:g}"]
+                 for r in zeros_by_price(model, threshold)}
+        out.append({"sparse model": name, **bands,
+                    f"GFLOPs kept if every |gamma| < {threshold:g} is cut": cost.gflops(plan) / cost.gflops()})
+    return pd.DataFrame(out)
+
+
 def gradual_prunes(rows: list[dict], one_shot: str) -> pd.DataFrame:
     """The budget prune made in one shot (the row named ``one_shot``) and in steps (rows with a
     ``gradual`` label), each finetuned and beside its same-epoch control, from ``docs/results.json``
