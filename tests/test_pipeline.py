@@ -3,6 +3,7 @@ results.json rows say what each model is (cache keys: tests/test_pipeline_cache.
 import inspect
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -67,7 +68,9 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
     def no_training(*a, **k):
         raise AssertionError("run_all trained a stage that prefetch did not")
     monkeypatch.setattr(pl, "train_recipe", no_training)
+    pack.write_history(tmp_path, "ft-a-stage-no-longer-trained", pd.DataFrame({"epoch": [1]}))   # an earlier demo's
     report.run_all(pc, tmp_path)
+    assert pack.history(tmp_path, "ft-a-stage-no-longer-trained") is None
     rows = json.loads((tmp_path / "results.json").read_text())
     weighted = [r for r in rows if r["kind"] == "pruned" and r["sparse_model"] == "sparse-local-decay-s0.1-flops"]
     assert len(weighted) == 1 and any(r["control_of"] == weighted[0]["name"] for r in rows)
@@ -170,3 +173,18 @@ def test_model_text_names_the_class_count_in_words():
         one, eight = Darknet(zoo.teach(classes=1, width=4)), Darknet(zoo.teach(classes=8, width=4))
     assert report._model_text(one).endswith("at width 4, 1 class)")
     assert report._model_text(eight).endswith("at width 4, 8 classes)")
+
+
+@pytest.mark.parametrize("kd_maps, verdict", [((0.70, 0.71, 0.72), "beats plain"),
+                                              ((0.58, 0.59, 0.60), "falls below plain"),
+                                              ((0.62, 0.63, 0.64), "is within the larger std")])
+def test_summary_says_whether_kd_beats_ties_or_loses_to_plain(kd_maps, verdict):
+    """Plain seeds 0.62/0.63/0.64 (std 0.01): a KD mean 0.08 above is a win, 0.04 below a loss, equal
+    a tie; differences that round to zero print as +0.000."""
+    from yolocompress.report import _signed, _summary
+    rows = [_row("base", "baseline", 1.0, 0.70) | dict(seed=None),
+            _row("ctl", "control-same-epochs", 1.0, 0.70, control_of="t") | dict(seed=None)]
+    rows += [_row(f"t-{s}", "pruned", 0.05, m) | dict(seed=s) for s, m in enumerate((0.62, 0.63, 0.64))]
+    rows += [_row(f"t-h{s}", "pruned", 0.05, m, distill="hinton") | dict(seed=s) for s, m in enumerate(kd_maps)]
+    assert f"it {verdict}" in _summary(rows)
+    assert _signed(-0.0004) == "+0.000" and _signed(-0.0006) == "-0.001"

@@ -37,6 +37,16 @@ def write_history(docs: str | Path, name: str, history: pd.DataFrame) -> None:
     atomic_write_text(out, history.to_csv(index=False, float_format="%.5g"))
 
 
+def drop_stale_histories(docs: str | Path, keep) -> list[str]:
+    """Delete the histories of runs not in ``keep`` (names): a regenerated pack must not carry the
+    curves of a run the new demo no longer trains (a renamed stage, an earlier setting). Returns
+    the names deleted."""
+    stale = [p for p in sorted((pack_dir(docs) / "histories").glob("*.csv")) if p.stem not in set(keep)]
+    for p in stale:
+        p.unlink()
+    return [p.stem for p in stale]
+
+
 def gamma_counts(gammas: np.ndarray) -> list[int]:
     """Counts of |gamma| over ``GAMMA_BINS`` (values outside the range clipped into the end bins)."""
     g = np.clip(np.abs(gammas), GAMMA_BINS[0], GAMMA_BINS[-1] * 0.999)

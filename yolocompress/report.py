@@ -25,13 +25,18 @@ SCHEDULES = ("constant", "global-decay", "local-decay")
 STRATEGIES = ("conservative", "shared", "union")
 
 
+def _signed(x: float) -> str:
+    """A difference with its sign, to 3 decimals; one that rounds to zero reads +0.000, not -0.000."""
+    return f"{round(float(x), 3) + 0.0:+.3f}"
+
+
 def _fmt_table(df: pd.DataFrame, cols: list[str]) -> str:
     """A markdown table with sensible number formats."""
     def cell(c, v):
         if isinstance(v, float):
             if c in ("params",):
                 return f"{v:,.0f}"
-            return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
+            return f"{round(v, 3) + 0.0:.3f}" if abs(v) < 100 else f"{v:,.0f}"     # no -0.000
         return f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(c, r[c]) for c in cols) + " |" for _, r in df.iterrows()]
@@ -275,6 +280,7 @@ def _write_pack(docs: Path, c: _Collected, base: pl.Stage, sparse: dict, penalty
     """The committed results pack (``pack.py``): histories, |gamma| histograms, sweep tables."""
     for name, st in c.trained.items():
         pack.write_history(docs, name, st.history)
+    pack.drop_stale_histories(docs, c.trained)
     runs = {"baseline": base, **{st.name: st for st in sparse.values()}, **{st.name: st for st in penalty.values()}}
     pack.write_gammas(docs, {k: penalised_gammas(st.model) for k, st in runs.items()})
     pack.write_gamma_epochs(docs, {k: st.extra["gamma_hist"] for k, st in runs.items() if "gamma_hist" in st.extra})
@@ -380,14 +386,14 @@ def _summary(records: list[dict]) -> str:
         lines.append(f"- **{h['name']}** has {1 - h['gflops'] / base['gflops']:.0%} fewer GFLOPs and "
                      f"{1 - h['params'] / base['params']:.0%} fewer parameters than the baseline at mAP@0.5 "
                      f"{h['map50']:.3f}, against {h['control']['map50']:.3f} for its same-epoch control "
-                     f"({h['map50'] - h['control']['map50']:+.3f}).")
+                     f"({_signed(h['map50'] - h['control']['map50'])}).")
     else:
         lines.append("- No prune with at least 80% fewer GFLOPs stays within 1 point of its same-epoch control here.")
         best = headline(records, base["gflops"], min_cut=0.0)
         if best:
             lines.append(f"- The largest cut within 1 point: **{best['name']}**, {1 - best['gflops'] / base['gflops']:.0%} "
                          f"fewer GFLOPs at mAP@0.5 {best['map50']:.3f} against {best['control']['map50']:.3f} "
-                         f"({best['map50'] - best['control']['map50']:+.3f}).")
+                         f"({_signed(best['map50'] - best['control']['map50'])}).")
     chain = next((r["name"] for r in records if r["kind"] == "sparse"), None)   # the seed's (uniform) sparse model
     budget = {r["importance"]: r for r in records if r["kind"] == "pruned" and r.get("target_gflops")
               and not r["distill"] and r["seed"] is None and r.get("sparse_model") in (None, chain)}
@@ -404,19 +410,20 @@ def _summary(records: list[dict]) -> str:
         pr = next(r for r in records if r["name"] == sc["control_of"])
         lines.append(f"- Trained from scratch for the same {sc['epochs_total']} epochs, the architecture of "
                      f"{pr['name']} reaches {sc['map50']:.3f} against {pr['map50']:.3f} pruned + finetuned "
-                     f"({pr['map50'] - sc['map50']:+.3f} for inheriting the weights).")
+                     f"({_signed(pr['map50'] - sc['map50'])} for inheriting the weights).")
     means = kd.groupby("finetune")["map50"].agg(["mean", "std"]) if len(kd) else pd.DataFrame()
     if "plain" in means.index:
         plain = means.loc["plain"]
         lines.append(f"- On the distillation target, plain finetuning reaches {plain['mean']:.3f} +- {plain['std']:.3f}, "
-                     f"{plain['mean'] - control_map50:+.3f} against the same-epoch control ({control_map50:.3f}).")
+                     f"{_signed(plain['mean'] - control_map50)} against the same-epoch control ({control_map50:.3f}).")
         for kind in ("hinton", "bounded"):
             if kind in means.index:
                 m = means.loc[kind]
                 gain, noise = m["mean"] - plain["mean"], max(m["std"], plain["std"])
-                verdict = "beats plain finetuning by more than the larger std" if gain > noise else \
-                    "does not beat plain finetuning by more than the larger std"
-                lines.append(f"- KD ({kind}): {m['mean']:.3f} +- {m['std']:.3f}, {gain:+.3f} against plain: it {verdict} "
+                verdict = ("beats plain finetuning by more than the larger std" if gain > noise else
+                           "falls below plain finetuning by more than the larger std" if gain < -noise else
+                           "is within the larger std of plain finetuning: no difference shown")
+                lines.append(f"- KD ({kind}): {m['mean']:.3f} +- {m['std']:.3f}, {_signed(gain)} against plain: it {verdict} "
                              f"({noise:.3f}).")
     return "\n".join(lines)
 
@@ -430,7 +437,7 @@ def _flops_weighted_name(sparse_model: str | None) -> bool:
 def _vs_control(row: dict, controls: dict, which: str) -> str:
     """", -0.012 against <which> (0.780)" for a row with a control in ``controls`` ({name: control row}), else ""."""
     ctl = controls.get(row["name"])
-    return f", {row['map50'] - ctl['map50']:+.3f} against {which} ({ctl['map50']:.3f})" if ctl else ""
+    return f", {_signed(row['map50'] - ctl['map50'])} against {which} ({ctl['map50']:.3f})" if ctl else ""
 
 
 def _weighting_lines(records: list[dict], uniform: dict | None, chain: str) -> list[str]:
@@ -595,7 +602,7 @@ def readme_block(records: list[dict]) -> str:
         seen.add(r["name"])
         ctl = controls.get(r["name"]) or (control if r["kind"] == "pruned" and r["epochs_total"] == control["epochs_total"]
                                           else None)
-        vs = f"{r['map50'] - ctl['map50']:+.3f}" if ctl else ""
+        vs = _signed(r['map50'] - ctl['map50']) if ctl else ""
         what = r["kind"] + (f" of {r['control_of']}" if r.get("control_of") and r["kind"] == "control-scratch" else "")
         shown.append(f"| {r['name']} | {what} | {r['epochs_total']} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} "
                      f"({r['gflops'] / base['gflops'] - 1:+.0%}) | {r['latency_ms']:.1f} ms | {r['map50']:.3f} | {vs} |")
