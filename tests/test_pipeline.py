@@ -188,3 +188,25 @@ def test_summary_says_whether_kd_beats_ties_or_loses_to_plain(kd_maps, verdict):
     rows += [_row(f"t-h{s}", "pruned", 0.05, m, distill="hinton") | dict(seed=s) for s, m in enumerate(kd_maps)]
     assert f"it {verdict}" in _summary(rows)
     assert _signed(-0.0004) == "+0.000" and _signed(-0.0006) == "-0.001"
+
+
+def test_pareto_figure_groups_rows_by_kind_and_labels_the_front():
+    """Every stage text report.py writes maps to its legend group; the left panel labels only the
+    Pareto front, the right one every prune before finetuning."""
+    import matplotlib
+    matplotlib.use("Agg")
+    stages = {"baseline": "baseline", "sparse (local-decay)": "sparse, unpruned",
+              "control: unpruned, same total epochs": "same-epoch control",
+              "control: FLOPs-weighted sparse, unpruned, same total epochs": "same-epoch control",
+              "control: pruned architecture from scratch": "pruned architecture from scratch",
+              "pruned + finetune": "pruned + finetune", "gradual prune (40% -> 20%) + finetune": "pruned + finetune",
+              "KD target + finetune": "pruned + finetune", "KD target + finetune + KD (hinton)": "pruned + finetune with KD"}
+    assert {s: report._kind_of(s) for s in stages} == stages
+    table = pd.DataFrame({"stage": list(stages), "model": [f"m{i}" for i in range(len(stages))],
+                          "GFLOPs": [1.0, 1.0, 1.0, 1.0, 0.3, 0.2, 0.25, 0.05, 0.05],
+                          "map50": [0.90, 0.88, 0.91, 0.90, 0.92, 0.89, 0.85, 0.80, 0.78]})
+    before = pd.DataFrame({"model": ["a (no finetune)", "b (no finetune)"], "GFLOPs": [0.2, 0.05], "map50": [0.5, 0.1]})
+    left, right = report._pareto_figure(table, before).axes
+    front = {"m7", "m5", "m4"}                          # 0.05 -> 0.80, 0.2 -> 0.89, 0.3 -> 0.92
+    assert {t.get_text() for t in left.texts if t.get_text()} == front
+    assert {t.get_text() for t in right.texts if t.get_text()} == {"a", "b"}

@@ -277,15 +277,18 @@ def plot_total_epochs(chains: dict[str, list[tuple[int, pd.DataFrame]]], metric:
 
 
 def plot_pareto(df: pd.DataFrame, x: str = "GFLOPs", y: str = "map50", label: str = "model", ax=None,
-                title: str = "accuracy vs cost"):
-    """Scatter of models with their Pareto front (higher y at lower x is better)."""
+                title: str = "accuracy vs cost", hue: str | None = None, annotate: str = "all"):
+    """Scatter of models with their Pareto front (higher y at lower x is better). ``hue``: a column
+    that colours the points (with a legend; default: one colour per label, no legend); ``annotate``:
+    label ``all`` points or only those on the ``front`` (where many models crowd one spot)."""
     fig, ax = _ax(ax, (6.5, 4))
-    sns.scatterplot(data=df, x=x, y=y, hue=label, s=70, ax=ax, legend=False)
+    sns.scatterplot(data=df, x=x, y=y, hue=hue or label, s=70, ax=ax, legend=hue is not None)
+    front = pareto_front(df, x, y)
+    shown = front if annotate == "front" else df
     texts = [ax.annotate(str(r[label]), (r[x], r[y]), fontsize=7, xytext=(6, 3), textcoords="offset points")
-             for _, r in df.iterrows()]
+             for _, r in shown.iterrows()]
     ax.margins(x=0.15, y=0.12)
     _separate_labels(ax, texts)
-    front = pareto_front(df, x, y)
     ax.plot(front[x], front[y], "k--", lw=1, alpha=0.6, label="Pareto front")
     ax.set_title(title)
     ax.grid(alpha=0.3)
