@@ -99,6 +99,9 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
     again = pl.baseline(pc, progress=False)
     assert again.row["latency_ms"] == next(r["latency_ms"] for r in rows if r["name"] == "baseline")
     assert again.row["latency_conditions"]["threads"] == 2
+    for r in kd:             # every seed run too, in the same final timing as the rest (one architecture, one figure)
+        done = json.loads((Path(pc.runs) / r["name"] / "done.json").read_text())["row"]
+        assert done["latency_ms"] == r["latency_ms"] and done["latency_conditions"]["threads"] == 2
 
 
 def _row(name, kind, gflops, map50, control_of=None, distill=None):

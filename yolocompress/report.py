@@ -113,7 +113,7 @@ def run_all(pc: pl.PipelineConfig, docs: Path, readme: Path | None = None, start
     _figures(docs, base, chosen, sparse, c, table, before)
     own = table["control map50"] if "control map50" in table else pd.Series(float("nan"), index=table.index)
     table["map50 vs control"] = table["map50"] - own.fillna(control.row["map50"])   # each row's own control
-    records = _latency_synced(c.records, c.rows)
+    records = _latency_synced(c.records, [row for row, _ in c.timed])
     _write_pack(docs, c, base, sparse, penalty)
     _write_markdown(docs, pc, table, sparse_df, before, kd, c, target.name, time.time() - t_start, timing, records,
                     jobs)
@@ -269,6 +269,8 @@ def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c:
                 c.add(st.row | {"stage": "KD target + finetune" + (f" + KD ({kind})" if kind else "")}, st.model)
                 if kind is None:
                     c.records.append(pl.record(control, "control-same-epochs", control_of=st.row["model"]))
+            elif not any(r["model"] == st.row["model"] for r, _ in c.timed):
+                c.timed.append((dict(st.row), st.model))      # timed with the rest, not in the stages table
     return target
 
 
@@ -289,7 +291,8 @@ def _write_pack(docs: Path, c: _Collected, base: pl.Stage, sparse: dict, penalty
 
 
 def _latency_synced(records: list[dict], rows: list[dict]) -> list[dict]:
-    """results.json rows with the latency re-measured at the end (rows are matched by model name)."""
+    """results.json rows with the latency re-measured at the end (``rows``: every timed row, matched
+    by model name; the KD seed runs are timed too, so one architecture reads one latency)."""
     latest = {r["model"]: r["latency_ms"] for r in rows}
     return [r | {"latency_ms": latest.get(r["name"], r["latency_ms"])} for r in records]
 
