@@ -41,7 +41,8 @@ def drop_stale_histories(docs: str | Path, keep) -> list[str]:
     """Delete the histories of runs not in ``keep`` (names): a regenerated pack must not carry the
     curves of a run the new demo no longer trains (a renamed stage, an earlier setting). Returns
     the names deleted."""
-    stale = [p for p in sorted((pack_dir(docs) / "histories").glob("*.csv")) if p.stem not in set(keep)]
+    keep = set(keep)
+    stale = [p for p in sorted((pack_dir(docs) / "histories").glob("*.csv")) if p.stem not in keep]
     for p in stale:
         p.unlink()
     return [p.stem for p in stale]

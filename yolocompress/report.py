@@ -25,9 +25,14 @@ SCHEDULES = ("constant", "global-decay", "local-decay")
 STRATEGIES = ("conservative", "shared", "union")
 
 
+def _round3(x: float) -> float:
+    """x to 3 decimals, with a negative value that rounds to zero made +0.0 (so it prints 0.000, not -0.000)."""
+    return round(float(x), 3) + 0.0
+
+
 def _signed(x: float) -> str:
     """A difference with its sign, to 3 decimals; one that rounds to zero reads +0.000, not -0.000."""
-    return f"{round(float(x), 3) + 0.0:+.3f}"
+    return f"{_round3(x):+.3f}"
 
 
 def _fmt_table(df: pd.DataFrame, cols: list[str]) -> str:
@@ -36,7 +41,7 @@ def _fmt_table(df: pd.DataFrame, cols: list[str]) -> str:
         if isinstance(v, float):
             if c in ("params",):
                 return f"{v:,.0f}"
-            return f"{round(v, 3) + 0.0:.3f}" if abs(v) < 100 else f"{v:,.0f}"     # no -0.000
+            return f"{_round3(v):.3f}" if abs(v) < 100 else f"{v:,.0f}"
         return f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(c, r[c]) for c in cols) + " |" for _, r in df.iterrows()]

@@ -200,15 +200,13 @@ def penalised_gammas(model: Darknet, scope: str = "all") -> np.ndarray:
 PRICE_BANDS = ((0.0, 0.5), (0.5, 1.0), (1.0, float("inf")))   # w bands: cheap, middle, costly
 
 
-def zeros_by_price(model: Darknet, threshold: float = 1e-2, bands=PRICE_BANDS,
-                   protect: ProtectOptions = ProtectOptions()) -> list[dict]:
+def zeros_by_price(model: Darknet, threshold: float = 1e-2, bands=PRICE_BANDS) -> list[dict]:
     """Where sparse training put its zeros: for each band [lo, hi) of the FLOPs price w of a channel
     (``channel_weights(..., "flops")``), the penalised channels in it, their share of all penalised
     channels, and the fraction of them with |gamma| < ``threshold``. Compares a uniform and a
     FLOPs-weighted penalty on the same architecture (notebook 03)."""
-    layers = penalised_convs(model.blocks, "all", protect)
-    w = channel_weights(model, layers, "flops", protect).numpy()                          # (N,)
-    g = np.concatenate([model.module_list[i].bn.weight.detach().abs().cpu().numpy().ravel() for i in layers])
+    w = channel_weights(model, penalised_convs(model.blocks), "flops").numpy()           # (N,)
+    g = penalised_gammas(model)                                                          # (N,) |gamma|, same order
     rows = []
     for lo, hi in bands:
         inside = (w >= lo) & (w < hi)
