@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from yolocompress import pipeline as pl
+from yolocompress.teach import pipeline as pl
 
 from data_regime import log   # a sibling script: benchmarks/ is on sys.path
 

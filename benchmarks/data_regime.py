@@ -23,8 +23,10 @@ import time
 
 import torch
 
-from yolocompress import pipeline as pl, zoo
-from yolocompress.synth import BUNDLED, ShapesConfig, ensure_shapes
+from yolocompress.teach import pipeline as pl
+
+from yolocompress.darknet import zoo
+from yolocompress.data.synth import BUNDLED, ShapesConfig, ensure_shapes
 
 
 def shapes_config(pairs: list[str]) -> ShapesConfig:

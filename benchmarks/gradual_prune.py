@@ -19,9 +19,9 @@ import argparse
 import copy
 import time
 
-from yolocompress import pipeline as pl
-from yolocompress.plan import PlanError, PruneConfig
-from yolocompress.sparsity import SparseConfig
+from yolocompress.teach import pipeline as pl
+from yolocompress.compress.plan import PlanError, PruneConfig
+from yolocompress.compress.sparsity import SparseConfig
 
 from data_regime import add_regime_args, log, regime_config   # a sibling script: benchmarks/ is on sys.path
 

@@ -20,8 +20,8 @@ CONFIGS = [(1, 2), (1, 1), (2, 1), (2, 2)]   # (processes, threads each)
 
 def worker(threads: int, steps: int, amp: str, batch: int, img_size: int) -> None:
     import torch
-    from yolocompress.loader import load_model
-    from yolocompress.precision import choose_amp
+    from yolocompress.darknet.loader import load_model
+    from yolocompress.engine.precision import choose_amp
     torch.set_num_threads(threads)
     model = load_model("teach", classes=8).train()
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
@@ -60,7 +60,7 @@ def main() -> None:
     args = p.parse_args()
     if args.worker is not None:
         return worker(args.worker, args.steps, args.amp, args.batch, args.img_size)
-    from yolocompress.precision import cpu_capability
+    from yolocompress.engine.precision import cpu_capability
     print(f"teach, batch {args.batch}, {args.img_size} px, amp {args.amp}, {args.steps} timed steps per process, "
           f"CPU: {cpu_capability()}")
     print("| processes | threads each | img/s per process | img/s total |")

@@ -15,10 +15,10 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from yolocompress.loader import load_model
-from yolocompress.plan import PruneConfig
-from yolocompress.sweep import importance_sweep, round_to_table
-from yolocompress.weights import randomize
+from yolocompress.darknet.loader import load_model
+from yolocompress.compress.plan import PruneConfig
+from yolocompress.teach.sweep import importance_sweep, round_to_table
+from yolocompress.darknet.weights import randomize
 
 # (architecture, input px, the prune issue 20 measures): union 0.8 + 16 blocks on yolov3, union 0.7 on teach
 CASES = [("yolov3", 416, PruneConfig(strategy="union", ratio=0.8, drop_blocks=16)),
@@ -50,7 +50,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = None
     if args.data:
-        from yolocompress.data import load_data_config
+        from yolocompress.data.dataset import load_data_config
         data = load_data_config(args.data)
     with pd.option_context("display.width", 200, "display.max_columns", None):
         for label, model, size, config in _models(args):

@@ -30,14 +30,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from yolocompress.cli_common import print_table
-from yolocompress.loader import load_model
-from yolocompress.export import compile_inference, export_darknet, export_onnx
-from yolocompress.plan import PruneConfig, make_plan
-from yolocompress.profile import (OtherLoad, conditions, gflops, load_warning, median_p90, ort_runner,
+from yolocompress.cli.common import print_table
+from yolocompress.darknet.loader import load_model
+from yolocompress.deploy.export import compile_inference, export_darknet, export_onnx
+from yolocompress.compress.plan import PruneConfig, make_plan
+from yolocompress.deploy.footprint import (OtherLoad, conditions, gflops, load_warning, median_p90, ort_runner,
                                   time_interleaved, torch_runner)
-from yolocompress.surgery import apply_plan
-from yolocompress.weights import randomize
+from yolocompress.compress.surgery import apply_plan
+from yolocompress.darknet.weights import randomize
 
 PLANS = {  # label: (strategy, uses --ratio, uses --blocks)
     "conservative": ("conservative", True, False), "shared": ("shared", True, False),

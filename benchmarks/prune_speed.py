@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from yolocompress.cfg import write_cfg
-from yolocompress.plan import PruneConfig, make_plan
-from yolocompress.surgery import apply_plan
-from yolocompress.loader import load_model
-from yolocompress.weights import randomize, save_darknet_weights
+from yolocompress.darknet.cfg import write_cfg
+from yolocompress.compress.plan import PruneConfig, make_plan
+from yolocompress.compress.surgery import apply_plan
+from yolocompress.darknet.loader import load_model
+from yolocompress.darknet.weights import randomize, save_darknet_weights
 
 
 def main() -> None:

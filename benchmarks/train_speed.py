@@ -11,9 +11,9 @@ import time
 
 import torch
 
-from yolocompress.loss import YoloLoss
-from yolocompress.precision import choose_amp, cpu_bf16_native, cpu_capability
-from yolocompress.loader import load_model
+from yolocompress.engine.loss import YoloLoss
+from yolocompress.engine.precision import choose_amp, cpu_bf16_native, cpu_capability
+from yolocompress.darknet.loader import load_model
 
 
 def _targets(batch: int, n: int = 4) -> torch.Tensor:
@@ -56,7 +56,7 @@ def eval_speed(model, size: int, batch: int, steps: int, dtype) -> float:
 
 def data_speed(n: int = 512) -> float | None:
     from pathlib import Path
-    from yolocompress.data import AugmentConfig, YoloDataset, load_data_config, make_loader
+    from yolocompress.data.dataset import AugmentConfig, YoloDataset, load_data_config, make_loader
     path = Path("data/shapes/data.yaml")
     if not path.exists():
         return None

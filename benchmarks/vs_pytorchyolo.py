@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from yolocompress.cli_common import print_table
-from yolocompress.profile import OtherLoad, conditions, load_warning, median_p90, time_interleaved, torch_runner
-from yolocompress.weights import randomize, save_darknet_weights
-from yolocompress.loader import load_model
+from yolocompress.cli.common import print_table
+from yolocompress.deploy.footprint import OtherLoad, conditions, load_warning, median_p90, time_interleaved, torch_runner
+from yolocompress.darknet.weights import randomize, save_darknet_weights
+from yolocompress.darknet.loader import load_model
 
 
 def _their_model(path: str, cfg: Path, weights: Path):

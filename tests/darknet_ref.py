@@ -5,12 +5,12 @@ shortcut_layer.c, upsample_layer.c, yolo_layer.c, blas.c, activations.c; and for
 image.c resize_image, yolo_layer.c get_yolo_detections / correct_yolo_boxes and box.c
 do_nms_sort / diounms_sort), on flat float buffers
 and index arithmetic, in float64, and reading the .weights float stream itself. It shares no code
-with yolocompress.model, so agreement between the two is evidence that the model computes what
+with yolocompress.darknet.model, so agreement between the two is evidence that the model computes what
 darknet computes.
 """
 import numpy as np
 
-from yolocompress.cfg import Conv, MaxPool, Route, Shortcut, Upsample, Yolo
+from yolocompress.darknet.cfg import Conv, MaxPool, Route, Shortcut, Upsample, Yolo
 
 
 def _act(x, name):

@@ -3,7 +3,7 @@
 import os
 
 import torch
-from yolocompress.loader import load_model
+from yolocompress.darknet.loader import load_model
 
 
 class CrashAt:
@@ -20,9 +20,9 @@ def run(rank: int, world: int, port: int, kwargs: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    from yolocompress.data import load_data_config
-    from yolocompress.sparsity import SparseConfig, SparsityHook
-    from yolocompress.train import TrainConfig, train
+    from yolocompress.data.dataset import load_data_config
+    from yolocompress.compress.sparsity import SparseConfig, SparsityHook
+    from yolocompress.engine.train import TrainConfig, train
     data = load_data_config(kwargs["data"])
     torch.manual_seed(0)
     model = load_model("teach", classes=data.nc).to(kwargs.get("dtype", torch.float32))

@@ -5,11 +5,11 @@ import copy
 import numpy as np
 import torch
 
-from yolocompress import zoo
-from yolocompress.model import Darknet
-from yolocompress.plan import PruneConfig, make_plan
-from yolocompress.surgery import apply_masks, apply_plan
-from yolocompress.weights import randomize
+from yolocompress.darknet import zoo
+from yolocompress.darknet.model import Darknet
+from yolocompress.compress.plan import PruneConfig, make_plan
+from yolocompress.compress.surgery import apply_masks, apply_plan
+from yolocompress.darknet.weights import randomize
 
 CLASSES = 3          # small heads; nothing pruned depends on the class count (head convs have no BN)
 _CACHE: dict = {}

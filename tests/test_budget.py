@@ -1,16 +1,16 @@
 """Cost counted from shapes, pruning to a GFLOPs budget, and the cost-aware importance."""
 import pytest
 
-from yolocompress import zoo
-from yolocompress.cli import main
-from yolocompress.cost import CostModel
-from yolocompress.graph import build_graph
-from yolocompress.plan import PlanError, PrunePlan, PruneConfig, importance_scores, plan_combined
-from yolocompress.profile import summarize_blocks
-from yolocompress.surgery import compact_blocks
-from yolocompress.sweep import importance_sweep, kept_gamma_share, round_to_table
-from yolocompress.viz import plot_importance
-from yolocompress.weights import save_pt
+from yolocompress.darknet import zoo
+from yolocompress.cli.main import main
+from yolocompress.compress.cost import CostModel
+from yolocompress.compress.graph import build_graph
+from yolocompress.compress.plan import PlanError, PrunePlan, PruneConfig, importance_scores, plan_combined
+from yolocompress.deploy.footprint import summarize_blocks
+from yolocompress.compress.surgery import compact_blocks
+from yolocompress.teach.sweep import importance_sweep, kept_gamma_share, round_to_table
+from yolocompress.teach.viz import plot_importance
+from yolocompress.darknet.weights import save_pt
 
 from prune_helpers import plan_for, realistic_gammas, sparse_model
 

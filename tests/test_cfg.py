@@ -1,10 +1,10 @@
 """cfg text <-> blocks: darknet's parsing rules, round trips, and clear errors for bad input."""
 import pytest
 
-from yolocompress.cfg import (CfgError, Conv, MaxPool, Route, Shortcut, Yolo, infer_shapes, parse_cfg,
+from yolocompress.darknet.cfg import (CfgError, Conv, MaxPool, Route, Shortcut, Yolo, infer_shapes, parse_cfg,
                               read_cfg, to_text)
 
-from yolocompress import zoo
+from yolocompress.darknet import zoo
 
 from conftest import ARCHS
 

@@ -8,8 +8,8 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from yolocompress._augment import affine_boxes, colour_matrix, jitter_colour, sanitize
-from yolocompress.data import (AugmentConfig, DataError, YoloDataset, collate, label_path, load_data_config,
+from yolocompress.data.augment import affine_boxes, colour_matrix, jitter_colour, sanitize
+from yolocompress.data.dataset import (AugmentConfig, DataError, YoloDataset, collate, label_path, load_data_config,
                                make_loader)
 
 NO_COLOUR = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)

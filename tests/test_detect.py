@@ -12,18 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from yolocompress import zoo
-from yolocompress.cfg import to_text
-from yolocompress.cli import main
-from yolocompress.detect import darknet_json_frame, draw_detections, nms_settings, predict
-from yolocompress.metrics import darknet_nms, darknet_postprocess
-from yolocompress.model import Darknet
-from yolocompress.resize import StretchDataset, darknet_resize, default_resize, to_darknet_float
-from yolocompress.synth import ShapesConfig, make_shapes
-from yolocompress.weights import darknet_weights_bytes, randomize
+from yolocompress.darknet import zoo
+from yolocompress.darknet.cfg import to_text
+from yolocompress.cli.main import main
+from yolocompress.deploy.detect import darknet_json_frame, draw_detections, nms_settings, predict
+from yolocompress.engine.metrics import darknet_nms, darknet_postprocess
+from yolocompress.darknet.model import Darknet
+from yolocompress.data.resize import StretchDataset, darknet_resize, default_resize, to_darknet_float
+from yolocompress.data.synth import ShapesConfig, make_shapes
+from yolocompress.darknet.weights import darknet_weights_bytes, randomize
 
 from darknet_ref import box_diou, darknet_heads, do_nms_sort, get_network_boxes, reported, resize_image
-from yolocompress.loader import load_model
+from yolocompress.darknet.loader import load_model
 
 CLASSES = 3
 
@@ -256,7 +256,7 @@ def test_letterbox_maps_boxes_back_through_the_padding():
     model = _model(seed=3, h=64, w=64, head_gain=4.0)
     tall = np.random.default_rng(3).integers(0, 256, (128, 64, 3), dtype=np.uint8)
     det = predict(model, tall, 64, 0.2, resize="letterbox")
-    from yolocompress._labels import letterbox
+    from yolocompress.data.labels import letterbox
     x = torch.from_numpy(letterbox(tall, 64)).float().div(255)[None]
     with torch.no_grad():
         raw = darknet_postprocess(model(x), (64, 64), 0.2)[0].numpy()
@@ -298,13 +298,13 @@ def shapes(tmp_path_factory):
 
 
 def test_stretch_dataset_items(shapes):
-    from yolocompress.data import load_data_config
+    from yolocompress.data.dataset import load_data_config
     data = load_data_config(shapes / "data.yaml")
     ds = StretchDataset(data.val, 96, nc=data.nc)
     x, lab, meta = ds[0]
     rgb = np.asarray(Image.open(data.val[0]).convert("RGB"))
     np.testing.assert_array_equal(x.numpy(), darknet_resize(to_darknet_float(rgb), 96, 96))
-    from yolocompress._labels import label_path, read_labels
+    from yolocompress.data.labels import label_path, read_labels
     np.testing.assert_array_equal(lab.numpy(), read_labels(label_path(data.val[0])))
 
 

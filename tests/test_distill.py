@@ -6,12 +6,12 @@ import types
 import pytest
 import torch
 
-from yolocompress.distill import (DistillConfig, DistillError, DistillTerm, bounded_box_loss, soft_classes,
+from yolocompress.compress.distill import (DistillConfig, DistillError, DistillTerm, bounded_box_loss, soft_classes,
                                   soft_objectness)
-from yolocompress.plan import PruneConfig, make_plan
-from yolocompress.surgery import apply_plan
-from yolocompress.weights import randomize
-from yolocompress.loader import load_model
+from yolocompress.compress.plan import PruneConfig, make_plan
+from yolocompress.compress.surgery import apply_plan
+from yolocompress.darknet.weights import randomize
+from yolocompress.darknet.loader import load_model
 
 TARGETS = torch.tensor([[0, 1, .5, .5, .2, .3], [1, 0, .2, .7, .1, .1], [1, 4, .8, .3, .4, .35]])
 
@@ -123,7 +123,7 @@ def test_soft_objectness_figure_draws_sigmoid_of_logit_over_t():
     distribution the Hinton objectness term compares (float32 both ways, so equal to rounding)."""
     import matplotlib
     matplotlib.use("Agg")
-    from yolocompress import viz
+    from yolocompress.teach import viz
     logits = torch.tensor([4.0, 0.5, -6.0])
     fig = viz.plot_soft_objectness(logits, ["#1", "#2", "#3"], temperatures=(1, 3))
     heights = [p.get_height() for p in fig.axes[0].patches]          # the T = 1 bars, then the T = 3 bars

@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from yolocompress import distributed as dist
-from yolocompress.data import load_data_config
-from yolocompress.sparsity import SparseConfig, SparsityHook
-from yolocompress.synth import ShapesConfig, make_shapes
-from yolocompress.train import TrainConfig, train
+from yolocompress.engine import distributed as dist
+from yolocompress.data.dataset import load_data_config
+from yolocompress.compress.sparsity import SparseConfig, SparsityHook
+from yolocompress.data.synth import ShapesConfig, make_shapes
+from yolocompress.engine.train import TrainConfig, train
 
 import ddp_worker
-from yolocompress.loader import load_model
+from yolocompress.darknet.loader import load_model
 
 CFG = dict(epochs=2, batch_size=8, img_size=64, optimizer="sgd", lr=0.01, max_batches=3, max_val_images=2,
            amp="off", warmup_epochs=0.5, augment=None)
@@ -53,7 +53,7 @@ def _params(out) -> dict:
 def _initial(data_yaml, img_size, dtype=torch.float32) -> dict:
     """The parameters every run starts from: what train() with from_scratch=True draws from seed 0 in
     ``dtype`` (float64 draws differ from float32 ones), head-bias priors applied."""
-    from yolocompress.train import init_head_bias, reset_weights, seed_everything
+    from yolocompress.engine.train import init_head_bias, reset_weights, seed_everything
     model = load_model("teach", classes=load_data_config(data_yaml).nc).to(dtype)
     seed_everything(0)
     reset_weights(model)

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from yolocompress.cfg import read_cfg
-from yolocompress.export import export_darknet, reload_matches
-from yolocompress.surgery import apply_plan
-from yolocompress.loader import load_model
+from yolocompress.darknet.cfg import read_cfg
+from yolocompress.deploy.export import export_darknet, reload_matches
+from yolocompress.compress.surgery import apply_plan
+from yolocompress.darknet.loader import load_model
 
 from prune_helpers import plan_for, sparse_model
 

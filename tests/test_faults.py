@@ -21,13 +21,13 @@ import pytest
 import torch
 from PIL import Image
 
-from yolocompress import io as yio
-from yolocompress.cli import main
-from yolocompress.data import DataError, YoloDataset, load_data_config
-from yolocompress.synth import ShapesConfig, make_shapes
-from yolocompress.train import TrainConfig, TrainingError, best_epoch, train
-from yolocompress.loader import load_model
-from yolocompress.weights import WeightsError, safe_load, save_darknet_weights, save_pt
+from yolocompress import files as yio
+from yolocompress.cli.main import main
+from yolocompress.data.dataset import DataError, YoloDataset, load_data_config
+from yolocompress.data.synth import ShapesConfig, make_shapes
+from yolocompress.engine.train import TrainConfig, TrainingError, best_epoch, train
+from yolocompress.darknet.loader import load_model
+from yolocompress.darknet.weights import WeightsError, safe_load, save_darknet_weights, save_pt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def replace(src, dst, *a, **k):
     if hit and seen[0] == nth:
         os.kill(os.getpid(), signal.SIGKILL)
 os.replace = replace
-from yolocompress.cli import main
+from yolocompress.cli.main import main
 sys.exit(main(sys.argv[4:]))
 """
 
@@ -434,7 +434,7 @@ def test_os_errors_map_to_one_line():
 
 
 def test_out_of_memory_is_one_line(capsys, monkeypatch):
-    import yolocompress.cli as cli
+    import yolocompress.cli.main as cli
 
     def alloc(args):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "

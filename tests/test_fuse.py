@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from yolocompress.cfg import Conv
-from yolocompress.export import export_darknet, reload_matches
-from yolocompress.model import Darknet
-from yolocompress import profile
-from yolocompress.profile import OtherLoad, latency, load_warning, time_interleaved
-from yolocompress.weights import randomize
-from yolocompress.loader import load_model
+from yolocompress.darknet.cfg import Conv
+from yolocompress.deploy.export import export_darknet, reload_matches
+from yolocompress.darknet.model import Darknet
+from yolocompress.deploy import footprint as profile
+from yolocompress.deploy.footprint import OtherLoad, latency, load_warning, time_interleaved
+from yolocompress.darknet.weights import randomize
+from yolocompress.darknet.loader import load_model
 
 U = 2.0 ** -24  # float32 unit roundoff
 ARCHS = ["teach", "yolov3-tiny", "yolov4-tiny", "yolov3", "yolov3-spp", "yolov4"]
@@ -139,7 +139,7 @@ def test_fused_model_saves_as_darknet(tmp_path):
 
 def test_fused_onnx_matches(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from yolocompress.export import export_onnx
+    from yolocompress.deploy.export import export_onnx
     model, fused, _ = _models("teach")
     path = export_onnx(model, tmp_path / "m.onnx", img_size=64)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # export fused a copy
@@ -157,7 +157,7 @@ def test_compiled_inference_matches():
     float32 weights, so, like ONNX Runtime above, within twice the tolerance of the fused model."""
     if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
         pytest.skip("torch.compile on the CPU needs a C++ compiler (g++ or c++ on PATH)")
-    from yolocompress.export import compile_inference
+    from yolocompress.deploy.export import compile_inference
     model, fused, _ = _models("teach")
     compiled = compile_inference(model, img_size=64)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the model is left alone

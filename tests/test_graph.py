@@ -1,6 +1,6 @@
 """The block graph: residual groups, channel spaces and protections, from the cfg alone."""
-from yolocompress import zoo
-from yolocompress.graph import ProtectOptions, build_graph
+from yolocompress.darknet import zoo
+from yolocompress.compress.graph import ProtectOptions, build_graph
 
 
 def test_residual_groups():

@@ -4,10 +4,10 @@ import copy
 import pytest
 import torch
 
-from yolocompress.cfg import Route, Shortcut, infer_shapes, parse_cfg, resolve, to_text
-from yolocompress.graph import build_graph
-from yolocompress.plan import PlanError, PruneConfig, bn_gammas, plan_layers, rank_blocks
-from yolocompress.surgery import apply_masks, apply_plan
+from yolocompress.darknet.cfg import Route, Shortcut, infer_shapes, parse_cfg, resolve, to_text
+from yolocompress.compress.graph import build_graph
+from yolocompress.compress.plan import PlanError, PruneConfig, bn_gammas, plan_layers, rank_blocks
+from yolocompress.compress.surgery import apply_masks, apply_plan
 
 from prune_helpers import assert_compact_equals_what_if, plan_for, sparse_model
 

@@ -3,10 +3,10 @@ weights, and refuses mistakes with the library's own errors."""
 import pytest
 import torch
 
-from yolocompress import zoo
-from yolocompress.cfg import CfgError, parse_cfg
-from yolocompress.loader import load_model
-from yolocompress.weights import WeightsError, randomize, save_darknet_weights, save_pt
+from yolocompress.darknet import zoo
+from yolocompress.darknet.cfg import CfgError, parse_cfg
+from yolocompress.darknet.loader import load_model
+from yolocompress.darknet.weights import WeightsError, randomize, save_darknet_weights, save_pt
 
 
 def _same_outputs(a, b) -> bool:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from yolocompress.metrics import DetectionEvaluator, postprocess
+from yolocompress.engine.metrics import DetectionEvaluator, postprocess
 
 S = 320  # input size, pixels
 NAMES = ["cat", "dog", "bird"]

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from yolocompress import zoo
-from yolocompress.cfg import parse_cfg
-from yolocompress.model import Darknet
-from yolocompress.weights import darknet_weights_bytes, randomize
+from yolocompress.darknet import zoo
+from yolocompress.darknet.cfg import parse_cfg
+from yolocompress.darknet.model import Darknet
+from yolocompress.darknet.weights import darknet_weights_bytes, randomize
 
 from conftest import ARCHS
 from darknet_ref import darknet_forward
-from yolocompress.loader import load_model
+from yolocompress.darknet.loader import load_model
 
 HEADS_416 = {"yolov3": [13, 26, 52], "yolov3-spp": [13, 26, 52], "yolov3-tiny": [13, 26],
              "yolov4": [52, 26, 13], "yolov4-tiny": [13, 26]}

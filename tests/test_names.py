@@ -3,12 +3,12 @@ import json
 
 import pytest
 
-from yolocompress.cfg import to_text
-from yolocompress.cli import main
-from yolocompress.data import DataError
-from yolocompress.names import check_names, label, load_names
-from yolocompress.weights import darknet_weights_bytes, randomize
-from yolocompress.loader import load_model
+from yolocompress.darknet.cfg import to_text
+from yolocompress.cli.main import main
+from yolocompress.data.dataset import DataError
+from yolocompress.data.names import check_names, label, load_names
+from yolocompress.darknet.weights import darknet_weights_bytes, randomize
+from yolocompress.darknet.loader import load_model
 
 
 def test_names_file_like_darknet(tmp_path):

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from yolocompress import nb, pipeline, viz
-from yolocompress.cli import build_parser
-from yolocompress.cli_train import _configs
-from yolocompress.distill import DistillConfig
-from yolocompress.plan import PruneConfig, make_plan
-from yolocompress.sparsity import SparseConfig
-from yolocompress.whatif import pool_gammas, ratio_at_threshold
+from yolocompress.teach import nb, pipeline, viz
+from yolocompress.cli.main import build_parser
+from yolocompress.cli.train import _configs
+from yolocompress.compress.distill import DistillConfig
+from yolocompress.compress.plan import PruneConfig, make_plan
+from yolocompress.compress.sparsity import SparseConfig
+from yolocompress.teach.whatif import pool_gammas, ratio_at_threshold
 
 matplotlib.use("Agg")
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -165,7 +165,7 @@ def test_setup_makes_the_data_and_names_the_run_directory(tmp_path, monkeypatch,
     def fake_ensure(out, *a, **k):
         asked.append(Path(out))
         return Path(out) / "data.yaml"
-    monkeypatch.setattr("yolocompress.synth.ensure_shapes", fake_ensure)
+    monkeypatch.setattr("yolocompress.data.synth.ensure_shapes", fake_ensure)
     s = nb.setup()
     assert asked == [tmp_path.resolve() / "data" / "shapes"]
     assert s.data == asked[0] / "data.yaml" and s.root == tmp_path.resolve()
@@ -174,9 +174,9 @@ def test_setup_makes_the_data_and_names_the_run_directory(tmp_path, monkeypatch,
 
 
 def test_depth_vs_width_cuts_and_times_each_variant():
-    from yolocompress.profile import gflops
-    from yolocompress.surgery import apply_plan
-    from yolocompress.whatif import depth_vs_width
+    from yolocompress.deploy.footprint import gflops
+    from yolocompress.compress.surgery import apply_plan
+    from yolocompress.teach.whatif import depth_vs_width
     model = viz.toy_residual_model()          # 10 layers, 2 residual blocks of 3 layers each
     base = PruneConfig(strategy="union", drop_blocks=1, min_keep=0.01, img_size=64)
     df = depth_vs_width(model, base, channel_ratios=[0.5], block_counts=[1, 2], combined_ratios=[0.5],
@@ -190,9 +190,9 @@ def test_depth_vs_width_cuts_and_times_each_variant():
 
 
 def test_what_if_evaluates_each_position_once(monkeypatch):
-    from yolocompress import sweep, whatif
-    from yolocompress.profile import gflops
-    from yolocompress.surgery import apply_plan
+    from yolocompress.teach import sweep, whatif
+    from yolocompress.deploy.footprint import gflops
+    from yolocompress.compress.surgery import apply_plan
     calls = []
     monkeypatch.setattr(sweep, "evaluate_on",      # WhatIf measures each plan through sweep.plan_row
                         lambda m, d, **k: calls.append(k) or types.SimpleNamespace(map50=0.5, map=0.25))
@@ -217,7 +217,7 @@ def _quick_settings(root, quick=True):
 def test_plot_history_maps_a_quick_stage_to_its_full_run_by_name(tmp_path, capsys):
     """Under QUICK a stage whose name carries its epoch count (control ...-ft1) is drawn beside the full
     run named differently (...-ft10) when the notebook maps it; a run the pack lacks is named, not fatal."""
-    from yolocompress import pack
+    from yolocompress.teach import pack
     pack.write_history(tmp_path / "docs", "control-x-ft10", pd.DataFrame({"epoch": [1, 10], "map50": [0.3, 0.6]}))
     pack.write_history(tmp_path / "docs", "baseline", pd.DataFrame({"epoch": [1, 30], "map50": [0.1, 0.8]}))
     h = pd.DataFrame({"epoch": [1], "map50": [0.05]})
@@ -234,7 +234,7 @@ def test_plot_history_maps_a_quick_stage_to_its_full_run_by_name(tmp_path, capsy
 
 
 def test_penalty_reference_and_table_put_the_full_runs_beside_the_quick_ones(tmp_path, monkeypatch):
-    from yolocompress import pack, widgets
+    from yolocompress.teach import pack, widgets
     docs = tmp_path / "docs"
     pack.write_table(docs, "penalty", pd.DataFrame({"s": [0.01, 0.1], "run": ["sparse-constant-s0.01-e6",
                      "sparse-constant-s0.1-e6"], "epochs": [6, 6], "map50": [0.7, 0.5], "map": [0.3, 0.2],
@@ -262,7 +262,7 @@ def test_penalty_reference_and_table_put_the_full_runs_beside_the_quick_ones(tmp
 
 
 def test_gamma_figures_draw_the_full_runs_beside_the_quick_ones(tmp_path, capsys):
-    from yolocompress import pack
+    from yolocompress.teach import pack
     docs = tmp_path / "docs"
     pack.write_gammas(docs, {"baseline": np.full(8, 0.3)})
     hist = {"edges": np.linspace(-4, 1, 11).tolist(), "epochs": [1, 2], "counts": np.ones((2, 10)).tolist()}
@@ -298,7 +298,7 @@ def test_kd_seeds_table_averages_each_finetune_over_its_seeds():
 
 
 def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, capsys):
-    from yolocompress import pack
+    from yolocompress.teach import pack
     plan = types.SimpleNamespace(strategy="union", ratio=0.9, dropped_blocks=list(range(16)))
     target = pipeline.Stage("union-r0.9-b16", None, extra={"plan": plan})
     s = _quick_settings(tmp_path)
@@ -315,7 +315,7 @@ def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, 
 
 
 def test_sweep_and_pareto_show_the_full_run_beside_a_quick_one(tmp_path, capsys):
-    from yolocompress import pack
+    from yolocompress.teach import pack
     docs = tmp_path / "docs"
     sweep = pd.DataFrame({"ratio": [0, 0.5], "GFLOPs": [0.2, 0.1], "map50": [0.8, 0.7]})
     pack.write_table(docs, "sensitivity-union", sweep)
@@ -359,8 +359,8 @@ def test_where_zeros_reports_what_a_threshold_cut_would_keep():
     """A model with no small gamma keeps all its GFLOPs; the toy with tiny gammas on most channels
     keeps less, and the fractions per price band lie in [0, 1]."""
     import torch
-    from yolocompress import zoo
-    from yolocompress.model import Darknet
+    from yolocompress.darknet import zoo
+    from yolocompress.darknet.model import Darknet
     dense = Darknet(zoo.teach(classes=1, width=4))
     with torch.no_grad():
         for m in dense.conv_layers().values():

@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from yolocompress import pipeline as pl, report, zoo
-from yolocompress.model import Darknet
-from yolocompress.synth import ShapesConfig, make_shapes
+from yolocompress.teach import pipeline as pl, report
+
+from yolocompress.darknet import zoo
+from yolocompress.darknet.model import Darknet
+from yolocompress.data.synth import ShapesConfig, make_shapes
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
     must find every one of them in the cache, so training is switched off while it runs."""
     import json
     from pathlib import Path
-    from yolocompress import pack, prefetch
+    from yolocompress.teach import pack, prefetch
     prefetch.prefetch(pc, jobs=2)
 
     def no_training(*a, **k):
@@ -110,7 +112,7 @@ def _row(name, kind, gflops, map50, control_of=None, distill=None):
 
 
 def test_headline_is_the_smallest_prune_within_a_point_of_its_control():
-    from yolocompress.report import headline
+    from yolocompress.teach.report import headline
     rows = [_row("base", "baseline", 1.0, 0.70),
             _row("a", "pruned", 0.25, 0.80), _row("b", "pruned", 0.15, 0.795), _row("c", "pruned", 0.10, 0.70),
             _row("d", "pruned", 0.05, 0.80, distill="hinton")]
@@ -124,7 +126,7 @@ def test_summary_compares_the_penalty_weightings_on_the_same_budget_prune():
     """The budget-ranking line reads only the uniform chain's prunes; the FLOPs-weighted sparse model's
     prune gets its own line, against its own same-epoch control; a uniform sparse branch (a shorter
     run) gets none."""
-    from yolocompress.report import _summary
+    from yolocompress.teach.report import _summary
     extra = dict(seed=None, epochs_total=60, target_gflops=0.2)
     rows = [_row("base", "baseline", 1.0, 0.70) | dict(seed=None), _row("sp", "sparse", 1.0, 0.72) | dict(seed=None),
             _row("g", "pruned", 0.2, 0.30) | extra | dict(importance="gamma", sparse_model="sp"),
@@ -144,7 +146,7 @@ def test_summary_compares_the_penalty_weightings_on_the_same_budget_prune():
 def test_prefetch_waves_name_each_stage_once():
     """Two processes must never train one stage at once: within a wave, every job is another stage
     (the KD target's plain seed-0 finetune is also the |gamma|-per-FLOP budget row, listed once)."""
-    from yolocompress import prefetch
+    from yolocompress.teach import prefetch
     pc = pl.PipelineConfig()
     for wave in prefetch.waves(pc):
         names = []
@@ -160,7 +162,7 @@ def test_the_distillation_target_can_have_its_own_budget():
     """``kd_budget`` moves the KD target (and every KD and plain-seed job of ``make demo``) to another
     budget, while the budget prune, its gradual twin and their rows stay at ``budget``; unset, the KD
     target is the budget prune itself (so earlier runs keep their cache keys)."""
-    from yolocompress import prefetch
+    from yolocompress.teach import prefetch
     same, own = pl.PipelineConfig(kd_budget=None), pl.PipelineConfig(kd_budget="5%")
     assert pl.kd_target_spec(same) == pl.budget_spec(same)
     assert pl.kd_target_spec(own)["target_gflops"] == "5%"
@@ -184,7 +186,7 @@ def test_model_text_names_the_class_count_in_words():
 def test_summary_says_whether_kd_beats_ties_or_loses_to_plain(kd_maps, verdict):
     """Plain seeds 0.62/0.63/0.64 (std 0.01): a KD mean 0.08 above is a win, 0.04 below a loss, equal
     a tie; differences that round to zero print as +0.000."""
-    from yolocompress.report import _signed, _summary
+    from yolocompress.teach.report import _signed, _summary
     rows = [_row("base", "baseline", 1.0, 0.70) | dict(seed=None),
             _row("ctl", "control-same-epochs", 1.0, 0.70, control_of="t") | dict(seed=None)]
     rows += [_row(f"t-{s}", "pruned", 0.05, m) | dict(seed=s) for s, m in enumerate((0.62, 0.63, 0.64))]

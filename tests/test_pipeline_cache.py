@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from yolocompress import pipeline
-from yolocompress.synth import ShapesConfig, make_shapes
+from yolocompress.teach import pipeline
+from yolocompress.data.synth import ShapesConfig, make_shapes
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from yolocompress.graph import ProtectOptions, build_graph
-from yolocompress.plan import (PlanError, PruneConfig, PrunePlan, bn_gammas, check_plan, plan_channels,
+from yolocompress.compress.graph import ProtectOptions, build_graph
+from yolocompress.compress.plan import (PlanError, PruneConfig, PrunePlan, bn_gammas, check_plan, plan_channels,
                                plan_combined)
 
 from prune_helpers import assert_compact_equals_what_if, plan_for, sparse_model

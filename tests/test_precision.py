@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from yolocompress import precision
-from yolocompress.precision import choose_amp, cpu_bf16_native
-from yolocompress.loader import load_model
+from yolocompress.engine import precision
+from yolocompress.engine.precision import choose_amp, cpu_bf16_native
+from yolocompress.darknet.loader import load_model
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -52,9 +52,9 @@ def test_unknown_mode_is_refused():
 
 
 def test_run_records_the_choice(tmp_path, monkeypatch):
-    from yolocompress.data import load_data_config
-    from yolocompress.synth import ShapesConfig, make_shapes
-    from yolocompress.train import TrainConfig, train
+    from yolocompress.data.dataset import load_data_config
+    from yolocompress.data.synth import ShapesConfig, make_shapes
+    from yolocompress.engine.train import TrainConfig, train
     monkeypatch.setattr(precision, "cpu_bf16_native", lambda: False)
     make_shapes(tmp_path / "d", ShapesConfig(n_train=4, n_val=2, img_size=64, seed=1), workers=1, progress=False)
     data = load_data_config(tmp_path / "d" / "data.yaml")

@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
-from yolocompress import zoo
-from yolocompress.cli import main
-from yolocompress.model import Darknet
-from yolocompress.profile import count_params, flops_by_stride, gflops, latency, layer_table
-from yolocompress.loader import load_model
+from yolocompress.darknet import zoo
+from yolocompress.cli.main import main
+from yolocompress.darknet.model import Darknet
+from yolocompress.deploy.footprint import count_params, flops_by_stride, gflops, latency, layer_table
+from yolocompress.darknet.loader import load_model
 
 FIGURES = {  # cfg: (params, GFLOPs = 2 x conv MACs) at 416
     "yolov3": (61_949_149, 65.864),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from yolocompress.report import README_END, README_START, readme_block, update_readme
+from yolocompress.teach.report import README_END, README_START, readme_block, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from yolocompress import zoo
-from yolocompress.weights import randomize
-from yolocompress.sparsity import SparseConfig, SparsityHook, local_decay_mask, penalised_convs, sparsity_stats
-from yolocompress.loader import load_model
+from yolocompress.darknet import zoo
+from yolocompress.darknet.weights import randomize
+from yolocompress.compress.sparsity import SparseConfig, SparsityHook, local_decay_mask, penalised_convs, sparsity_stats
+from yolocompress.darknet.loader import load_model
 
 
 def _ctx(progress):
@@ -96,8 +96,8 @@ def test_flops_weighting_scales_s_by_each_channels_relative_price():
     assert per_conv.mean().item() == pytest.approx(1.0, rel=1e-6)                # float32 mean of ~70 values
     # teach (width 8) at 128 px, by hand: layer 0 (3 -> 8, 3x3, 128x128) and the 3x3 stride-2 conv that
     # reads it (16 filters, 64x64): one channel of layer 0 costs 2*9*3*128^2 + 2*9*16*64^2 = 2,064,384 FLOPs
-    from yolocompress.cost import CostModel
-    from yolocompress.graph import build_graph
+    from yolocompress.compress.cost import CostModel
+    from yolocompress.compress.graph import build_graph
     assert CostModel(build_graph(model.blocks), 128).channel_price()[0] == 2_064_384
     assert per_conv[0] / per_conv.min() > 30              # the stem costs > 30x a channel of a 4x4 conv
     assert torch.allclose(hook.penalty(0.1), 0.1 * w) and torch.all(flat.penalty(0.1) == 0.1)
@@ -125,7 +125,7 @@ def test_unknown_weighting_is_refused():
 def test_zeros_by_price_counts_small_gammas_in_each_price_band():
     """Zero the gammas of the costliest penalised conv only: its band reports exactly its share of
     zeros, the other bands none; the shares add up to 1 (counts of channels, exact)."""
-    from yolocompress.sparsity import channel_weights, zeros_by_price
+    from yolocompress.compress.sparsity import channel_weights, zeros_by_price
     model = randomize(load_model("teach", classes=1), seed=0)
     layers = penalised_convs(model.blocks)
     w = channel_weights(model, layers, "flops")

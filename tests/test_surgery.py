@@ -3,13 +3,13 @@ the fold of removed channels' constants is exact inside the image."""
 import pytest
 import torch
 
-from yolocompress import zoo
-from yolocompress.cfg import Route, parse_cfg
-from yolocompress.graph import build_graph
-from yolocompress.model import Darknet
-from yolocompress.plan import PlanError, PruneConfig, make_plan
-from yolocompress.surgery import apply_plan
-from yolocompress.weights import randomize
+from yolocompress.darknet import zoo
+from yolocompress.darknet.cfg import Route, parse_cfg
+from yolocompress.compress.graph import build_graph
+from yolocompress.darknet.model import Darknet
+from yolocompress.compress.plan import PlanError, PruneConfig, make_plan
+from yolocompress.compress.surgery import apply_plan
+from yolocompress.darknet.weights import randomize
 
 from prune_helpers import assert_compact_equals_what_if, plan_for, sparse_model
 

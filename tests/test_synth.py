@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from yolocompress.data import load_data_config
-from yolocompress.synth import CLASS_NAMES, ShapesConfig, _yaml_text, ensure_shapes, make_shapes, render_image
+from yolocompress.data.dataset import load_data_config
+from yolocompress.data.synth import CLASS_NAMES, ShapesConfig, _yaml_text, ensure_shapes, make_shapes, render_image
 
 TINY = ShapesConfig(n_train=10, n_val=4, img_size=64, min_size=5, max_size=30, empty_prob=0.3, seed=3)
 
@@ -69,7 +69,7 @@ def test_sizes_in_pixels_and_classes_spread():
 
 
 def test_object_colours_contrast_with_background():
-    from yolocompress._synth_draw import _colour
+    from yolocompress.data.synth_draw import _colour
 
     rng = np.random.default_rng(0)
     bgs = rng.uniform(0, 255, (500, 3))

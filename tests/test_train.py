@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
-from yolocompress.cli import main
-from yolocompress.data import load_data_config
-from yolocompress.loss import LossConfig, YoloLoss, build_targets
-from yolocompress.synth import ShapesConfig, make_shapes
-from yolocompress.train import TrainConfig, TrainingError, lr_factor, train
-from yolocompress.loader import load_model
+from yolocompress.cli.main import main
+from yolocompress.data.dataset import load_data_config
+from yolocompress.engine.loss import LossConfig, YoloLoss, build_targets
+from yolocompress.data.synth import ShapesConfig, make_shapes
+from yolocompress.engine.train import TrainConfig, TrainingError, lr_factor, train
+from yolocompress.darknet.loader import load_model
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from yolocompress.cfg import parse_cfg
-from yolocompress.loader import load_model
-from yolocompress.model import Darknet
-from yolocompress.weights import (WeightsError, WeightsHeader, darknet_weights_bytes, load_darknet_weights,
+from yolocompress.darknet.cfg import parse_cfg
+from yolocompress.darknet.loader import load_model
+from yolocompress.darknet.model import Darknet
+from yolocompress.darknet.weights import (WeightsError, WeightsHeader, darknet_weights_bytes, load_darknet_weights,
                                   randomize, save_darknet_weights, save_pt, weights_float_count)
 
 

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from yolocompress import zoo
-from yolocompress.cfg import Conv, Shortcut, Upsample, Yolo, read_cfg
-from yolocompress.profile import count_params, gflops
+from yolocompress.darknet import zoo
+from yolocompress.darknet.cfg import Conv, Shortcut, Upsample, Yolo, read_cfg
+from yolocompress.deploy.footprint import count_params, gflops
 
 from conftest import ARCHS, upstream_cfg
-from yolocompress.loader import load_model
+from yolocompress.darknet.loader import load_model
 
 
 @pytest.mark.parametrize("name", ARCHS)

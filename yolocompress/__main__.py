@@ -1,6 +1,6 @@
 """``python -m yolocompress``: see ``yolocompress.cli``."""
 import sys
 
-from .cli import main
+from .cli.main import main
 
 sys.exit(main())

@@ -1,0 +1,46 @@
+"""Pieces every CLI verb shares: the user-error type, the model flags, table printing."""
+from __future__ import annotations
+
+import argparse
+
+
+class UserError(ValueError):
+    """A mistake in what the user asked for; printed as one line, exit status 2."""
+
+
+def add_model_args(p, weights_required: bool = False, weights_help: str | None = None) -> None:
+    p.add_argument("--cfg", help="a .cfg file or a zoo name (teach, yolov3, yolov3-spp, yolov3-tiny, yolov4, "
+                                 "yolov4-tiny); may be omitted when --weights is a yolocompress .pt")
+    p.add_argument("--weights", required=weights_required,
+                   help=weights_help or "weights: darknet .weights or a yolocompress .pt")
+    p.add_argument("--classes", type=int, default=None,
+                   help="class count for zoo names (default: the dataset's)")
+
+
+def model_from_flags(cfg: str | None, weights: str | None, classes: int | None = None, data_nc: int | None = None):
+    """--cfg/--weights/--classes -> :func:`yolocompress.darknet.loader.load_model`; the class count is
+    --classes or the dataset's, and the two must agree when both are given."""
+    from yolocompress.darknet.loader import load_model
+    if classes and data_nc and classes != data_nc:
+        raise UserError(f"--classes {classes} but the dataset has {data_nc} classes")
+    return load_model(cfg, weights, classes=data_nc or classes)
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each flag's default, except where there is none (None or an off switch)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def field_default(cls, name: str):
+    """A dataclass field's default, so a CLI flag's default is the config's, written once."""
+    return cls.__dataclass_fields__[name].default
+
+
+def print_table(df, floats: str = "{:.3f}") -> None:
+    import pandas as pd
+    with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_columns", None):
+        print(df.to_string(index=False, float_format=floats.format))

@@ -1,0 +1,209 @@
+"""CLI verbs ``prune``, ``sweep`` and ``export``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .common import UserError, add_model_args, model_from_flags, print_table
+
+
+def _out_dir(path: str, exist_ok: bool) -> Path:
+    """Check --out before any work; the set is then written with ``io.atomic_dir`` (all or nothing)."""
+    from yolocompress.files import check_output_dir
+    return check_output_dir(path, exist_ok)
+
+
+def _add_prune_config_args(p, strategies: tuple) -> None:
+    """Flags of every ``PruneConfig`` field; each default is read from the dataclass (written once)."""
+    from yolocompress.compress.plan import IMPORTANCES, RANKS, PruneConfig
+    d = PruneConfig()
+    p.add_argument("--strategy", choices=strategies, required=True,
+                   help="channel strategy; 'none' with --drop-blocks prunes layers only")
+    p.add_argument("--ratio", type=float, default=d.ratio,
+                   help="fraction of the threshold pool to remove (ignored with --target-gflops)")
+    p.add_argument("--min-keep", type=float, default=d.min_keep, help="union: per-layer floor, fraction of channels")
+    p.add_argument("--drop-blocks", "--blocks", dest="drop_blocks", type=int, default=d.drop_blocks, metavar="N",
+                   help="also drop N residual blocks (layer pruning)")
+    p.add_argument("--rank", choices=RANKS, default=d.rank, help="block score for layer pruning")
+    p.add_argument("--no-protect-spp", action="store_true", help="allow pruning the conv that feeds SPP")
+    p.add_argument("--no-protect-upsample", action="store_true", help="allow pruning the convs before upsamples")
+    p.add_argument("--round-to", type=int, default=d.round_to, metavar="N",
+                   help="keep each pruned conv's channel count a multiple of N (1: off; 8 or 16 suit SIMD units)")
+    p.add_argument("--target-gflops", default=d.target_gflops, metavar="G",
+                   help="prune to a budget: G GFLOPs, or G%% of the unpruned model's (e.g. 20%%); finds the "
+                        "ratio by bisection, with --drop-blocks blocks dropped too")
+    p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,
+                   help="what the threshold ranks: |gamma|, or |gamma| per FLOP the channel costs "
+                        "(greedy knapsack under a FLOPs budget)")
+    p.add_argument("--img-size", type=int, default=d.img_size,
+                   help="input size for GFLOPs and the budget (default: the cfg's)")
+
+
+def prune_config(args):
+    """The ``PruneConfig`` the flags ask for."""
+    from yolocompress.compress.graph import ProtectOptions
+    from yolocompress.compress.plan import PruneConfig
+    protect = ProtectOptions(spp=not args.no_protect_spp, upsample=not args.no_protect_upsample)
+    return PruneConfig(strategy=args.strategy, ratio=args.ratio, min_keep=args.min_keep,
+                       drop_blocks=args.drop_blocks, rank=args.rank, protect=protect, round_to=args.round_to,
+                       target_gflops=args.target_gflops, importance=args.importance, img_size=args.img_size)
+
+
+def add_prune(sub) -> None:
+    p = sub.add_parser("prune", help="channel and/or layer pruning: cfg + weights in, smaller cfg + weights out",
+                       description="Prune a (sparse-trained) model. Writes OUT/pruned.cfg, OUT/pruned.weights, "
+                                   "OUT/pruned.pt and OUT/plan.json, and prints a before/after table.")
+    add_model_args(p, weights_required=True)
+    _add_prune_config_args(p, ("conservative", "shared", "union", "none"))
+    p.add_argument("--data", help="also report mAP of the original, the what-if and the compact model")
+    p.add_argument("--eval-size", type=int, default=128, help="input size for --data evaluation")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="replace the set of files a previous prune/export wrote in --out (as a whole)")
+    p.set_defaults(run=run_prune)
+
+
+def run_prune(args) -> None:
+    from yolocompress.deploy.export import export_darknet, reload_matches
+    from yolocompress.compress.graph import build_graph
+    from yolocompress.files import atomic_dir
+    from yolocompress.compress.plan import make_plan
+    from yolocompress.compress.surgery import apply_plan
+    config = prune_config(args)
+    if config.strategy == "none" and not config.drop_blocks:
+        raise UserError("--strategy none prunes nothing unless --drop-blocks N is given")
+    out = _out_dir(args.out, args.exist_ok)
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
+    graph = build_graph(model.blocks, config.protect)
+    plan = make_plan(model, config, graph, source=str(args.weights))
+    compact = apply_plan(model, plan, graph).eval()
+    with atomic_dir(out, replace=args.exist_ok) as tmp:   # cfg, weights, pt and plan appear together
+        staged = export_darknet(compact, tmp, "pruned", plan=plan.to_dict(), source=str(args.weights))
+        plan.save(tmp / "plan.json")
+        reload_matches(compact, staged["cfg"], staged["weights"], img_size=64)
+    paths = {k: out / p.name for k, p in staged.items()}
+    print(plan.describe())
+    changed = plan.summary()
+    print_table(changed[changed["after"] < changed["before"]], floats="{:.1f}")
+    _print_before_after(model, compact, plan.img_size)
+    if args.data:
+        _report_map(model, plan, compact, graph, args)
+    print(f"\nwrote {paths['cfg']}, {paths['weights']}, {paths['pt']}, {out / 'plan.json'}")
+
+
+def _print_before_after(model, compact, size: int) -> None:
+    from yolocompress.deploy.footprint import summarize_blocks
+    before, after = summarize_blocks(model.blocks, size), summarize_blocks(compact.blocks, size)
+    print(f"\n{'':14}{'before':>14}{'after':>14}{'ratio':>8}")
+    for name, a, b in (("layers", before.layers, after.layers), ("params", before.params, after.params),
+                       (f"GFLOPs@{size}", before.gflops, after.gflops)):
+        print(f"{name:14}{a:>14,.3f}{b:>14,.3f}{b / a:>8.3f}" if isinstance(a, float) else
+              f"{name:14}{a:>14,}{b:>14,}{b / a:>8.3f}")
+
+
+def _report_map(model, plan, compact, graph, args) -> None:
+    from yolocompress.data.dataset import load_data_config
+    from yolocompress.compress.surgery import apply_masks
+    from yolocompress.engine.evaluate import evaluate_on
+    data = load_data_config(args.data)
+    if model.num_classes != data.nc:
+        raise UserError(f"the model has {model.num_classes} classes, the dataset {data.nc}")
+    print(f"\nmAP on {args.data} (val, {args.eval_size} px):")
+    for name, m in (("original", model), ("what-if", apply_masks(model, plan, graph)), ("compact", compact)):
+        r = evaluate_on(m, data, img_size=args.eval_size)
+        print(f"  {name:9} mAP@0.5 {r.map50:.4f}   mAP@0.5:0.95 {r.map:.4f}")
+
+
+def add_sweep(sub) -> None:
+    from yolocompress.compress.plan import IMPORTANCES, STRATEGIES, PruneConfig
+    d = PruneConfig()
+    p = sub.add_parser("sweep", help="mAP and GFLOPs of the what-if across prune ratios (or GFLOPs budgets)",
+                       description="Sensitivity sweep: prune at each ratio, evaluate the masked what-if "
+                                   "(no finetune), and report mAP and GFLOPs as a table and a plot. With "
+                                   "--budgets: prune to each GFLOPs budget with every --importance ranking "
+                                   "and compare them at equal GFLOPs.")
+    add_model_args(p, weights_required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
+    p.add_argument("--ratios", default="0.1:0.95:0.05", help="start:stop:step or a comma list")
+    p.add_argument("--budgets", default=None, metavar="G,G,...",
+                   help="instead of --ratios: GFLOPs budgets (e.g. 60%%,40%%,20%% or 0.1,0.05), each pruned "
+                        "with every importance (%s)" % ", ".join(IMPORTANCES))
+    p.add_argument("--min-keep", type=float, default=d.min_keep)
+    p.add_argument("--drop-blocks", type=int, default=d.drop_blocks, metavar="N", help="residual blocks dropped too")
+    p.add_argument("--round-to", type=int, default=d.round_to, metavar="N", help="channel counts a multiple of N")
+    p.add_argument("--importance", choices=IMPORTANCES, default=d.importance, help="ranking for --ratios")
+    p.add_argument("--img-size", type=int, default=128)
+    p.add_argument("--max-drop", type=float, default=0.01, help="report the largest ratio within this mAP drop")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate on at most this many val images")
+    p.add_argument("--out", default="runs/sweep", help="folder for sweep.csv and sweep.png")
+    p.set_defaults(run=run_sweep)
+
+
+def run_sweep(args) -> None:
+    import io
+    from yolocompress.data.dataset import load_data_config
+    from yolocompress.files import atomic_write_bytes, atomic_write_text
+    from yolocompress.compress.plan import PruneConfig
+    from yolocompress.teach.sweep import importance_sweep, largest_ratio_within, parse_ratios, sensitivity_sweep
+    from yolocompress.teach.viz import plot_importance, plot_sweep
+    data = load_data_config(args.data)
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc).eval()
+    config = PruneConfig(strategy=args.strategy, min_keep=args.min_keep, drop_blocks=args.drop_blocks,
+                         round_to=args.round_to, importance=args.importance, img_size=args.img_size)
+    if args.budgets:
+        df = importance_sweep(model, config, args.budgets.split(","), data, args.max_images)
+        fig = plot_importance(df)
+    else:
+        df = sensitivity_sweep(model, data, config, parse_ratios(args.ratios), args.img_size, args.max_images)
+        fig = plot_sweep({args.strategy: df})
+    out = Path(args.out)
+    atomic_write_text(out / "sweep.csv", df.to_csv(index=False))
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(out / "sweep.png", png.getvalue())
+    print_table(df, floats="{:.4f}")
+    if not args.budgets:
+        best = largest_ratio_within(df, args.max_drop)
+        print(f"\nlargest ratio with mAP@0.5 within {args.max_drop} of unpruned: {best}")
+    print(f"wrote {out / 'sweep.csv'} and {out / 'sweep.png'}")
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a model as darknet cfg + weights, .pt and (optionally) ONNX",
+                       description="Export weights to Darknet cfg + .weights, a plain-data .pt, and ONNX "
+                                   "(checked with onnxruntime).")
+    add_model_args(p, weights_required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--name", default="model", help="file name stem")
+    p.add_argument("--onnx", action="store_true", help="also write NAME.onnx and check it with onnxruntime")
+    p.add_argument("--img-size", type=int, default=None, help="ONNX input size (default: the cfg's)")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="replace the set of files a previous prune/export wrote in --out (as a whole)")
+    p.add_argument("--names", help="class names (.names, .data or yaml): also write OUT/NAME.names for darknet")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args) -> None:
+    from yolocompress.deploy.export import export_darknet, export_onnx, onnx_matches, reload_matches
+    from yolocompress.files import atomic_dir
+    out = _out_dir(args.out, args.exist_ok)
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
+    if args.names:
+        from yolocompress.data.names import check_names, load_names
+        names = check_names(load_names(args.names), model.num_classes, args.names)
+    with atomic_dir(out, replace=args.exist_ok) as tmp:    # every file of the set appears together
+        staged = export_darknet(model, tmp, args.name)
+        if args.names:
+            staged["names"] = tmp / f"{args.name}.names"
+            staged["names"].write_text("\n".join(names) + "\n")
+        diff = reload_matches(model, staged["cfg"], staged["weights"], img_size=64)
+        if args.onnx:
+            size = args.img_size or model.net.width
+            staged["onnx"] = export_onnx(model, tmp / f"{args.name}.onnx", size)
+            onnx_diff = onnx_matches(model, staged["onnx"], size)
+    paths = {k: out / p.name for k, p in staged.items()}
+    print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")
+    if args.onnx:
+        print(f"wrote {paths['onnx']} (onnxruntime max |diff| {onnx_diff:.2e})")
+    print(json.dumps({k: str(v) for k, v in paths.items() if k != "onnx"}))

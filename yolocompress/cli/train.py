@@ -1,0 +1,273 @@
+"""CLI verbs ``train``, ``eval`` and ``detect``: flags -> configs -> the library's functions."""
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+from .common import DefaultsFormatter, UserError, add_model_args, field_default, model_from_flags, print_table
+from yolocompress.compress.distill import KINDS, DistillConfig
+from yolocompress.engine.precision import MODES
+from yolocompress.compress.sparsity import SCHEDULES, SCOPES, WEIGHTINGS, SparseConfig
+from yolocompress.engine.train import TrainConfig
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model: baseline, sparse training, finetune, distillation",
+                       formatter_class=DefaultsFormatter,
+                       description="Train a Darknet model on a YOLO-format dataset. The same command does "
+                                   "baseline training, sparse training (--sparsity) and finetuning with "
+                                   "knowledge distillation (--teacher-cfg/--teacher-weights/--distill).")
+    add_model_args(p, weights_help="initial weights (.weights or .pt); omit to train from scratch")
+    p.add_argument("--data", help="dataset: Ultralytics-style .yaml or darknet .data (required, except with "
+                                  "--resume, which reuses the run's own)")
+    p.add_argument("--out", required=True, help="run directory (refused if it exists, unless --resume/--exist-ok)")
+    _add_schedule_flags(p)
+    _add_run_flags(p)
+    _add_sparsity_flags(p.add_argument_group("sparse training (L1 on BN gamma)"))
+    _add_distill_flags(p.add_argument_group("knowledge distillation"))
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run_train)
+
+
+def _add_schedule_flags(p) -> None:
+    """What is trained and how fast; every default is TrainConfig's."""
+    t = partial(field_default, TrainConfig)
+    p.add_argument("--epochs", type=int, default=t("epochs"), help="passes over the training set")
+    p.add_argument("--img-size", type=int, default=t("img_size"), help="square input size, px (multiple of 32)")
+    p.add_argument("--batch-size", type=int, default=t("batch_size"), help="global batch (all processes together)")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default=t("optimizer"), help="sgd or adam (AdamW)")
+    p.add_argument("--lr", type=float, default=t("lr"), help="peak learning rate")
+    p.add_argument("--schedule", choices=["cosine", "step"], default=t("schedule"), help="learning-rate decay")
+    p.add_argument("--warmup-epochs", type=float, default=t("warmup_epochs"), help="linear lr warm-up")
+    p.add_argument("--amp", choices=list(MODES), default=t("amp"),
+                   help="mixed precision: auto = fp16 on CUDA, bf16 on a CPU with native bf16 units "
+                        "(AVX512-BF16/AMX; ~1.5x faster there), fp32 otherwise - emulated bf16 is ~10x slower; "
+                        "the choice and its reason go to the log and config.json")
+    p.add_argument("--seed", type=int, default=t("seed"), help="the run's only source of randomness")
+    p.add_argument("--micro-batches", type=int, default=t("micro_batches"),
+                   help="split each batch into this many chunks (gradient accumulation: less memory, and "
+                        "the exact arithmetic of a run on that many processes)")
+
+
+def _add_run_flags(p) -> None:
+    """Where and how the run executes; every default is TrainConfig's."""
+    t = partial(field_default, TrainConfig)
+    p.add_argument("--device", default=t("device"), help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--workers", type=int, default=t("workers"), help="data-loading worker processes")
+    p.add_argument("--eval-every", type=int, default=t("eval_every"), help="evaluate every k epochs (and after the last)")
+    p.add_argument("--max-val-images", type=int, default=t("max_val_images"),
+                   help="evaluate on at most this many val images")
+    p.add_argument("--max-batches", type=int, default=t("max_batches"),
+                   help="stop each epoch after this many batches (quick runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly where it stopped, with the run's own settings "
+                        "(from its config.json); other flags are refused if they differ, except --device, "
+                        "--workers and --quiet")
+    p.add_argument("--exist-ok", action="store_true", help="replace the files of an existing run in --out")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun, CUDA)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip images whose file or label file is unreadable (each listed in a warning) "
+                        "instead of stopping at the first")
+
+
+def _add_sparsity_flags(g) -> None:
+    """Every default but --sparsity's (0: off) is SparseConfig's."""
+    s = partial(field_default, SparseConfig)
+    g.add_argument("--sparsity", type=float, default=0.0, metavar="S",
+                   help=f"penalty s (0: off). SGD: ~{s('s'):g} (the original's value); AdamW: ~0.1 "
+                        "(s competes with Adam-normalised gradients)")
+    g.add_argument("--sparsity-schedule", choices=list(SCHEDULES), default=s("schedule"), help="how s changes")
+    g.add_argument("--sparsity-scope", choices=list(SCOPES), default=s("scope"),
+                   help="all: for shared/union/layer pruning; conservative: skip residual-tied convs")
+    g.add_argument("--sparsity-weighting", choices=list(WEIGHTINGS), default=s("weighting"),
+                   help="uniform: the same s for every channel (Network Slimming); flops: s x the FLOPs one "
+                        "channel of its conv costs, relative to the mean (aims at costly high-resolution "
+                        "channels; pair with prune --importance gamma-per-flop; with AdamW it did not pay on the "
+                        "teaching model, see notebook 03)")
+    g.add_argument("--decay-at", type=float, default=s("decay_at"), help="fraction of training after which s decays")
+    g.add_argument("--local-keep", type=float, default=s("local_keep"),
+                   help="local-decay: channels surviving a prune at this ratio get s x decay factor")
+
+
+def _add_distill_flags(g) -> None:
+    """Every default is DistillConfig's."""
+    d = partial(field_default, DistillConfig)
+    g.add_argument("--teacher-cfg", help="teacher cfg (or zoo name); not needed for a yolocompress .pt")
+    g.add_argument("--teacher-weights", help="teacher weights (.weights or .pt)")
+    g.add_argument("--distill", choices=list(KINDS), help="distillation variant")
+    g.add_argument("--distill-weight", type=float, default=d("weight"), help="alpha, multiplies every KD term")
+    g.add_argument("--temperature", type=float, default=d("temperature"), help="T of the soft targets")
+    g.add_argument("--margin", type=float, default=d("margin"), help="bounded: margin m")
+
+
+def _configs(args):
+    from yolocompress.data.dataset import AugmentConfig
+    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size,
+                     optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
+                     warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
+                     seed=args.seed, workers=args.workers, device=args.device,
+                     max_val_images=args.max_val_images, max_batches=getattr(args, "max_batches", None),
+                     sync_bn=args.sync_bn, micro_batches=getattr(args, "micro_batches", 1),
+                     skip_bad=getattr(args, "skip_bad", False), augment=AugmentConfig(),
+                     from_scratch=args.weights is None)
+    sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
+                      weighting=args.sparsity_weighting,
+                      decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
+    if args.distill and not args.teacher_weights:
+        raise UserError("--distill needs --teacher-weights (and --teacher-cfg unless they are a yolocompress .pt)")
+    if (args.teacher_cfg or args.teacher_weights) and not args.distill:
+        raise UserError("a teacher was given but no --distill {hinton,bounded}")
+    dc = DistillConfig(kind=args.distill, weight=args.distill_weight, temperature=args.temperature,
+                       margin=args.margin) if args.distill else None
+    return tc, sc, dc
+
+
+_PATH_ARGS = ("data", "cfg", "weights", "teacher_cfg", "teacher_weights")
+_RESUME_FREE = {"out", "resume", "quiet", "device", "workers"}   # may differ from the run's own on --resume
+
+
+def run_train(args) -> None:
+    from yolocompress.compress.recipe import train_recipe
+    from yolocompress.data.dataset import load_data_config
+    from yolocompress.darknet.loader import load_model
+    out = Path(args.out)
+    if args.resume:
+        args = _args_from_saved(args, out)
+    elif not args.data:
+        raise UserError("--data is required (only --resume reuses the run's own dataset)")
+    data = load_data_config(args.data)
+    tc, sc, dc = _configs(args)
+    model = load_model(out / "last.pt") if args.resume else \
+        model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
+    teacher = model_from_flags(args.teacher_cfg, args.teacher_weights, classes=args.classes, data_nc=data.nc) \
+        if dc else None
+    saved = {k: v for k, v in vars(args).items() if k not in ("run", "explicit")}
+    saved.update({k: str(Path(saved[k]).resolve()) for k in _PATH_ARGS if saved.get(k) and Path(saved[k]).exists()})
+    result = train_recipe(model, data, tc, out, sparsity=sc, teacher=teacher, distill=dc, resume=args.resume,
+                          exist_ok=args.exist_ok, progress=not args.quiet, meta={"args": saved})
+    print(f"best mAP@0.5 {result.best_map50:.4f}; weights: {out / 'best.pt'} (best), {out / 'last.pt'} (last)")
+
+
+def _stored_path(value: str | None, run_dir: Path) -> str | None:
+    """A path stored in config.json: absolute, or (older runs) relative to the run directory or the cwd."""
+    if not value or Path(value).is_absolute():
+        return value
+    beside = run_dir / value
+    return str(beside) if beside.exists() else value
+
+
+def _args_from_saved(args, out: Path):
+    """--resume: every setting comes from the run's config.json, so the run continues unchanged;
+    a flag that differs from the run's setting is refused, naming it."""
+    import argparse
+    if not (out / "last.pt").is_file():
+        raise UserError(f"--resume: {out / 'last.pt'} does not exist; nothing to resume")
+    try:
+        saved = json.loads((out / "config.json").read_text())["meta"]["args"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--resume: {out / 'config.json'} is missing or holds no command-line settings; "
+                        "was this run started by the train command?") from None
+    saved = {**saved, **{k: _stored_path(saved.get(k), out) for k in _PATH_ARGS}}
+    given = getattr(args, "explicit", set(vars(args))) - _RESUME_FREE
+    conflicts = [f"--{k.replace('_', '-')} {getattr(args, k)} (the run has {saved.get(k)})" for k in sorted(given)
+                 if k in saved and not _same(k, getattr(args, k), saved[k])]
+    if args.exist_ok:
+        conflicts.append("--exist-ok (a resumed run keeps its files)")
+    if conflicts:
+        raise UserError("--resume continues the run with its own settings, but these flags differ: "
+                        + "; ".join(conflicts) + "; drop them, or start a new run in another --out")
+    merged = dict(saved)
+    merged.update(resume=True, exist_ok=False, out=args.out, run=args.run,
+                  **{k: getattr(args, k) for k in _RESUME_FREE - {"out", "resume"}})
+    return argparse.Namespace(**merged)
+
+
+def _same(key: str, given, saved) -> bool:
+    if key in _PATH_ARGS and given and saved and Path(given).exists():
+        return Path(given).resolve() == Path(saved).resolve()
+    return given == saved
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="mAP@0.5, mAP@0.5:0.95, P, R and per-class AP on a dataset",
+                       description="Evaluate weights on a dataset split with the COCO evaluator (pycocotools).")
+    add_model_args(p, weights_required=True)
+    p.add_argument("--data", required=True, help="dataset .yaml or .data")
+    p.add_argument("--split", choices=["val", "train"], default="val")
+    p.add_argument("--img-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_resize_arg(p)
+    p.add_argument("--names", help="class names for the table: a darknet .names or .data file, or a yaml "
+                                   "(default: the dataset's)")
+    p.set_defaults(run=run_eval)
+
+
+RESIZE_HELP = ("how images reach the network: 'stretch' = darknet's resize_image to the full input size "
+               "(what darknet detector test does and what darknet-trained weights expect), 'letterbox' = "
+               "keep the aspect ratio and pad (what models trained here expect). Default: by the weights "
+               "file - stretch for a darknet .weights, letterbox for a yolocompress .pt; pass it "
+               "explicitly for a .weights exported from a model trained here")
+
+
+def add_resize_arg(p) -> None:
+    p.add_argument("--resize", choices=["stretch", "letterbox"], default=None, help=RESIZE_HELP)
+
+
+def run_eval(args) -> None:
+    from yolocompress.data.dataset import load_data_config
+    from yolocompress.engine.evaluate import evaluate_on
+    from yolocompress.engine.precision import pick_device
+    from yolocompress.data.resize import default_resize, evaluate_stretched
+    data = load_data_config(args.data)
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc).eval().fuse()
+    if args.names:
+        import dataclasses
+        from yolocompress.data.names import check_names, load_names
+        data = dataclasses.replace(data, names=check_names(load_names(args.names), data.nc, args.names))
+    if args.img_size % 32:
+        raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
+    run = evaluate_stretched if (args.resize or default_resize(args.weights)) == "stretch" else evaluate_on
+    m = run(model, data, args.split, args.img_size, args.batch_size, progress=not args.json,
+            device=pick_device(args.device))
+    if args.json:
+        print(json.dumps(m.as_dict()))
+        return
+    print(f"mAP@0.5 {m.map50:.4f}   mAP@0.5:0.95 {m.map:.4f}   P {m.precision:.4f}   R {m.recall:.4f}   "
+          f"(at conf {m.conf:.3f}, {m.n_images} images)")
+    print_table(m.per_class, floats="{:.4f}")
+
+
+def add_detect(sub) -> None:
+    p = sub.add_parser("detect", help="draw detections on images",
+                       description="Run a model on an image or a folder of images; writes annotated PNGs "
+                                   "and YOLO-format .txt predictions (class cx cy w h score) into --out, "
+                                   "and with --json darknet's -out result.json. Postprocessing is "
+                                   "darknet's: score = objectness x class probability, every class above "
+                                   "--conf reported per box, per-class NMS of the cfg's nms_kind.")
+    add_model_args(p, weights_required=True)
+    p.add_argument("--source", required=True, help="an image file or a folder of images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--img-size", type=int, default=None,
+                   help="square input side, px (default: the cfg's [net] width x height with stretch, "
+                        "128 with letterbox)")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold (darknet's -thresh)")
+    p.add_argument("--iou", type=float, default=0.45, help="NMS threshold (darknet's 0.45)")
+    p.add_argument("--names", help="class names: a darknet .names or .data file, or a dataset yaml")
+    add_resize_arg(p)
+    p.add_argument("--json", action="store_true",
+                   help="also write OUT/result.json in darknet's 'detector test -out' layout")
+    p.set_defaults(run=run_detect)
+
+
+def run_detect(args) -> None:
+    from yolocompress.deploy.detect import detect_folder
+    from yolocompress.data.names import check_names, load_names
+    from yolocompress.data.resize import default_resize
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval().fuse()   # BN folded: inference only
+    names = check_names(load_names(args.names), model.num_classes, args.names) if args.names else ()
+    n = detect_folder(model, args.source, args.out, args.img_size, args.conf, args.iou, names,
+                      resize=args.resize or default_resize(args.weights), write_json=args.json, progress=True)
+    print(f"wrote {n} annotated images to {args.out}" + (f" and {Path(args.out) / 'result.json'}" if args.json else ""))

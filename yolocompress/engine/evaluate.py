@@ -1,0 +1,50 @@
+"""Evaluation, its own stage: a model's mAP@0.5, mAP@0.5:0.95, precision, recall and per-class AP
+on a YOLO-format split, with the COCO evaluator (``metrics.py``).
+
+The trainer calls it between epochs; pruning sweeps, the pipeline and the CLI call it directly, so
+none of them needs the trainer to measure a model.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from yolocompress.data.dataset import DataConfig, YoloDataset, make_loader
+from .metrics import DetectionEvaluator, DetectionMetrics
+from yolocompress.darknet.model import Darknet, model_dtype
+
+
+@torch.no_grad()
+def evaluate(model: Darknet, loader, names: Sequence[str], img_size: int, device: torch.device | None = None,
+             conf_thres: float = 0.001, nms_iou: float = 0.6, amp: torch.dtype | None = None,
+             progress: bool = False) -> DetectionMetrics:
+    """mAP@0.5, mAP@0.5:0.95, P, R and per-class AP of ``model`` on a loader (COCO evaluator).
+    ``amp``: the autocast dtype of the forward passes (None: the model's own precision)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    ev = DetectionEvaluator(names, img_size, conf_thres=conf_thres, iou_thres=nms_iou)
+    try:
+        for images, targets, _ in tqdm(loader, desc="eval", leave=False, disable=not progress):
+            images = images.to(device, dtype=model_dtype(model), non_blocking=True)  # (B, 3, S, S)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                pred = model(images)                                                  # (B, N, 5 + C)
+            ev.update(pred.float().cpu(), targets)
+    finally:
+        model.train(was_training)
+    return ev.compute()
+
+
+def evaluate_on(model: Darknet, data: DataConfig, split: str = "val", img_size: int = 128,
+                batch_size: int = 32, max_images: int | None = None, progress: bool = False,
+                device: torch.device | None = None, workers: int = 0) -> DetectionMetrics:
+    """Evaluate ``model`` on a split of ``data`` (letterboxed to ``img_size``, no augmentation)."""
+    images = getattr(data, split)
+    if max_images:
+        images = images[:max_images]
+    loader = make_loader(YoloDataset(images, img_size, augment=None, nc=data.nc), batch_size, shuffle=False,
+                         workers=workers)
+    device = device or next(model.parameters()).device
+    return evaluate(model.to(device), loader, data.names, img_size, device, progress=progress)

@@ -1,0 +1,378 @@
+"""The whole method as a few cached stage functions, shared by the notebooks and ``make demo``.
+
+    baseline(pc) -> sparse(pc) -> prune(pc, ...) -> finetune(pc, ...)
+
+Each training stage writes a run directory under ``pc.runs`` and a ``done.json`` keyed by the
+settings that produced it: calling a stage again with the same settings loads the result instead
+of training again (so any notebook can be opened on its own, and ``make demo`` can be resumed),
+while changed settings retrain. Every result carries the numbers the comparison needs: params,
+GFLOPs, CPU latency, mAP@0.5, mAP@0.5:0.95 and training time.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+from yolocompress.data.dataset import DataConfig, load_data_config
+from yolocompress.compress.distill import DistillConfig
+from yolocompress.files import atomic_write_text
+from yolocompress.darknet.model import Darknet
+from yolocompress.compress.plan import PruneConfig, make_plan
+from yolocompress.deploy.footprint import cost_row
+from yolocompress.compress.sparsity import SparseConfig
+from yolocompress.compress.recipe import train_recipe
+from yolocompress.compress.surgery import apply_plan
+from yolocompress.engine.evaluate import evaluate_on
+from yolocompress.engine.train import TrainConfig
+from yolocompress.darknet.loader import load_model
+from yolocompress.darknet.weights import safe_load, save_pt
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    data: str = "data/shapes/data.yaml"   # dataset yaml
+    runs: str = "runs/demo"               # where every stage's run directory goes
+    arch: str = "teach"                   # zoo name of the baseline architecture
+    img_size: int = 128                   # px
+    batch_size: int = 32
+    optimizer: str = "adam"               # adam (AdamW) | sgd
+    lr: float = 4e-3                      # baseline peak lr (measured: 4e-3 -> 0.79 mAP@0.5, 2e-3 -> 0.77)
+    amp: str = "auto"                     # fp16 on CUDA, bf16 on a CPU with native bf16, else fp32 (precision.py)
+    baseline_epochs: int = 30
+    sparse_epochs: int = 20
+    sparsity: float = 0.1                 # s; with AdamW, s is compared with the gradient (~6e-3 median)
+    sparse_schedule: str = "local-decay"  # measured best: 76% of gammas < 1e-2 at -1 pt mAP@0.5
+    sparse_lr: float = 3e-3
+    strategy: str = "union"               # default channel strategy of the demo
+    ratio: float = 0.7                    # requested prune ratio of the three channel strategies
+    min_keep: float = 0.01
+    blocks: int = 16                      # residual blocks dropped by layer / combined pruning (the seed: 16 of 23)
+    budget: str = "20%"                   # GFLOPs budget of the budget prunes (union + blocks), each importance
+    kd_importance: str = "gamma-per-flop"  # channel ranking of the budget prunes (and the distillation target)
+    kd_budget: str | None = "5%"          # GFLOPs budget of the distillation target, a prune that plain
+                                          # finetuning recovers only partly (None: `budget`). Measured on the
+                                          # one-class set, plain ft 10 against the control's 0.987 mAP@0.5:
+                                          # 20% 0.986, 10% 0.986, 5% 0.952
+    finetune_epochs: int = 10
+    gradual_steps: tuple = ("40%",)       # GFLOPs budgets the gradual prune passes through on its way to
+                                          # `budget` (benchmarks/gradual_prune.py, mAP@0.5 against the control:
+                                          # width 6, easier set: -6.2 points, one-shot -9.5; width 8: -6.6, -6.1)
+    gradual_between: int = 3              # sparse epochs after each step; the final finetune gets the rest
+    finetune_lr: float = 4e-3             # the training lr, as the seed finetunes (measured on the 20% budget
+                                          # prune, 10 epochs: 0.671 mAP@0.5 at 4e-3; 0.624 at 1e-3 in an earlier run)
+    distill_weight: float = 1.0
+    temperature: float = 3.0
+    kd_sweep: tuple = ((3.0, 3.0),)       # (weight, T) tried besides the default (1, 3), seed kd_seeds[0]
+    kd_seeds: tuple = (0, 1, 2)           # plain, Hinton and bounded finetuning, each over these seeds
+    penalty_values: tuple = (0.003, 0.01, 0.03, 0.1, 0.3)   # s of the short constant-penalty runs (slider)
+    sweep_ratios: tuple = (0.5, 0.7, 0.8, 0.9)   # what-if sensitivity of each channel strategy
+    budgets: tuple = ("40%", "20%", "10%", "5%")  # GFLOPs budgets of the importance comparison
+    seed: int = 0
+    max_batches: int | None = None        # QUICK: batches per epoch
+    max_val_images: int | None = None     # QUICK: val images per evaluation
+    latency_runs: int = 20                # batch-1 forwards timed per model
+    scratch_controls: bool = True         # train the combined prune's architecture from scratch as a control
+    eval_every: int = 5                   # evaluate during training every k epochs (and at the end)
+
+    @classmethod
+    def quick(cls, **kw) -> "PipelineConfig":
+        """Tiny settings that exercise every stage in seconds (CI, QUICK notebooks)."""
+        base = dict(baseline_epochs=2, sparse_epochs=2, finetune_epochs=2, gradual_between=1, max_batches=4, max_val_images=32,
+                    batch_size=16, latency_runs=3, runs="runs/quick", amp="off", kd_sweep=((3.0, 3.0),),
+                    kd_seeds=(0, 1), penalty_values=(0.01, 0.3), sweep_ratios=(0.5, 0.9), budgets=("20%",))   # fp32: bf16 kernels take ~30 s to warm up, more than a quick run
+        base.update(kw)
+        return cls(**base)
+
+    def train_config(self, epochs: int, lr: float, seed: int | None = None) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=self.batch_size, img_size=self.img_size,
+                           optimizer=self.optimizer, lr=lr, amp=self.amp, seed=self.seed if seed is None else seed,
+                           max_batches=self.max_batches, max_val_images=self.max_val_images,
+                           warmup_epochs=min(1.0, epochs / 3), eval_every=min(self.eval_every, epochs))
+
+
+@dataclass
+class Stage:
+    """A finished stage: its model and the numbers that describe it."""
+    name: str
+    model: Darknet
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    row: dict = field(default_factory=dict)     # params, GFLOPs, latency_ms, map50, map, time_s, ...
+    extra: dict = field(default_factory=dict)   # e.g. the plan, gamma histograms
+    key: str = ""                               # identifies the settings (and parents) that made it
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def data_key(path: str | Path) -> str:
+    """The dataset's part of a cache key: a hash of its config file's text (yaml or darknet .data)
+    and, for the bundled set, of the generator stamp beside it (``shapes.json``) - never of how
+    the path was spelled, so absolute, relative and symlinked spellings (the notebooks vs
+    ``make demo``) and another clone of the same repository share their finished runs."""
+    p = Path(path)
+    if not p.is_file():
+        return f"missing:{p.resolve()}"       # load_data_config reports it when the stage runs
+    h = hashlib.sha1(p.read_bytes())
+    stamp = p.parent / "shapes.json"
+    # the generator's stamp identifies the bundled set anywhere; another dataset is its resolved folder,
+    # so two datasets whose yaml reads the same ("path: .") never share runs
+    h.update(stamp.read_bytes() if stamp.is_file() else str(p.parent.resolve()).encode())
+    return h.hexdigest()[:12]
+
+
+def data_of(pc: PipelineConfig) -> DataConfig:
+    return load_data_config(pc.data)
+
+
+def measure(pc: PipelineConfig, name: str, model: Darknet, data: DataConfig | None = None, **extra) -> dict:
+    """The comparison row of a model: size, cost, speed (batch 1, 2 threads, CPU) and accuracy."""
+    model = model.cpu().eval()
+    m = evaluate_on(model, data or data_of(pc), img_size=pc.img_size, max_images=pc.max_val_images)
+    return {"model": name, **cost_row(model, pc.img_size, pc.latency_runs), "map50": m.map50, "map": m.map,
+            **extra}
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What one training stage of the pipeline runs: its schedule and the method's plug-ins."""
+    epochs: int
+    lr: float                                  # peak learning rate
+    sparsity: SparseConfig | None = None       # sparse training (L1 on BN gamma)
+    distill: DistillConfig | None = None       # distillation from the teacher given beside it
+    seed: int | None = None                    # None: the pipeline's seed
+    eval_every: int | None = None              # None: the pipeline's
+
+
+def _train_cached(pc: PipelineConfig, name: str, model: Darknet, run: StageRun, parent: Stage | None = None,
+                  teacher: Darknet | None = None, progress: bool = True) -> Stage:
+    """Train one stage, or load it when ``done.json`` says these exact settings already ran.
+    The key covers the stage's own settings, the data, and its parent's key (a retrained
+    parent retrains its children)."""
+    out = Path(pc.runs) / name
+    tc = replace(pc.train_config(run.epochs, run.lr, run.seed), from_scratch=parent is None)
+    if run.eval_every:
+        tc = replace(tc, eval_every=run.eval_every)
+    key = _key(data_key(pc.data), name, tc.to_dict(), run.sparsity and run.sparsity.to_dict(),
+               run.distill and run.distill.to_dict(), model.cfg_text(), parent.key if parent else "scratch",
+               pc.latency_runs)
+    done = out / "done.json"
+    if done.exists() and json.loads(done.read_text()).get("key") == key:
+        info = json.loads(done.read_text())
+        return Stage(name, load_model(out / "final.pt"), pd.read_csv(out / "history.csv"), info["row"],
+                     _artifacts(out), key)
+    t0 = time.time()
+    result = train_recipe(model, data_of(pc), tc, out, sparsity=run.sparsity, teacher=teacher,
+                          distill=run.distill, exist_ok=True, progress=progress, meta={"stage": name})
+    took = time.time() - t0
+    save_pt(result.model, out / "final.pt", stage=name)
+    total = run.epochs + (parent.row.get("epochs_total", 0) if parent else 0)
+    row = measure(pc, name, result.model, time_s=took, epochs=run.epochs, epochs_total=total)
+    atomic_write_text(done, json.dumps({"key": key, "row": row}, indent=1))
+    return Stage(name, result.model, result.history, row, _artifacts(out), key)
+
+
+def store_latency(pc: PipelineConfig, name: str, latency_ms: float, conditions: dict) -> bool:
+    """Record a stage's latency measured under fixed conditions (``report``'s interleaved timing) in
+    its done.json, replacing the figure taken right after training, so every reader of the stage
+    (results.md, the notebooks) sees one measurement per model. False when ``name`` is not a
+    finished stage of ``pc.runs`` (e.g. a pruned model before finetuning)."""
+    done = Path(pc.runs) / name / "done.json"
+    if not done.is_file():
+        return False
+    info = json.loads(done.read_text())
+    info["row"] |= {"latency_ms": latency_ms, "latency_conditions": conditions}
+    atomic_write_text(done, json.dumps(info, indent=1))
+    return True
+
+
+def _artifacts(out: Path) -> dict:
+    """The per-run arrays a training run kept in its checkpoint (e.g. gamma histograms)."""
+    return safe_load(out / "last.pt").get("artifacts", {})
+
+
+# ----------------------------------------------------------------------------- stages
+
+def baseline(pc: PipelineConfig, progress: bool = True) -> Stage:
+    """Train the baseline from scratch."""
+    data = data_of(pc)
+    model = load_model(pc.arch, classes=data.nc)
+    return _train_cached(pc, "baseline", model, StageRun(pc.baseline_epochs, pc.lr), progress=progress)
+
+
+def sparse(pc: PipelineConfig, schedule: str | None = None, s: float | None = None, scope: str = "all",
+           name: str | None = None, epochs: int | None = None, progress: bool = True,
+           weighting: str = "uniform") -> Stage:
+    """Sparse training (L1 on BN gamma) starting from the baseline; ``weighting="flops"`` weights
+    each channel's penalty by what it costs (``sparsity.channel_weights``)."""
+    base = baseline(pc, progress)
+    sc = SparseConfig(s=pc.sparsity if s is None else s, schedule=schedule or pc.sparse_schedule, scope=scope,
+                      weighting=weighting)
+    epochs = epochs or pc.sparse_epochs
+    name = name or (f"sparse-{sc.schedule}-s{sc.s:g}" + ("" if scope == "all" else f"-{scope}")
+                    + ("" if weighting == "uniform" else f"-{weighting}")
+                    + ("" if epochs == pc.sparse_epochs else f"-e{epochs}"))
+    start = copy.deepcopy(base.model)          # training changes it in place; the baseline stays
+    return _train_cached(pc, name, start, StageRun(epochs, pc.sparse_lr, sparsity=sc), base, progress=progress)
+
+
+def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio: float | None = None,
+          blocks: int = 0, name: str | None = None, target_gflops: str | None = None,
+          importance: str = "gamma", suffix: str = "") -> Stage:
+    """Plan + surgery on a (sparse) stage's model; the pruned model is measured before finetuning
+    (what-if and compact are the same function, so one evaluation serves both). ``target_gflops``
+    (e.g. "20%") replaces the ratio by the one that meets that GFLOPs budget. ``suffix`` tells
+    apart the same prune of another source (its run directories would collide otherwise)."""
+    strategy = strategy or pc.strategy
+    ratio = pc.ratio if ratio is None else ratio
+    config = PruneConfig(strategy=strategy, ratio=ratio, min_keep=pc.min_keep, drop_blocks=blocks,
+                         target_gflops=target_gflops, importance=importance, img_size=pc.img_size)
+    plan = make_plan(source.model, config, source=source.name)
+    compact = apply_plan(source.model, plan).eval()
+    size = f"-t{str(target_gflops).rstrip('%')}pct" if target_gflops else f"-r{ratio:g}"
+    name = name or (strategy + size + (f"-b{blocks}" if blocks else "")
+                    + ("" if importance == "gamma" else f"-{importance}")) + suffix
+    out = Path(pc.runs) / f"prune-{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    plan.save(out / "plan.json")
+    save_pt(compact, out / "pruned.pt", plan=plan.to_dict())
+    row = measure(pc, f"{name} (no finetune)", compact, pruned=plan.pruned_fraction,
+                  epochs_total=source.row.get("epochs_total", 0))
+    return Stage(name, compact, extra={"plan": plan}, row=row, key=_key(source.key, plan.to_dict()))
+
+
+def prune_gradual(pc: PipelineConfig, source: Stage, progress: bool = True) -> Stage:
+    """Beyond the seed: reach the budget prune's budget (``budget_spec``) in steps. Prune to
+    each of ``pc.gradual_steps`` (a share of ``source``'s GFLOPs; the blocks go in the first step),
+    sparse-train the pruned model ``pc.gradual_between`` epochs so the next cut finds small gammas
+    again, and finally prune to ``pc.budget``. Returns that last prune, before finetuning: finetune
+    it for ``gradual_finetune_epochs(pc)`` and the whole chain has trained as long as the one-shot
+    prune + finetune, so both stand beside the same same-epoch control."""
+    spec = budget_spec(pc)
+    gflops = source.row["GFLOPs"]
+    sc = SparseConfig(s=pc.sparsity, schedule=pc.sparse_schedule)
+    stage, name = source, "gradual"
+    for k, step in enumerate([*pc.gradual_steps, pc.budget]):
+        budget = PruneConfig(target_gflops=step).budget(gflops)              # GFLOPs, of the original model
+        name += f"-{str(step).rstrip('%')}" + ("pct" if str(step).endswith("%") else "g")
+        pruned = prune(pc, stage, **(spec | {"target_gflops": budget, "blocks": spec["blocks"] if k == 0 else 0,
+                                             "name": name}))
+        if k == len(pc.gradual_steps):
+            return pruned
+        run = StageRun(pc.gradual_between, pc.finetune_lr, sparsity=sc, eval_every=pc.gradual_between)
+        stage = _train_cached(pc, f"sparse-{name}", copy.deepcopy(pruned.model), run, pruned, progress=progress)
+
+
+def gradual_finetune_epochs(pc: PipelineConfig) -> int:
+    """The final finetune of the gradual prune: the finetune epochs less the sparse runs between steps."""
+    epochs = pc.finetune_epochs - pc.gradual_between * len(pc.gradual_steps)
+    if epochs < 1:
+        raise ValueError(f"gradual_between={pc.gradual_between} x {len(pc.gradual_steps)} steps leaves no "
+                         f"epoch of the {pc.finetune_epochs} finetune epochs for the final finetune")
+    return epochs
+
+
+def finetune_gradual(pc: PipelineConfig, pruned: Stage, progress: bool = True) -> Stage:
+    """Finetune ``prune_gradual``'s last prune for the epochs its steps left (``gradual_finetune_epochs``)."""
+    return finetune(pc, pruned, epochs=gradual_finetune_epochs(pc), progress=progress)
+
+
+def budget_spec(pc: PipelineConfig, budget: str | None = None) -> dict:
+    """The ``prune`` arguments of the budget prune: ``pc.strategy`` + ``pc.blocks`` blocks at
+    ``budget`` (default ``pc.budget``) of the GFLOPs, channels ranked by ``pc.kd_importance``."""
+    return dict(strategy=pc.strategy, ratio=pc.ratio, blocks=pc.blocks, target_gflops=budget or pc.budget,
+                importance=pc.kd_importance, name=None)
+
+
+def kd_target_spec(pc: PipelineConfig) -> dict:
+    """The ``prune`` arguments of the distillation target (``prune_aggressive``): the budget prune at
+    ``pc.kd_budget``."""
+    return budget_spec(pc, pc.kd_budget)
+
+
+def prune_budget(pc: PipelineConfig, source: Stage) -> Stage:
+    """The budget prune (``budget_spec``): the one the gradual prune is compared with."""
+    return prune(pc, source, **budget_spec(pc))
+
+
+def prune_aggressive(pc: PipelineConfig, source: Stage) -> Stage:
+    """The prune the distillation stages start from: the budget prune at ``pc.kd_budget`` of the
+    GFLOPs, which plain finetuning recovers only partly - where a teacher has something left to teach."""
+    return prune(pc, source, **kd_target_spec(pc))
+
+
+def finetune(pc: PipelineConfig, pruned: Stage, teacher: Stage | None = None, kind: str | None = None,
+             seed: int | None = None, epochs: int | None = None, progress: bool = True,
+             weight: float | None = None, temperature: float | None = None) -> Stage:
+    """Finetune a pruned model, optionally distilling from ``teacher`` (kind: hinton | bounded) with
+    the pipeline's KD weight and T unless ``weight``/``temperature`` are given (the name then says so)."""
+    w = pc.distill_weight if weight is None else weight
+    t = pc.temperature if temperature is None else temperature
+    distill = DistillConfig(kind=kind, weight=w, temperature=t) if kind else None
+    wt = f"-w{w:g}-T{t:g}" if kind and (w, t) != (pc.distill_weight, pc.temperature) else ""
+    name = f"ft-{pruned.name}" + (f"-{kind}{wt}" if kind else "") + (f"-seed{seed}" if seed is not None else "")
+    model = copy.deepcopy(pruned.model)
+    run = StageRun(epochs or pc.finetune_epochs, pc.finetune_lr, distill=distill, seed=seed, eval_every=1)
+    stage = _train_cached(pc, name, model, run, pruned, teacher.model if teacher else None, progress)
+    stage.extra["plan"] = pruned.extra.get("plan")
+    return stage
+
+
+# ----------------------------------------------------------------------------- controls
+
+def control_same_epochs(pc: PipelineConfig, source: Stage, epochs: int | None = None,
+                        progress: bool = True) -> Stage:
+    """The control of every pruned + finetuned model: the unpruned ``source`` finetuned for the same
+    epochs at the same lr, without a penalty. Both then have trained equally long, so the difference
+    between them is the effect of pruning, not of the extra epochs."""
+    epochs = epochs or pc.finetune_epochs
+    run = StageRun(epochs, pc.finetune_lr, eval_every=1)
+    return _train_cached(pc, f"control-{source.name}-ft{epochs}", copy.deepcopy(source.model), run, source,
+                         progress=progress)
+
+
+def control_scratch(pc: PipelineConfig, pruned: Stage, progress: bool = True) -> Stage:
+    """Liu et al. (ICLR 2019, "Rethinking the Value of Network Pruning"): the pruned architecture
+    trained from scratch for the same total epochs as baseline + sparse training + finetuning. If it
+    matches the pruned + finetuned model, the prune found an architecture, not inherited weights."""
+    epochs = pc.baseline_epochs + pc.sparse_epochs + pc.finetune_epochs
+    model = load_model(pruned.model.blocks)
+    return _train_cached(pc, f"scratch-{pruned.name}", model, StageRun(epochs, pc.lr), progress=progress)
+
+
+def record(stage: Stage, kind: str, control_of: str | None = None, distill: str | None = None,
+           seed: int | None = None) -> dict:
+    """One row of docs/results.json: what the model is, how it was made, and what it measures.
+    ``kind``: baseline | sparse | pruned | control-same-epochs | control-scratch."""
+    plan = stage.extra.get("plan")
+    return {"name": stage.row.get("model", stage.name), "kind": kind,
+            "strategy": plan.strategy if plan else None, "ratio": plan.ratio if plan else None,
+            "blocks_dropped": len(plan.dropped_blocks) if plan else 0,
+            "importance": getattr(plan, "importance", "gamma") if plan else None,
+            "target_gflops": getattr(plan, "target_gflops", None) if plan else None,
+            "sparse_model": plan.source if plan else None, "distill": distill,
+            "seed": seed, "epochs_total": stage.row.get("epochs_total"), "params": stage.row.get("params"),
+            "gflops": stage.row.get("GFLOPs"), "latency_ms": stage.row.get("latency_ms"),
+            "map50": stage.row.get("map50"), "map": stage.row.get("map"), "control_of": control_of}
+
+
+def results_table(stages: list[Stage]) -> pd.DataFrame:
+    """One row per stage, in order, with ratios relative to the first (the baseline)."""
+    df = pd.DataFrame([s.row for s in stages])
+    base = df.iloc[0]
+    df["GFLOPs ratio"] = df["GFLOPs"] / base["GFLOPs"]
+    df["latency ratio"] = df["latency_ms"] / base["latency_ms"]
+    return df
+
+
+def for_notebook(settings) -> PipelineConfig:
+    """The pipeline settings of the notebook series: QUICK or full, with the series' run directory
+    and the bundled dataset (``settings`` comes from ``nb.setup()``)."""
+    kw = dict(runs=str(settings.runs), data=str(settings.data))
+    return PipelineConfig.quick(**kw) if settings.quick else PipelineConfig(**kw)
