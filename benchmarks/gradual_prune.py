@@ -39,13 +39,13 @@ def main() -> None:
     pc, t0 = regime_config(args), time.time()
     spec = pl.budget_spec(pc)
     try:                                    # the plan's own reading of a budget ("40%" or GFLOPs), before any training
-        configs = [PruneConfig(strategy=pc.strategy, target_gflops=b) for b in args.steps.split(",")]
+        configs = [PruneConfig(strategy=pc.strategy, budget=b) for b in args.steps.split(",")]
     except PlanError as e:
         raise SystemExit(f"--steps {args.steps}: {e}") from None
     sp = log(pl.sparse(pc, progress=False), "sparse")
-    budgets = [c.budget(sp.row["GFLOPs"]) for c in configs]           # GFLOPs
+    budgets = [c.parsed_budget().of(sp.row["GFLOPs"]) for c in configs]           # GFLOPs
     steps = [b / sp.row["GFLOPs"] for b in budgets]                   # fractions of the sparse model's
-    spec |= {"target_gflops": args.steps.split(",")[-1].strip()}   # as spelled: the demo's run name ("20%")
+    spec |= {"budget": args.steps.split(",")[-1].strip()}   # as spelled: the demo's run name ("20%")
     one_shot = log(pl.finetune(pc, pl.prune(pc, sp, **spec), progress=False), "one-shot + ft")
     ctl = log(pl.control_same_epochs(pc, sp, progress=False), "control")
     between = pc.finetune_epochs // len(steps) if args.between is None else args.between
@@ -57,7 +57,7 @@ def main() -> None:
     for k, (frac, budget) in enumerate(zip(steps, budgets)):
         name += f"-g{100 * frac:g}pct" + (f"-e{between}" if args.between is not None and k < len(steps) - 1 else "")
         blocks = spec["blocks"] if k == 0 else 0                  # the blocks go in the first prune
-        pruned = log(pl.prune(pc, stage, **(spec | {"target_gflops": budget, "blocks": blocks,
+        pruned = log(pl.prune(pc, stage, **(spec | {"budget": budget, "blocks": blocks,
                                                   "name": f"gradual{name}"})), f"prune {k + 1}")
         if k < len(steps) - 1:
             run = pl.StageRun(between, pc.finetune_lr, sparsity=sc, eval_every=between)

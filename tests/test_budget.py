@@ -32,13 +32,13 @@ def test_counted_gflops_equal_torchs_flop_counter(name, size, config):
 
 
 @pytest.mark.parametrize("name, cases", [
-    ("yolov3", [dict(strategy="union", drop_blocks=16, target_gflops="10%"),
-                dict(strategy="union", target_gflops=13.0, importance="gamma-per-flop"),
-                dict(strategy="shared", target_gflops="30%", round_to=8),
-                dict(strategy="conservative", drop_blocks=8, target_gflops="25%")]),
-    ("teach", [dict(strategy="union", drop_blocks=4, target_gflops="20%"),
-               dict(strategy="union", target_gflops=0.05, importance="gamma-per-flop", round_to=8),
-               dict(strategy="shared", target_gflops="40%")]),
+    ("yolov3", [dict(strategy="union", drop_blocks=16, budget="10%"),
+                dict(strategy="union", budget=13.0, importance="gamma-per-flop"),
+                dict(strategy="shared", budget="30%", round_to=8),
+                dict(strategy="conservative", drop_blocks=8, budget="25%")]),
+    ("teach", [dict(strategy="union", drop_blocks=4, budget="20%"),
+               dict(strategy="union", budget=0.05, importance="gamma-per-flop", round_to=8),
+               dict(strategy="shared", budget="40%")]),
 ])
 def test_budget_lands_within_two_percent(name, cases):
     """yolov3 at its 416 px and the teaching model at its 128 px, with gammas distributed as after
@@ -48,7 +48,7 @@ def test_budget_lands_within_two_percent(name, cases):
     full = CostModel(graph).gflops()
     for case in cases:
         plan = plan_combined(gammas, graph, PruneConfig(**case))
-        target = PruneConfig(**case).budget(full)
+        target = PruneConfig(**case).parsed_budget().of(full)
         assert plan.target_gflops == pytest.approx(target)
         assert (1 - BUDGET_TOL) * target <= plan.gflops <= target, case
         assert f"GFLOPs budget {target:.4g}" in plan.describe()
@@ -57,7 +57,7 @@ def test_budget_lands_within_two_percent(name, cases):
 def test_an_unreachable_budget_is_refused():
     graph = build_graph(zoo.blocks("teach"))
     with pytest.raises(PlanError, match="cannot reach .* the smallest plan has"):
-        plan_combined(realistic_gammas(graph), graph, PruneConfig(strategy="conservative", target_gflops="5%"))
+        plan_combined(realistic_gammas(graph), graph, PruneConfig(strategy="conservative", budget="5%"))
 
 
 @pytest.mark.parametrize("name, budget", [("yolov3", "20%"), ("yolov3", "10%"), ("teach", "10%")])
@@ -66,7 +66,7 @@ def test_gamma_per_flop_keeps_more_gamma_at_equal_gflops(name, budget):
     |gamma| than ranking by |gamma| (union, no layer drops: the plain greedy setting)."""
     graph = build_graph(zoo.blocks(name))
     gammas = realistic_gammas(graph)
-    plans = {imp: plan_combined(gammas, graph, PruneConfig(target_gflops=budget, importance=imp))
+    plans = {imp: plan_combined(gammas, graph, PruneConfig(budget=budget, importance=imp))
              for imp in ("gamma", "gamma-per-flop")}
     assert abs(plans["gamma"].gflops - plans["gamma-per-flop"].gflops) <= BUDGET_TOL * plans["gamma"].target_gflops
     assert kept_gamma_share(plans["gamma-per-flop"], gammas) > kept_gamma_share(plans["gamma"], gammas) + 0.02
@@ -104,7 +104,7 @@ def test_cli_prune_to_a_budget(tmp_path, capsys):
     save_pt(model, tmp_path / "sparse.pt")
     # round_to 2, not 8: teach's layers are 6-192 channels wide, where steps of 8 are too coarse to land
     # within 2% of a budget (measured: 0.288 of the GFLOPs for a 30% budget)
-    code = main(["prune", "--weights", str(tmp_path / "sparse.pt"), "--strategy", "union", "--target-gflops",
+    code = main(["prune", "--weights", str(tmp_path / "sparse.pt"), "--strategy", "union", "--budget",
                  "30%", "--round-to", "2", "--drop-blocks", "2", "--out", str(tmp_path / "out")])
     assert code == 0
     plan = PrunePlan.load(tmp_path / "out" / "plan.json")
@@ -112,6 +112,6 @@ def test_cli_prune_to_a_budget(tmp_path, capsys):
     assert 0.98 * 0.3 * full <= plan.gflops <= 0.3 * full
     assert plan.round_to == 2 and len(plan.dropped_blocks) == 2
     assert "GFLOPs budget" in capsys.readouterr().out
-    assert main(["prune", "--weights", str(tmp_path / "sparse.pt"), "--strategy", "union", "--target-gflops",
+    assert main(["prune", "--weights", str(tmp_path / "sparse.pt"), "--strategy", "union", "--budget",
                  "lots", "--out", str(tmp_path / "bad")]) == 2
-    assert "expected a number (GFLOPs) or a percentage" in capsys.readouterr().err
+    assert "expected a percentage (20%), GFLOPs (5.2)" in capsys.readouterr().err

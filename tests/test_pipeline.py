@@ -153,7 +153,7 @@ def test_prefetch_waves_name_each_stage_once():
         for what, kw in wave:
             spec = kw.get("prune", {})
             names.append((what, json.dumps(kw.get("sparse", kw if what == "sparse" else {}), sort_keys=True),
-                          spec.get("strategy"), spec.get("ratio"), spec.get("blocks"), spec.get("target_gflops"),
+                          spec.get("strategy"), spec.get("ratio"), spec.get("blocks"), spec.get("budget"),
                           spec.get("importance"), spec.get("suffix"), kw.get("kd"), kw.get("seed")))
         assert len(names) == len(set(names)), wave
 
@@ -165,11 +165,11 @@ def test_the_distillation_target_can_have_its_own_budget():
     from yolocompress.teach import prefetch
     same, own = pl.PipelineConfig(kd_budget=None), pl.PipelineConfig(kd_budget="5%")
     assert pl.kd_target_spec(same) == pl.budget_spec(same)
-    assert pl.kd_target_spec(own)["target_gflops"] == "5%"
-    assert pl.budget_spec(own) == pl.budget_spec(same) and pl.budget_spec(own)["target_gflops"] == own.budget
+    assert pl.kd_target_spec(own)["budget"] == "5%"
+    assert pl.budget_spec(own) == pl.budget_spec(same) and pl.budget_spec(own)["budget"] == own.budget
     kd_jobs = [kw for what, kw in prefetch.waves(own)[2] if "seed" in kw]     # the KD sweep and the plain seeds
     assert len(kd_jobs) == 2 * (1 + len(own.kd_sweep)) + len(own.kd_seeds)
-    assert all(kw["prune"]["target_gflops"] == "5%" for kw in kd_jobs)
+    assert all(kw["prune"]["budget"] == "5%" for kw in kd_jobs)
 
 
 def test_model_text_names_the_class_count_in_words():

@@ -121,8 +121,8 @@ def test_bad_plans_and_configs_are_refused():
         check_plan(plan, graph)
     for bad, message in [({"strategy": "greedy"}, "strategy must be one of"), ({"ratio": 1.0}, r"ratio must be in \[0, 1\)"),
                          ({"round_to": 0}, "round_to must be >= 1"), ({"importance": "l2"}, "importance must be one of"),
-                         ({"target_gflops": "twenty"}, "expected a number"), ({"target_gflops": "-5"}, "must be positive"),
-                         ({"strategy": "none", "target_gflops": 3.0}, "needs a channel strategy")]:
+                         ({"budget": "twenty"}, "expected a percentage"), ({"budget": "-5"}, "expected a percentage"),
+                         ({"budget": "0%"}, "must be positive"), ({"strategy": "none", "budget": 3.0}, "needs a channel strategy")]:
         with pytest.raises(PlanError, match=message):
             PruneConfig(**bad)
 
@@ -131,7 +131,10 @@ def test_config_is_frozen_and_reads_budgets():
     config = PruneConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.ratio = 0.9
-    assert PruneConfig(target_gflops="20%").budget(50.0) == pytest.approx(10.0)
-    assert PruneConfig(target_gflops=7.5).budget(50.0) == 7.5
-    spelled = PruneConfig(round_to=8, protect=ProtectOptions(spp=False), target_gflops="20%")
+    assert PruneConfig(budget="20%").parsed_budget().of(50.0) == pytest.approx(10.0)
+    assert PruneConfig(budget=7.5).parsed_budget().of(50.0) == 7.5
+    assert PruneConfig(budget="7.5GFLOPs").parsed_budget() == PruneConfig(budget=7.5).parsed_budget()
+    with pytest.raises(PlanError, match="a budget in ms needs a cost model that measures ms"):
+        PruneConfig(budget="8ms").parsed_budget().of(50.0)          # parsed; the default cost model counts GFLOPs
+    spelled = PruneConfig(round_to=8, protect=ProtectOptions(spp=False), budget="20%")
     assert PruneConfig(**spelled.to_dict()) == spelled                 # JSON-able and back

@@ -13,14 +13,21 @@ def _out_dir(path: str, exist_ok: bool) -> Path:
     return check_output_dir(path, exist_ok)
 
 
+def _strategy_help() -> str:
+    """Each registered strategy with its one-line summary, then layers only (read from the registry)."""
+    from yolocompress.compress.strategies import LAYERS_ONLY, STRATEGIES
+    return "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values()) + \
+        f"; {LAYERS_ONLY} with --drop-blocks prunes layers only"
+
+
 def _add_prune_config_args(p, strategies: tuple) -> None:
     """Flags of every ``PruneConfig`` field; each default is read from the dataclass (written once)."""
-    from yolocompress.compress.plan import IMPORTANCES, RANKS, PruneConfig
+    from yolocompress.compress.importance import IMPORTANCES
+    from yolocompress.compress.plan import RANKS, PruneConfig
     d = PruneConfig()
-    p.add_argument("--strategy", choices=strategies, required=True,
-                   help="channel strategy; 'none' with --drop-blocks prunes layers only")
+    p.add_argument("--strategy", choices=strategies, required=True, help=_strategy_help())
     p.add_argument("--ratio", type=float, default=d.ratio,
-                   help="fraction of the threshold pool to remove (ignored with --target-gflops)")
+                   help="fraction of the threshold pool to remove (ignored with --budget)")
     p.add_argument("--min-keep", type=float, default=d.min_keep, help="union: per-layer floor, fraction of channels")
     p.add_argument("--drop-blocks", "--blocks", dest="drop_blocks", type=int, default=d.drop_blocks, metavar="N",
                    help="also drop N residual blocks (layer pruning)")
@@ -29,12 +36,12 @@ def _add_prune_config_args(p, strategies: tuple) -> None:
     p.add_argument("--no-protect-upsample", action="store_true", help="allow pruning the convs before upsamples")
     p.add_argument("--round-to", type=int, default=d.round_to, metavar="N",
                    help="keep each pruned conv's channel count a multiple of N (1: off; 8 or 16 suit SIMD units)")
-    p.add_argument("--target-gflops", default=d.target_gflops, metavar="G",
-                   help="prune to a budget: G GFLOPs, or G%% of the unpruned model's (e.g. 20%%); finds the "
+    p.add_argument("--budget", "--target-gflops", dest="budget", default=d.budget, metavar="B",
+                   help="prune to a budget: B GFLOPs (5.2), or B%% of the unpruned model's (20%%); finds the "
                         "ratio by bisection, with --drop-blocks blocks dropped too")
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,
-                   help="what the threshold ranks: |gamma|, or |gamma| per FLOP the channel costs "
-                        "(greedy knapsack under a FLOPs budget)")
+                   help="what the threshold ranks: " + ", ".join(f"{i.name} ({i.label})" for i in IMPORTANCES.values())
+                        + "; per FLOP is the greedy knapsack under a FLOPs budget")
     p.add_argument("--img-size", type=int, default=d.img_size,
                    help="input size for GFLOPs and the budget (default: the cfg's)")
 
@@ -46,7 +53,7 @@ def prune_config(args):
     protect = ProtectOptions(spp=not args.no_protect_spp, upsample=not args.no_protect_upsample)
     return PruneConfig(strategy=args.strategy, ratio=args.ratio, min_keep=args.min_keep,
                        drop_blocks=args.drop_blocks, rank=args.rank, protect=protect, round_to=args.round_to,
-                       target_gflops=args.target_gflops, importance=args.importance, img_size=args.img_size)
+                       budget=args.budget, importance=args.importance, img_size=args.img_size)
 
 
 def add_prune(sub) -> None:
@@ -54,7 +61,8 @@ def add_prune(sub) -> None:
                        description="Prune a (sparse-trained) model. Writes OUT/pruned.cfg, OUT/pruned.weights, "
                                    "OUT/pruned.pt and OUT/plan.json, and prints a before/after table.")
     add_model_args(p, weights_required=True)
-    _add_prune_config_args(p, ("conservative", "shared", "union", "none"))
+    from yolocompress.compress.strategies import strategy_choices
+    _add_prune_config_args(p, strategy_choices())
     p.add_argument("--data", help="also report mAP of the original, the what-if and the compact model")
     p.add_argument("--eval-size", type=int, default=128, help="input size for --data evaluation")
     p.add_argument("--out", required=True, help="output folder")
@@ -115,7 +123,9 @@ def _report_map(model, plan, compact, graph, args) -> None:
 
 
 def add_sweep(sub) -> None:
-    from yolocompress.compress.plan import IMPORTANCES, STRATEGIES, PruneConfig
+    from yolocompress.compress.importance import IMPORTANCES
+    from yolocompress.compress.plan import PruneConfig
+    from yolocompress.compress.strategies import STRATEGIES
     d = PruneConfig()
     p = sub.add_parser("sweep", help="mAP and GFLOPs of the what-if across prune ratios (or GFLOPs budgets)",
                        description="Sensitivity sweep: prune at each ratio, evaluate the masked what-if "

@@ -70,6 +70,13 @@ class CostModel:
             out[i] = 2 * b.size * b.size * (c_in // b.groups) * c_out * self.hw[i]
         return out
 
+    unit = "GFLOPs"               # what ``measure`` returns; a Budget in this unit (or %) resolves here
+
+    def measure(self, plan=None) -> float:
+        """The cost a budget is met in: GFLOPs of ``plan``'s compact model (None: unpruned). A
+        latency model would subclass and return ms with ``unit = "ms"``."""
+        return self.gflops(plan)
+
     def gflops(self, plan=None) -> float:
         """Total conv GFLOPs of ``plan``'s compact model (None: the unpruned model)."""
         if plan is None:

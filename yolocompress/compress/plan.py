@@ -13,9 +13,10 @@ Channel strategies (Network Slimming on Darknet, three ways to treat residual co
 * ``union`` - one global threshold over every prunable conv; each layer keeps at least
   ``min_keep`` of its channels (and at least one); a residual group keeps the union of its
   members' masks.
+The strategies are objects in the ``strategies.STRATEGIES`` registry (pool, floor and tie rule each).
 Options on top of any strategy: ``round_to`` (channel counts a multiple of N), ``importance``
-(rank by |gamma| or by |gamma| per FLOP, see ``importance_scores``) and ``target_gflops`` (find
-the ratio that meets a GFLOPs budget, see ``plan_combined``).
+(a score of the ``importance.IMPORTANCES`` registry, see ``importance_scores``) and ``budget`` (find
+the ratio that meets a ``Budget`` such as ``20%`` or ``5.2`` GFLOPs, see ``plan_combined``).
 Layer pruning (``plan_layers``) drops whole residual blocks ranked by the |gamma| of the conv that
 feeds each shortcut. Every index in a plan is a layer index of the *input* cfg.
 """
@@ -30,70 +31,57 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .budget import Budget
 from .cost import CostModel
+from .errors import PlanError
 from .graph import Graph, ProtectOptions, build_graph
+from .importance import IMPORTANCES
+from .strategies import DEFAULT_STRATEGY, LAYERS_ONLY, STRATEGIES, strategy_choices
 from yolocompress.files import atomic_write_text
 from yolocompress.darknet.model import Darknet
 
-STRATEGIES = ("conservative", "shared", "union")
 RANKS = ("mean", "max")
-IMPORTANCES = ("gamma", "gamma-per-flop")
 _BUDGET_WINDOW = 16       # thresholds above the bisection's also tried (dropped blocks may reorder)
-
-
-class PlanError(ValueError):
-    """A plan that does not fit its model, or a request no plan can satisfy."""
 
 
 @dataclass(frozen=True)
 class PruneConfig:
     """Everything one prune is asked to do; the CLI, sweep, pipeline, benchmarks and notebooks
     each build one and hand it to ``plan_combined`` / ``make_plan``."""
-    strategy: str = "union"             # conservative | shared | union | none (layers only): channel rule
+    strategy: str = DEFAULT_STRATEGY    # a STRATEGIES name, or LAYERS_ONLY ("none"): channel rule
     ratio: float = 0.5                  # fraction in [0, 1) of the threshold pool's channels to remove
     min_keep: float = 0.01              # fraction of a conv's channels it always keeps (union only)
     drop_blocks: int = 0                # count of residual blocks to remove (layer pruning)
     rank: str = "mean"                  # mean | max: |gamma| statistic that scores a residual block
     protect: ProtectOptions = ProtectOptions()   # keep whole: the conv feeding SPP / each upsample
     round_to: int = 1                   # channels: pruned convs keep a multiple of this (1 = off)
-    target_gflops: float | str | None = None   # GFLOPs budget, absolute (5.2) or "20%" of the
-                                        # unpruned model's; replaces ratio (found by bisection)
-    importance: str = "gamma"           # gamma | gamma-per-flop: the score a threshold ranks channels by
+    budget: float | str | None = None   # Budget spelling: "20%" of the unpruned model's cost, 5.2
+                                        # (GFLOPs); replaces ratio (found by bisection)
+    importance: str = "gamma"           # an IMPORTANCES name: the score a threshold ranks channels by
     img_size: int | None = None         # px, square input the GFLOPs are counted at (None: the cfg's width)
 
     def __post_init__(self):
         if isinstance(self.protect, dict):                 # as to_dict() / JSON spell it
             object.__setattr__(self, "protect", ProtectOptions(**self.protect))
-        checks = [(self.strategy in (*STRATEGIES, "none"), f"strategy must be one of {', '.join(STRATEGIES)}"
-                   f" or none, got {self.strategy!r}"),
+        checks = [(self.strategy in strategy_choices(), f"strategy must be one of {', '.join(strategy_choices())}"
+                   f", got {self.strategy!r}"),
                   (0.0 <= self.ratio < 1.0, f"ratio must be in [0, 1), got {self.ratio}"),
                   (0.0 <= self.min_keep <= 1.0, f"min_keep must be a fraction in [0, 1], got {self.min_keep}"),
                   (self.drop_blocks >= 0, f"drop_blocks must be >= 0, got {self.drop_blocks}"),
                   (self.rank in RANKS, f"rank must be 'mean' or 'max', got {self.rank!r}"),
                   (self.round_to >= 1, f"round_to must be >= 1, got {self.round_to}"),
-                  (self.importance in IMPORTANCES, f"importance must be one of {', '.join(IMPORTANCES)}, "
+                  (self.importance in IMPORTANCES, f"importance must be one of {', '.join(IMPORTANCES.names())}, "
                    f"got {self.importance!r}"),
-                  (self.target_gflops is None or self.strategy != "none",
-                   "a GFLOPs budget needs a channel strategy (the threshold is what it searches)")]
+                  (self.budget is None or self.strategy != LAYERS_ONLY,
+                   "a budget needs a channel strategy (the threshold is what it searches)")]
         for ok, message in checks:
             if not ok:
                 raise PlanError(message)
-        if self.target_gflops is not None:
-            self.budget(1.0)                       # validates the spelling
+        self.parsed_budget()                       # validates the spelling
 
-    def budget(self, full_gflops: float) -> float | None:
-        """``target_gflops`` in GFLOPs, given the unpruned model's GFLOPs (None without a budget)."""
-        spec = self.target_gflops
-        if spec is None:
-            return None
-        text = str(spec).strip()
-        try:
-            value = float(text[:-1]) / 100 * full_gflops if text.endswith("%") else float(text)
-        except ValueError:
-            raise PlanError(f"target GFLOPs {spec!r}: expected a number (GFLOPs) or a percentage like 20%") from None
-        if value <= 0:
-            raise PlanError(f"target GFLOPs must be positive, got {spec!r}")
-        return value
+    def parsed_budget(self) -> Budget | None:
+        """``budget`` as a ``Budget`` (None without one)."""
+        return None if self.budget is None else Budget.parse(self.budget)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,7 +91,7 @@ class PruneConfig:
 class PrunePlan:
     keep: dict[int, list[int]]              # every BN conv -> kept output channels (sorted)
     filters: dict[int, int]                 # every BN conv -> its channel count before pruning
-    strategy: str = "none"                  # conservative | shared | union | none
+    strategy: str = LAYERS_ONLY             # a STRATEGIES name, or LAYERS_ONLY
     ratio: float = 0.0                      # requested fraction of the threshold pool to remove
     threshold: float | None = None          # score (|gamma| unless importance says) below which a pool channel goes
     min_keep: float = 0.0                   # per-layer floor, fraction of channels (union)
@@ -113,7 +101,7 @@ class PrunePlan:
     dropped_layers: list[int] = field(default_factory=list)   # every removed layer (convs + shortcuts)
     source: str | None = None               # weights the plan was made from
     protect: dict = field(default_factory=lambda: asdict(ProtectOptions()))
-    importance: str = "gamma"               # gamma | gamma-per-flop
+    importance: str = "gamma"               # an IMPORTANCES name
     round_to: int = 1                       # channel counts of pruned convs are multiples of this
     target_gflops: float | None = None      # GFLOPs budget the ratio was searched for (None: ratio given)
     gflops: float | None = None             # conv GFLOPs of the compact model at img_size (counted)
@@ -139,7 +127,7 @@ class PrunePlan:
                  else f"requested ratio {self.ratio:.2f}")
         lines = [f"strategy {self.strategy}: {asked} of the threshold pool"]
         if self.pool_size:
-            score = "|gamma|" if self.importance == "gamma" else "|gamma| per FLOP (scaled)"
+            score = IMPORTANCES[self.importance].label
             lines.append(f"threshold {score} < {self.threshold:.4g} removes {self.pool_pruned:,} of "
                          f"{self.pool_size:,} pool channels ({self.pool_pruned / self.pool_size:.1%})")
         lines.append(f"actually removed {self.channels_before - self.channels_after:,} of "
@@ -211,12 +199,7 @@ def importance_scores(gammas: dict[int, np.ndarray], graph: Graph, importance: s
     (first order: a channel gets cheaper as its neighbours go); a strategy's floors and unions
     still apply on top.
     """
-    if importance == "gamma":
-        return gammas
-    if importance != "gamma-per-flop":
-        raise PlanError(f"importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
-    relative = (cost or CostModel(graph, img_size)).relative_price(list(gammas), graph.prunable() or list(gammas))
-    return {c: g / relative[c] for c, g in gammas.items()}
+    return IMPORTANCES[importance].scores(gammas, graph, lambda: cost or CostModel(graph, img_size))
 
 
 def global_threshold(values: np.ndarray, ratio: float) -> float:
@@ -238,10 +221,10 @@ def _full_plan(graph: Graph, config: PruneConfig | None) -> PrunePlan:
     """Everything kept; the config's settings recorded (None or strategy none: a layers-only plan)."""
     plan = PrunePlan(keep={i: list(range(graph.layers[i].filters)) for i in graph.bn_convs},
                      filters={i: graph.layers[i].filters for i in graph.bn_convs}, protect=asdict(graph.protect))
-    if config is not None and config.strategy != "none":
+    if config is not None and config.strategy != LAYERS_ONLY:
         plan.strategy, plan.ratio, plan.importance, plan.round_to = (config.strategy, config.ratio,
                                                                      config.importance, config.round_to)
-        plan.min_keep = config.min_keep if config.strategy == "union" else 0.0
+        plan.min_keep = config.min_keep if STRATEGIES[config.strategy].uses_min_keep else 0.0
     return plan
 
 
@@ -258,16 +241,15 @@ def plan_channels(gammas: dict[int, np.ndarray], graph: Graph, config: PruneConf
     """A channel plan by ``config.strategy`` at ``config.ratio``, with its floors, residual-group
     rule and ``round_to``. ``scores`` (default: ``importance_scores`` of ``config.importance``)
     is what the threshold ranks."""
-    if config.strategy not in STRATEGIES:
-        raise PlanError(f"strategy must be one of {', '.join(STRATEGIES)}, got {config.strategy!r}")
+    strategy = STRATEGIES[config.strategy]
     _check_protect(graph, config)
     if scores is None:
         scores = importance_scores(gammas, graph, config.importance, config.img_size)
-    pool = _pool(graph, config.strategy)
+    pool = strategy.pool(graph)
     values = np.concatenate([scores[c] for c in pool]) if pool else np.zeros(0)
     thr = global_threshold(values, config.ratio)
-    masks = _floors({c: scores[c] >= thr for c in pool}, scores, config)
-    masks = _round_up(_tie_groups(masks, graph, config.strategy), scores, graph, config.round_to)
+    masks = _floors({c: scores[c] >= thr for c in pool}, scores, strategy, config.min_keep)
+    masks = _round_up(_tie_groups(masks, graph, strategy), scores, graph, config.round_to)
     plan = _full_plan(graph, config)
     plan.threshold, plan.pool_size, plan.pool_pruned = thr, int(values.size), int((values < thr).sum())
     for c, m in masks.items():
@@ -275,34 +257,22 @@ def plan_channels(gammas: dict[int, np.ndarray], graph: Graph, config: PruneConf
     return plan
 
 
-def _pool(graph: Graph, strategy: str) -> list[int]:
-    """The convs whose channels one global threshold ranks."""
-    prunable = graph.prunable()
-    if strategy == "conservative":
-        tied = graph.residual_tied
-        return [c for c in prunable if c not in tied]
-    if strategy == "shared":
-        feeders = graph.shortcut_feeders
-        return [c for c in prunable if c not in feeders]
-    return prunable
-
-
-def _floors(masks: dict, scores: dict, config: PruneConfig) -> dict:
-    """No conv is emptied: at least one channel, or ``min_keep`` of them under union."""
+def _floors(masks: dict, scores: dict, strategy, min_keep: float) -> dict:
+    """No conv is emptied: each keeps at least ``strategy.floor`` channels (its top scores)."""
     for c, m in masks.items():
-        floor = max(1, math.ceil(config.min_keep * len(m))) if config.strategy == "union" else 1
+        floor = strategy.floor(len(m), min_keep)
         if m.sum() < floor:
             masks[c] = m | _top(scores[c], floor)
     return masks
 
 
-def _tie_groups(masks: dict, graph: Graph, strategy: str) -> dict:
-    """Residual groups keep one mask: the first conv's (shared) or the union of all (union)."""
+def _tie_groups(masks: dict, graph: Graph, strategy) -> dict:
+    """Residual groups keep one mask, the strategy's ``tie`` of their members' masks."""
     prunable = set(graph.prunable())
     for group in graph.groups:
-        if group[0] not in prunable or strategy == "conservative":
+        tied = strategy.tie(group, masks) if group[0] in prunable else None
+        if tied is None:
             continue
-        tied = masks[group[0]] if strategy == "shared" else np.logical_or.reduce([masks[c] for c in group])
         for c in group:
             masks[c] = tied
     return masks
@@ -369,13 +339,15 @@ def plan_layers(gammas: dict[int, np.ndarray], graph: Graph, config: PruneConfig
 
 # ----------------------------------------------------------------------------- whole plans
 
-def plan_combined(gammas: dict[int, np.ndarray], graph: Graph, config: PruneConfig) -> PrunePlan:
-    """Channel plan (any strategy, or ``"none"``), then ``config.drop_blocks`` residual blocks
+def plan_combined(gammas: dict[int, np.ndarray], graph: Graph, config: PruneConfig,
+                  cost: CostModel | None = None) -> PrunePlan:
+    """Channel plan (any strategy, or ``LAYERS_ONLY``), then ``config.drop_blocks`` residual blocks
     dropped, ranked on the channels that survive - one plan, in input-cfg indices, with its
-    GFLOPs counted. With ``config.target_gflops`` the ratio is the one that meets the budget."""
+    GFLOPs counted. With ``config.budget`` the ratio is the one whose plan meets the budget as
+    ``cost`` measures it (default: ``CostModel(graph, config.img_size)``, GFLOPs)."""
     _check_protect(graph, config)
-    cost = CostModel(graph, config.img_size)
-    if config.target_gflops is None:
+    cost = cost or CostModel(graph, config.img_size)
+    if config.budget is None:
         plan = _plan_at(gammas, graph, config)
     else:
         plan = _plan_to_budget(gammas, graph, config, cost)
@@ -384,7 +356,7 @@ def plan_combined(gammas: dict[int, np.ndarray], graph: Graph, config: PruneConf
 
 
 def _plan_at(gammas, graph: Graph, config: PruneConfig, scores=None) -> PrunePlan:
-    if config.strategy == "none":
+    if config.strategy == LAYERS_ONLY:
         return plan_layers(gammas, graph, config)
     base = plan_channels(gammas, graph, config, scores)
     return plan_layers(gammas, graph, config, base) if config.drop_blocks else base
@@ -397,22 +369,22 @@ def _plan_to_budget(gammas, graph: Graph, config: PruneConfig, cost: CostModel) 
     GFLOPs fall with k - except that the dropped blocks, ranked on the survivors, may change; the
     ``_BUDGET_WINDOW`` thresholds above the bisection's are therefore tried too. The result is as
     close to the budget as one threshold step allows (one channel, or a group's, or N with round_to)."""
-    target = config.budget(cost.gflops())
+    target = config.parsed_budget().resolve(cost)
     scores = importance_scores(gammas, graph, config.importance, cost=cost)
-    n = sum(len(scores[c]) for c in _pool(graph, config.strategy))
+    n = sum(len(scores[c]) for c in STRATEGIES[config.strategy].pool(graph))
     if n == 0:
         raise PlanError(f"strategy {config.strategy} has no prunable channels in this model: no budget to search")
 
     def probe(k: int) -> PrunePlan:      # ratio (k + 0.5) / n puts the threshold at sorted[k]
-        return _plan_at(gammas, graph, replace(config, ratio=(k + 0.5) / n, target_gflops=None), scores)
+        return _plan_at(gammas, graph, replace(config, ratio=(k + 0.5) / n, budget=None), scores)
 
     @functools.cache
-    def flops(k: int) -> float:
-        return cost.gflops(probe(k))
+    def flops(k: int) -> float:        # in cost.unit (GFLOPs for the default cost model)
+        return cost.measure(probe(k))
 
     lo, hi = 0, n - 1
     if flops(hi) > target:
-        raise PlanError(f"cannot reach {target:.4g} GFLOPs with strategy {config.strategy} and "
+        raise PlanError(f"cannot reach {target:.4g} {cost.unit} with strategy {config.strategy} and "
                         f"{config.drop_blocks} dropped blocks: the smallest plan has {flops(hi):.4g}")
     while lo < hi:
         mid = (lo + hi) // 2

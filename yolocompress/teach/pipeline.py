@@ -23,6 +23,7 @@ from yolocompress.data.dataset import DataConfig, load_data_config
 from yolocompress.compress.distill import DistillConfig
 from yolocompress.files import atomic_write_text
 from yolocompress.darknet.model import Darknet
+from yolocompress.compress.budget import Budget
 from yolocompress.compress.plan import PruneConfig, make_plan
 from yolocompress.deploy.footprint import cost_row
 from yolocompress.compress.sparsity import SparseConfig
@@ -223,19 +224,19 @@ def sparse(pc: PipelineConfig, schedule: str | None = None, s: float | None = No
 
 
 def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio: float | None = None,
-          blocks: int = 0, name: str | None = None, target_gflops: str | None = None,
+          blocks: int = 0, name: str | None = None, budget: str | float | None = None,
           importance: str = "gamma", suffix: str = "") -> Stage:
     """Plan + surgery on a (sparse) stage's model; the pruned model is measured before finetuning
-    (what-if and compact are the same function, so one evaluation serves both). ``target_gflops``
-    (e.g. "20%") replaces the ratio by the one that meets that GFLOPs budget. ``suffix`` tells
+    (what-if and compact are the same function, so one evaluation serves both). ``budget``
+    (e.g. "20%", a ``Budget`` spelling) replaces the ratio by the one that meets it. ``suffix`` tells
     apart the same prune of another source (its run directories would collide otherwise)."""
     strategy = strategy or pc.strategy
     ratio = pc.ratio if ratio is None else ratio
     config = PruneConfig(strategy=strategy, ratio=ratio, min_keep=pc.min_keep, drop_blocks=blocks,
-                         target_gflops=target_gflops, importance=importance, img_size=pc.img_size)
+                         budget=budget, importance=importance, img_size=pc.img_size)
     plan = make_plan(source.model, config, source=source.name)
     compact = apply_plan(source.model, plan).eval()
-    size = f"-t{str(target_gflops).rstrip('%')}pct" if target_gflops else f"-r{ratio:g}"
+    size = f"-t{str(budget).rstrip('%')}pct" if budget else f"-r{ratio:g}"
     name = name or (strategy + size + (f"-b{blocks}" if blocks else "")
                     + ("" if importance == "gamma" else f"-{importance}")) + suffix
     out = Path(pc.runs) / f"prune-{name}"
@@ -259,9 +260,9 @@ def prune_gradual(pc: PipelineConfig, source: Stage, progress: bool = True) -> S
     sc = SparseConfig(s=pc.sparsity, schedule=pc.sparse_schedule)
     stage, name = source, "gradual"
     for k, step in enumerate([*pc.gradual_steps, pc.budget]):
-        budget = PruneConfig(target_gflops=step).budget(gflops)              # GFLOPs, of the original model
+        budget = Budget.parse(step).of(gflops)                               # GFLOPs, of the original model
         name += f"-{str(step).rstrip('%')}" + ("pct" if str(step).endswith("%") else "g")
-        pruned = prune(pc, stage, **(spec | {"target_gflops": budget, "blocks": spec["blocks"] if k == 0 else 0,
+        pruned = prune(pc, stage, **(spec | {"budget": budget, "blocks": spec["blocks"] if k == 0 else 0,
                                              "name": name}))
         if k == len(pc.gradual_steps):
             return pruned
@@ -286,7 +287,7 @@ def finetune_gradual(pc: PipelineConfig, pruned: Stage, progress: bool = True) -
 def budget_spec(pc: PipelineConfig, budget: str | None = None) -> dict:
     """The ``prune`` arguments of the budget prune: ``pc.strategy`` + ``pc.blocks`` blocks at
     ``budget`` (default ``pc.budget``) of the GFLOPs, channels ranked by ``pc.kd_importance``."""
-    return dict(strategy=pc.strategy, ratio=pc.ratio, blocks=pc.blocks, target_gflops=budget or pc.budget,
+    return dict(strategy=pc.strategy, ratio=pc.ratio, blocks=pc.blocks, budget=budget or pc.budget,
                 importance=pc.kd_importance, name=None)
 
 

@@ -18,11 +18,12 @@ from . import pipeline as pl
 from . import viz
 from yolocompress.darknet.cfg import Conv
 from yolocompress.files import atomic_write_text
-from yolocompress.compress.plan import IMPORTANCES, bn_gammas
+from yolocompress.compress.importance import IMPORTANCES
+from yolocompress.compress.plan import bn_gammas
+from yolocompress.compress.strategies import LAYERS_ONLY, STRATEGIES
 from yolocompress.compress.sparsity import channel_weights, penalised_convs, penalised_gammas, sparsity_stats
 
 SCHEDULES = ("constant", "global-decay", "local-decay")
-STRATEGIES = ("conservative", "shared", "union")
 
 
 def _round3(x: float) -> float:
@@ -143,18 +144,18 @@ def _penalty_sweep(pc: pl.PipelineConfig, c: _Collected) -> dict:
 def prune_specs(pc: pl.PipelineConfig) -> list[dict]:
     """The ``pl.prune`` arguments of the finetuned prunes of the seed's chain: the three channel
     strategies at ``pc.ratio``, layer-only, combined, and the budget prune under each importance."""
-    return [_spec(s, pc.ratio, 0) for s in STRATEGIES] + [_spec("none", 0.0, pc.blocks), _spec(pc.strategy, pc.ratio, pc.blocks)] \
+    return [_spec(s, pc.ratio, 0) for s in STRATEGIES] + [_spec(LAYERS_ONLY, 0.0, pc.blocks), _spec(pc.strategy, pc.ratio, pc.blocks)] \
         + [_spec(pc.strategy, pc.ratio, pc.blocks, pc.budget, imp) for imp in IMPORTANCES]
 
 
 def _spec(strategy, ratio, blocks, budget=None, importance="gamma") -> dict:
-    return dict(strategy=strategy, ratio=ratio, blocks=blocks, target_gflops=budget, importance=importance,
-                name="layers-only" if strategy == "none" else None)
+    return dict(strategy=strategy, ratio=ratio, blocks=blocks, budget=budget, importance=importance,
+                name="layers-only" if strategy == LAYERS_ONLY else None)
 
 
 def has_scratch_control(pc: pl.PipelineConfig, spec: dict) -> bool:
     """The combined prune (``pc.strategy`` at ``pc.ratio`` + ``pc.blocks`` blocks) is also trained from scratch."""
-    return pc.scratch_controls and spec["target_gflops"] is None and \
+    return pc.scratch_controls and spec["budget"] is None and \
         (spec["strategy"], spec["ratio"], spec["blocks"]) == (pc.strategy, pc.ratio, pc.blocks)
 
 

@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 from yolocompress.data.dataset import DataConfig
 from yolocompress.compress.graph import Graph, build_graph
 from yolocompress.darknet.model import Darknet
-from yolocompress.compress.plan import IMPORTANCES, PlanError, PruneConfig, PrunePlan, bn_gammas, plan_combined
+from yolocompress.compress.importance import IMPORTANCES
+from yolocompress.compress.plan import PlanError, PruneConfig, PrunePlan, bn_gammas, plan_combined
+from yolocompress.compress.strategies import LAYERS_ONLY
 from yolocompress.deploy.footprint import count_params
 from yolocompress.compress.surgery import apply_masks, apply_plan
 from yolocompress.engine.evaluate import evaluate_on
@@ -67,9 +69,9 @@ def sensitivity_sweep(model: Darknet, data: DataConfig, config: PruneConfig, rat
                       img_size: int = 128, max_images: int | None = None, progress: bool = True) -> pd.DataFrame:
     """One row per ratio (``config`` with that ratio): pruned fraction, params, GFLOPs of the
     compact model, what-if mAP; the first row is the unpruned model."""
-    config = replace(config, img_size=img_size, target_gflops=None)
+    config = replace(config, img_size=img_size, budget=None)
     graph, gammas = build_graph(model.blocks, config.protect), bn_gammas(model)
-    full = plan_combined(gammas, graph, replace(config, strategy="none", drop_blocks=0))
+    full = plan_combined(gammas, graph, replace(config, strategy=LAYERS_ONLY, drop_blocks=0))
     rows = [{"ratio": 0.0, **plan_row(model, graph, full, data, max_images)}]
     for r in tqdm(ratios, desc=f"sweep {config.strategy}", disable=not progress):
         if r == 0.0:
@@ -84,12 +86,12 @@ def importance_sweep(model: Darknet, config: PruneConfig, budgets: Sequence[floa
                      progress: bool = True) -> pd.DataFrame:
     """Each importance of ``IMPORTANCES`` pruned to each GFLOPs budget (``config`` otherwise):
     achieved GFLOPs, params, kept |gamma| share and (with ``data``) the what-if's mAP, so the
-    rankings meet at equal cost. Budgets as ``target_gflops`` takes them (5.0 or "20%")."""
+    rankings meet at equal cost. Budgets as ``PruneConfig.budget`` takes them (5.0 or "20%")."""
     graph, gammas = build_graph(model.blocks, config.protect), bn_gammas(model)
     rows = []
     todo = [(imp, b) for b in budgets for imp in IMPORTANCES]
     for imp, b in tqdm(todo, desc="importance sweep", disable=not progress):
-        plan = plan_combined(gammas, graph, replace(config, importance=imp, target_gflops=b))
+        plan = plan_combined(gammas, graph, replace(config, importance=imp, budget=b))
         rows.append({"importance": imp, "budget": str(b), "target GFLOPs": plan.target_gflops,
                      "ratio": plan.ratio, "kept |gamma|": kept_gamma_share(plan, gammas),
                      **plan_row(model, graph, plan, data, max_images)})
