@@ -7,7 +7,7 @@ DATA   := data/shapes/data.yaml
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: demo test unit notebooks notebook-alone data install docs clean help
+.PHONY: demo test lint unit notebooks notebook-alone data install docs clean help
 
 help:           ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ data: $(DATA)   ## generate the bundled synthetic dataset (data/shapes)
 demo: $(DATA)   ## run the whole pipeline on the bundled data; writes docs/ (results, figures, pack) and README's results
 	$(PY) -m yolocompress demo --out runs/demo --docs docs --readme README.md
 
+lint: $(STAMP)  ## ruff (pyproject's [tool.ruff]): syntax errors, unused and undefined names
+	$(VENV)/bin/ruff check yolocompress tests benchmarks
+
 unit: $(STAMP)  ## unit tests only
 	$(PY) -m pytest -q tests
 
@@ -40,7 +43,7 @@ NB_ALONE ?= notebooks/05_channel_prune_shared_mask.ipynb
 notebook-alone: $(STAMP)  ## one notebook on its own (on a fresh clone: no data, no earlier runs)
 	YOLOCOMPRESS_QUICK=1 $(PY) -m pytest -q --nbmake -p no:randomly $(NB_ALONE)
 
-test: unit notebook-alone notebooks  ## unit tests, one notebook alone, then every notebook (QUICK)
+test: lint unit notebook-alone notebooks  ## lint, unit tests, one notebook alone, then every notebook (QUICK)
 
 clean:          ## remove runs and generated data (keeps .venv)
 	rm -rf runs data/shapes

@@ -142,3 +142,37 @@ def test_zeros_by_price_counts_small_gammas_in_each_price_band():
     assert costly["channels"] == n_costly
     assert costly["|gamma| < 0.01"] == pytest.approx(model.module_list[top].bn.weight.numel() / n_costly)
     assert all(r["|gamma| < 0.01"] == 0 for r in rows[:-1])
+
+
+@pytest.mark.parametrize("spp, upsample", [(True, True), (False, True), (True, False), (False, False)])
+def test_sparse_training_and_prune_agree_on_the_prunable_convs(spp, upsample):
+    """For every protection setting and scope, the hook penalises exactly the convs a prune with
+    the same protections can cut: a strong prune changes no conv outside the hook's layers, and
+    every penalised conv is one the strategy may cut (a conv never penalised is never pruned)."""
+    from yolocompress.compress.graph import ProtectOptions, build_graph
+    from yolocompress.compress.plan import PruneConfig, make_plan
+    from yolocompress.compress.strategies import STRATEGIES
+    protect = ProtectOptions(spp=spp, upsample=upsample)
+    model = load_model("yolov3-spp", classes=1)          # has both an SPP block and upsamples
+    torch.manual_seed(0)
+    for conv in model.conv_layers().values():             # distinct gammas (fresh BN ones all tie at 1)
+        if conv.bn is not None:
+            conv.bn.weight.data.uniform_(0.01, 1.0)
+    graph = build_graph(model.blocks, protect)
+    for name in STRATEGIES:
+        hook = SparsityHook(model, SparseConfig(scope=name, protect=protect))
+        assert hook.layers == STRATEGIES[name].cuttable(graph), name
+        plan = make_plan(model, PruneConfig(strategy=name, ratio=0.9, protect=protect), graph)
+        cut = {c for c, k in plan.keep.items() if len(k) < plan.filters[c]}
+        assert cut and cut <= set(hook.layers), name
+    everything = SparsityHook(model, SparseConfig(protect=protect)).layers
+    assert everything == graph.prunable()
+    before_upsample = {i for i, b in enumerate(graph.layers[1:]) if isinstance(b, zoo.Upsample)}
+    assert before_upsample and (before_upsample <= set(everything)) == (not upsample)
+
+
+def test_protections_travel_in_the_sparse_config():
+    from yolocompress.compress.graph import ProtectOptions
+    config = SparseConfig(protect=ProtectOptions(spp=False))
+    assert SparseConfig(**config.to_dict()) == config                   # JSON-able and back
+    assert "protect" not in SparseConfig().to_dict()                    # default: the keys of older runs

@@ -7,8 +7,10 @@ which is L2) pushes unimportant gammas all the way to ~0, so their channels can 
 almost no change to the output.
 
 Which layers are penalised follows the pruning that will be used (``scope``), derived from the
-block graph: ``all`` = every prunable BN conv (for the shared and union strategies and layer
-pruning); ``conservative`` = the same without residual-tied convs (they will not be pruned).
+block graph built with the same protections (``SparseConfig.protect``) the prune will use:
+``all`` = every prunable BN conv (for the shared and union strategies and layer pruning); a
+strategy's name = the convs it can cut (``Strategy.cuttable``; ``conservative`` leaves out the
+residual-tied convs, which it never prunes).
 
 Weighting (``weighting``), beyond the seed:
 * ``uniform``: every penalised channel gets the same s (Network Slimming, the seed);
@@ -42,10 +44,11 @@ import torch
 
 from .cost import CostModel
 from .graph import Graph, ProtectOptions, build_graph
+from .strategies import STRATEGIES
 from yolocompress.darknet.model import Darknet
 
 SCHEDULES = ("constant", "global-decay", "local-decay")
-SCOPES = ("all", "conservative")
+ALL = "all"                                  # the scope that penalises every prunable conv
 WEIGHTINGS = ("uniform", "flops")
 HIST_EDGES = np.linspace(-5.0, 1.0, 61)     # log10 |gamma| bins for the per-epoch histograms
 
@@ -54,38 +57,52 @@ HIST_EDGES = np.linspace(-5.0, 1.0, 61)     # log10 |gamma| bins for the per-epo
 class SparseConfig:
     s: float = 1e-3                  # L1 penalty on |gamma| (the original's -s / --s)
     schedule: str = "constant"       # constant | global-decay | local-decay
-    scope: str = "all"               # all | conservative: which BN convs are penalised
+    scope: str = ALL                 # all | a strategy name: which BN convs are penalised
     decay_at: float = 0.5            # fraction of training after which the schedule decays
     decay_factor: float = 0.01       # s is multiplied by this where it decays
     local_keep: float = 0.85         # local-decay: prune ratio whose survivors are relaxed
     warn_drop: float = 0.05          # warn when val mAP@0.5 falls this far below its start
     weighting: str = "uniform"       # uniform | flops: s per channel, or s x its relative FLOPs price
+    protect: ProtectOptions = ProtectOptions()   # the protections the prune will use (same graph)
 
     def __post_init__(self):
+        if isinstance(self.protect, dict):                 # as to_dict() / JSON spell it
+            object.__setattr__(self, "protect", ProtectOptions(**self.protect))
         if self.schedule not in SCHEDULES:
             raise ValueError(f"sparsity schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.scope not in SCOPES:
-            raise ValueError(f"sparsity scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        if self.scope not in scopes():
+            raise ValueError(f"sparsity scope must be one of {', '.join(scopes())}, got {self.scope!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"sparsity weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if self.s < 0 or not 0 <= self.decay_at <= 1 or not 0 <= self.local_keep < 1:
             raise ValueError("need s >= 0, 0 <= decay_at <= 1 and 0 <= local_keep < 1")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as JSON; ``protect`` only when not the default, so the cache keys and
+        records of runs made before it was a setting stay as they were."""
+        d = asdict(self)
+        if self.protect == ProtectOptions():
+            del d["protect"]
+        return d
 
 
-def penalised_convs(blocks, scope: str = "all", protect: ProtectOptions = ProtectOptions()) -> list[int]:
+def scopes() -> tuple[str, ...]:
+    """Every ``SparseConfig.scope``: all, then each registered strategy's name."""
+    return (ALL, *STRATEGIES)
+
+
+SCOPES = scopes()   # TEMP until cli/train.py reads scopes()
+
+
+def penalised_convs(blocks, scope: str = ALL, protect: ProtectOptions = ProtectOptions()) -> list[int]:
     """Layer indices of the BN convs sparse training penalises under ``scope``. ``blocks``: config
     blocks, or a ``Graph`` already built (then ``protect`` is the graph's own)."""
     graph = blocks if isinstance(blocks, Graph) else build_graph(blocks, protect)
-    prunable = graph.prunable()
-    if scope == "conservative":
-        tied = graph.residual_tied
-        return [c for c in prunable if c not in tied]
-    if scope == "all":
-        return prunable
-    raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    if scope == ALL:
+        return graph.prunable()
+    if scope not in STRATEGIES:
+        raise ValueError(f"scope must be one of {', '.join(scopes())}, got {scope!r}")
+    return STRATEGIES[scope].cuttable(graph)
 
 
 def local_decay_mask(gammas: torch.Tensor, keep_ratio: float) -> torch.Tensor:
@@ -119,14 +136,14 @@ def channel_weights(model: Darknet, layers: list[int], weighting: str = "uniform
 
 
 class SparsityHook:
-    """``train()`` hook adding s * sign(gamma) to the penalised gammas' gradients every step."""
+    """``train()`` hook adding s * sign(gamma) to the penalised gammas' gradients every step; the
+    penalised convs are those the prune can cut under ``config.scope`` and ``config.protect``."""
 
-    def __init__(self, model: Darknet, config: SparseConfig = SparseConfig(),
-                 protect: ProtectOptions = ProtectOptions(), baseline_map50: float | None = None):
+    def __init__(self, model: Darknet, config: SparseConfig = SparseConfig(), baseline_map50: float | None = None):
         self.config = config
-        self.layers = penalised_convs(model.blocks, config.scope, protect)
+        self.layers = penalised_convs(model.blocks, config.scope, config.protect)
         self.bns = [model.module_list[i].bn for i in self.layers]
-        self.weight = channel_weights(model, self.layers, config.weighting, protect)   # (N,) w_c
+        self.weight = channel_weights(model, self.layers, config.weighting, config.protect)   # (N,) w_c
         self.baseline_map50 = baseline_map50
         self.warned = False
 
@@ -190,7 +207,7 @@ class SparsityHook:
         hist["counts"].append(counts.tolist())
 
 
-def penalised_gammas(model: Darknet, scope: str = "all") -> np.ndarray:
+def penalised_gammas(model: Darknet, scope: str = ALL) -> np.ndarray:
     """|gamma| of every channel sparse training penalises under ``scope``, concatenated (N,)."""
     layers = model.conv_layers()
     return np.concatenate([layers[i].bn.weight.detach().abs().float().cpu().numpy()

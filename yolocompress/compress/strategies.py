@@ -33,6 +33,11 @@ class Strategy:
         """Convs the threshold ranks: every prunable conv."""
         return graph.prunable()
 
+    def cuttable(self, graph: Graph) -> list[int]:
+        """Convs that can lose channels under this strategy - the pool and the convs tied to it -
+        which is what sparse training aimed at this strategy penalises: every prunable conv."""
+        return graph.prunable()
+
     def floor(self, n: int, min_keep: float) -> int:
         """Channels a conv of ``n`` keeps at least: one."""
         return 1
@@ -49,6 +54,9 @@ class Conservative(Strategy):
     def pool(self, graph: Graph) -> list[int]:
         tied = graph.residual_tied
         return [c for c in graph.prunable() if c not in tied]
+
+    def cuttable(self, graph: Graph) -> list[int]:
+        return self.pool(graph)
 
 
 class Shared(Strategy):
