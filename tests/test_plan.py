@@ -3,6 +3,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from yolocompress.compress.graph import ProtectOptions, build_graph
 from yolocompress.compress.plan import (PlanError, PruneConfig, PrunePlan, bn_gammas, check_plan, plan_channels,
@@ -138,3 +139,26 @@ def test_config_is_frozen_and_reads_budgets():
         PruneConfig(budget="8ms").parsed_budget().of(50.0)          # parsed; the default cost model counts GFLOPs
     spelled = PruneConfig(round_to=8, protect=ProtectOptions(spp=False), budget="20%")
     assert PruneConfig(**spelled.to_dict()) == spelled                 # JSON-able and back
+
+
+def test_a_ratio_removes_what_it_says_when_the_pool_ties_at_zero():
+    """yolov3-tiny with 40% exact-zero gammas (strong sparse training leaves them): ratio 0.3 must
+    remove 30% of the pool, not 0 (a bare |gamma| < t keeps the whole tie at t = 0). Ties are broken
+    by layer, then channel index, so the removed channels are the first zero ones in that order."""
+    from yolocompress.compress.plan import make_plan
+    from yolocompress.compress.strategies import STRATEGIES
+    from yolocompress.darknet.loader import load_model
+    model = load_model("yolov3-tiny", classes=1)
+    rng = np.random.default_rng(0)
+    for conv in model.conv_layers().values():
+        if conv.bn is not None:
+            g = rng.uniform(0.05, 1.0, conv.bn.weight.numel())
+            g[rng.random(g.size) < 0.4] = 0.0
+            conv.bn.weight.data = torch.tensor(g, dtype=torch.float32)
+    graph = build_graph(model.blocks)
+    for name in STRATEGIES:
+        plan = make_plan(model, PruneConfig(strategy=name, ratio=0.3), graph)
+        pool = STRATEGIES[name].pool(graph)
+        removed = sum(plan.filters[c] - len(plan.keep[c]) for c in pool)
+        assert plan.pool_pruned == int(0.3 * plan.pool_size) and removed >= 0.29 * plan.pool_size, name
+        assert plan.threshold == 0.0, name

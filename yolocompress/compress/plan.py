@@ -93,10 +93,10 @@ class PrunePlan:
     filters: dict[int, int]                 # every BN conv -> its channel count before pruning
     strategy: str = LAYERS_ONLY             # a STRATEGIES name, or LAYERS_ONLY
     ratio: float = 0.0                      # requested fraction of the threshold pool to remove
-    threshold: float | None = None          # score (|gamma| unless importance says) below which a pool channel goes
+    threshold: float | None = None          # score (|gamma| unless importance says) of the first pool channel kept
     min_keep: float = 0.0                   # per-layer floor, fraction of channels (union)
     pool_size: int = 0                      # channels in the threshold pool
-    pool_pruned: int = 0                    # of those, removed by the threshold (before floors/unions)
+    pool_pruned: int = 0                    # of those, the lowest-scored ones removed (before floors/unions)
     dropped_blocks: list[int] = field(default_factory=list)   # shortcut layer of each dropped block
     dropped_layers: list[int] = field(default_factory=list)   # every removed layer (convs + shortcuts)
     source: str | None = None               # weights the plan was made from
@@ -128,8 +128,9 @@ class PrunePlan:
         lines = [f"strategy {self.strategy}: {asked} of the threshold pool"]
         if self.pool_size:
             score = IMPORTANCES[self.importance].label
-            lines.append(f"threshold {score} < {self.threshold:.4g} removes {self.pool_pruned:,} of "
-                         f"{self.pool_size:,} pool channels ({self.pool_pruned / self.pool_size:.1%})")
+            lines.append(f"threshold {score} {self.threshold:.4g} (ties at it broken by layer, then channel) "
+                         f"removes {self.pool_pruned:,} of {self.pool_size:,} pool channels "
+                         f"({self.pool_pruned / self.pool_size:.1%})")
         lines.append(f"actually removed {self.channels_before - self.channels_after:,} of "
                      f"{self.channels_before:,} channels of all BN convs ({self.pruned_fraction:.1%})")
         if self.round_to > 1:
@@ -203,11 +204,22 @@ def importance_scores(gammas: dict[int, np.ndarray], graph: Graph, importance: s
 
 
 def global_threshold(values: np.ndarray, ratio: float) -> float:
-    """The |gamma| below which the lowest ``ratio`` of ``values`` lie (channels < t are removed)."""
+    """The score of the first channel kept when the lowest ``ratio`` of ``values`` are removed."""
     if not 0.0 <= ratio < 1.0:
         raise PlanError(f"ratio must be in [0, 1), got {ratio}")
     s = np.sort(values)
     return float(s[int(ratio * len(s))]) if len(s) else math.inf
+
+
+def lowest(values: np.ndarray, ratio: float) -> np.ndarray:
+    """Bool (N,): the ``int(ratio * N)`` lowest ``values``, ties broken by position (the pool's
+    layer order, then channel index). A threshold ``values < t`` alone would remove nothing from a
+    tie at t - and after strong sparse training most of a pool can be exactly 0 - so ``ratio``
+    would not remove what it says; ranking by (value, position) removes exactly that many, and
+    where no tie sits at the threshold it removes the same channels as ``values < t``."""
+    out = np.zeros(len(values), bool)
+    out[np.argsort(values, kind="stable")[:int(ratio * len(values))]] = True
+    return out
 
 
 def _top(g: np.ndarray, k: int) -> np.ndarray:
@@ -248,10 +260,11 @@ def plan_channels(gammas: dict[int, np.ndarray], graph: Graph, config: PruneConf
     pool = strategy.pool(graph)
     values = np.concatenate([scores[c] for c in pool]) if pool else np.zeros(0)
     thr = global_threshold(values, config.ratio)
-    masks = _floors({c: scores[c] >= thr for c in pool}, scores, strategy, config.min_keep)
+    removed = np.split(lowest(values, config.ratio), np.cumsum([len(scores[c]) for c in pool])[:-1]) if pool else []
+    masks = _floors({c: ~r for c, r in zip(pool, removed)}, scores, strategy, config.min_keep)
     masks = _round_up(_tie_groups(masks, graph, strategy), scores, graph, config.round_to)
     plan = _full_plan(graph, config)
-    plan.threshold, plan.pool_size, plan.pool_pruned = thr, int(values.size), int((values < thr).sum())
+    plan.threshold, plan.pool_size, plan.pool_pruned = thr, int(values.size), int(config.ratio * values.size) if pool else 0
     for c, m in masks.items():
         plan.keep[c] = np.flatnonzero(m).tolist()
     return plan
