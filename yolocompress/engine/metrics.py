@@ -222,6 +222,16 @@ class DetectionEvaluator:
             self._dets[img_id] = pred[k].detach().float().cpu().numpy().reshape(-1, 6)
         self._next_id = max([self._next_id] + [i + 1 for i in ids])
 
+    @property
+    def ground_truth(self) -> dict[int, np.ndarray]:
+        """Image id -> (g, 5) [cls, x, y, w, h] in input pixels, as added (for plots)."""
+        return self._gts
+
+    @property
+    def detections(self) -> dict[int, np.ndarray]:
+        """Image id -> (k, 6) [x1, y1, x2, y2, score, cls] in input pixels, as added (for plots)."""
+        return self._dets
+
     def compute(self) -> DetectionMetrics:
         """Score everything added so far with COCOeval; pycocotools' printing is swallowed."""
         with contextlib.redirect_stdout(io.StringIO()):
