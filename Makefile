@@ -15,7 +15,7 @@ help:           ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,export]'
+	$(PY) -m pip install --quiet -e '.[dev,export,notebooks]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with its dev extras
