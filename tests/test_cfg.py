@@ -1,8 +1,8 @@
 """cfg text <-> blocks: darknet's parsing rules, round trips, and clear errors for bad input."""
 import pytest
 
-from yolocompress.darknet.cfg import (CfgError, Conv, MaxPool, Route, Shortcut, Yolo, infer_shapes, parse_cfg,
-                              read_cfg, to_text)
+from yolocompress.darknet.cfg import (BLOCK_TYPES, CfgError, Conv, MaxPool, Net, Route, Shortcut, Yolo, block_type,
+                                      infer_shapes, parse_cfg, read_cfg, to_text)
 
 from yolocompress.darknet import zoo
 
@@ -113,3 +113,11 @@ def test_error_names_the_file(tmp_path):
 def test_yolo_defaults_mask_to_all_anchors():
     y = parse_cfg("[net]\nwidth=32\nheight=32\n[convolutional]\nfilters=14\n[yolo]\nclasses=2\nanchors=1,2,3,4\n")[2]
     assert isinstance(y, Yolo) and y.mask == (0, 1) and y.num == 2 and y.head_anchors == ((1, 2), (3, 4))
+
+
+def test_the_layer_kind_table_names_every_section():
+    """Each kind is found by its section name (and darknet's aliases); its keys come from the class."""
+    assert all(block_type(name) is cls and cls.kind == name for name, cls in BLOCK_TYPES.items())
+    assert [block_type(s) for s in ("network", "conv", "max", "foo")] == [Net, Conv, MaxPool, None]
+    with pytest.raises(CfgError, match=r"supported: from, activation$"):
+        parse_cfg("[net]\nwidth=32\nheight=32\n[convolutional]\n[shortcut]\nfrom=-1\ngroups=2\n")

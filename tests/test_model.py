@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from yolocompress.darknet import zoo
-from yolocompress.darknet.cfg import parse_cfg
-from yolocompress.darknet.model import Darknet
+from yolocompress.darknet.cfg import BLOCK_TYPES, Block, Net, parse_cfg
+from yolocompress.darknet.model import BUILDERS, Darknet, _build
 from yolocompress.darknet.weights import darknet_weights_bytes, randomize
 
 from conftest import ARCHS
@@ -78,3 +78,9 @@ def test_eval_output_layout():
     assert out[6, :4].tolist() == pytest.approx([16.0, 48.0, 4.0, 4.0])
     assert out[1, :4].tolist() == pytest.approx([48.0, 16.0, 8.0, 16.0])
     assert out[:, 4:].eq(0.5).all()
+
+
+def test_every_layer_kind_has_a_module_builder():
+    assert set(BUILDERS) == set(BLOCK_TYPES.values()) - {Net}
+    with pytest.raises(TypeError, match="no builder for"):
+        _build(Block(), 0, 3)

@@ -1,14 +1,18 @@
 """Surgery: the compact model computes the masked what-if on every zoo architecture and strategy;
 the fold of removed channels' constants is exact inside the image."""
+import copy
+from dataclasses import dataclass
+
 import pytest
 import torch
 
 from yolocompress.darknet import zoo
-from yolocompress.darknet.cfg import Route, parse_cfg
+from yolocompress.darknet.cfg import Block, Route, Upsample, parse_cfg
 from yolocompress.compress.graph import build_graph
 from yolocompress.darknet.model import Darknet
 from yolocompress.compress.plan import PlanError, PruneConfig, make_plan
-from yolocompress.compress.surgery import apply_plan
+from yolocompress.compress.layer_rules import LayerRuleError
+from yolocompress.compress.surgery import apply_masks, apply_plan
 from yolocompress.darknet.weights import randomize
 
 from prune_helpers import assert_compact_equals_what_if, plan_for, sparse_model
@@ -62,6 +66,29 @@ def test_surgery_uses_the_callers_graph():
     other = build_graph(model.blocks, type(config.protect)(spp=False, upsample=False))
     with pytest.raises(PlanError, match="the plan was made with protections"):
         apply_plan(model, plan, other)
+
+
+@dataclass
+class Foo(Block):
+    """A layer kind the pruning rules do not know."""
+    kind = "foo"
+
+
+def test_surgery_refuses_a_layer_kind_without_rules():
+    """An unknown layer is an error wherever surgery meets it, never folded as a pass-through."""
+    model = sparse_model("teach")
+    config = PruneConfig(strategy="union", ratio=0.5)
+    graph = build_graph(model.blocks, config.protect)
+    plan = make_plan(model, config, graph)
+    up = next(i for i, b in enumerate(model.layers) if isinstance(b, Upsample))
+    strange = copy.copy(model)                   # shares the cached model's modules; only blocks differ
+    strange.blocks = [*model.blocks[:up + 1], Foo(), *model.blocks[up + 2:]]
+    with pytest.raises(LayerRuleError, match=rf"layer {up} \[foo\]: no channel-map rule"):
+        apply_masks(strange, plan)
+    graph.blocks = strange.blocks                # a graph built before the layer changed kind
+    with pytest.raises(LayerRuleError, match=rf"layer {up} \[foo\]: no fold rule; register one in "
+                                             r"yolocompress/compress/layer_rules.py"):
+        apply_plan(model, plan, graph)
 
 
 FOLD_CFG = """[net]

@@ -8,6 +8,8 @@ Vocabulary:
   convs start a space's channels, shortcuts/maxpools/upsamples pass them on, routes concatenate
   and slice them. This *channel map* is what lets surgery find, for every consumer conv, which
   of its input channels survive a plan, through any route/SPP/upsample/shortcut pattern.
+  Each layer kind's channel-map and inputs rules are its row of ``layer_rules.RULES``; a kind
+  without a row is refused, never passed through.
 * **protected** convs keep all their output channels: convs without BN (yolo head convs: no gamma
   to rank), grouped convs and their producers, convs feeding a grouped route (darknet slices those
   by count, so a pruned set cannot be expressed), convs with a non-zero activation at 0
@@ -20,7 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from yolocompress.darknet.cfg import Block, Conv, MaxPool, Route, Shortcut, Upsample, route_inputs, shortcut_source
+from yolocompress.darknet.cfg import (Block, Conv, MaxPool, Route, Shortcut, Upsample, lookup, route_inputs,
+                                      shortcut_source)
+
+from .layer_rules import rule_for
 
 _ZERO_AT_ZERO = {"leaky", "mish", "linear", "relu", "swish"}   # act(0) == 0
 
@@ -125,7 +130,7 @@ def build_graph(blocks: list[Block], protect: ProtectOptions = ProtectOptions())
             for j in (i - 1, shortcut_source(b, i)):
                 o = _origin(layers, j)
                 if o is None:
-                    raise ValueError(f"layer {i} [shortcut]: input {j} is not a conv or shortcut output")
+                    raise ValueError(f"layer {i} [{b.kind}]: input {j} is not a conv or shortcut output")
                 uf.union(i, o)
     convs = [i for i, b in enumerate(layers) if isinstance(b, Conv)]
     by_root: dict[int, list[int]] = {}
@@ -143,26 +148,14 @@ def build_graph(blocks: list[Block], protect: ProtectOptions = ProtectOptions())
 
 
 def _channel_maps(blocks, space, shortcut_space) -> list[np.ndarray]:
-    layers = blocks[1:]
+    """(C, 2) ``(space, channel)`` rows of every layer output, by each kind's rule in ``RULES``
+    (the image's channels are space -1)."""
+    space_of = {**space, **shortcut_space}       # conv or shortcut layer -> its space
     maps: list[np.ndarray] = []
     prev = np.stack([np.full(blocks[0].channels, -1), np.arange(blocks[0].channels)], 1)
-    for i, b in enumerate(layers):
-        if isinstance(b, Conv):
-            m = np.stack([np.full(b.filters, space[i]), np.arange(b.filters)], 1)
-        elif isinstance(b, Shortcut):
-            m = prev.copy()
-            m[:, 0] = shortcut_space[i]
-        elif isinstance(b, Route):
-            parts = []
-            for j in route_inputs(b, i):
-                src = maps[j]
-                n = len(src) // b.groups
-                parts.append(src[b.group_id * n:(b.group_id + 1) * n])
-            m = np.concatenate(parts)
-        else:  # maxpool, upsample, yolo
-            m = prev
-        maps.append(m)
-        prev = m
+    for i, b in enumerate(blocks[1:]):
+        prev = rule_for(b, i, "channel-map").channel_map(b, i, prev, maps, space_of)
+        maps.append(prev)
     return maps
 
 
@@ -170,48 +163,62 @@ def _consumers(layers: list[Block]) -> dict[int, list[int]]:
     """Which layers read each layer's output (the implicit 'previous layer' input included)."""
     out: dict[int, list[int]] = {i: [] for i in range(len(layers))}
     for i, b in enumerate(layers):
-        if isinstance(b, Route):
-            srcs = route_inputs(b, i)
-        elif isinstance(b, Shortcut):
-            srcs = [i - 1, shortcut_source(b, i)]
-        else:
-            srcs = [i - 1] if i > 0 else []
-        for j in srcs:
+        for j in rule_for(b, i, "inputs").inputs(b, i):
             out[j].append(i)
     return out
 
 
+def _protect_conv(g: Graph, i: int, b: Conv, protect: ProtectOptions):
+    if not b.batch_normalize:
+        yield i, "no batch norm (e.g. a yolo head conv): no gamma to rank"
+    if b.activation not in _ZERO_AT_ZERO:
+        yield i, f"activation {b.activation} is not 0 at 0, so a removed channel cannot be zero"
+    if b.groups > 1:
+        yield i, "grouped convolution"
+        for c in _producers(g, i - 1):
+            yield c, f"feeds grouped convolution {i}"
+
+
+def _protect_route(g: Graph, i: int, b: Route, protect: ProtectOptions):
+    if b.groups > 1:
+        for j in route_inputs(b, i):
+            for c in _producers(g, j):
+                yield c, f"feeds route {i} with groups={b.groups} (darknet slices it by count)"
+
+
+def _protect_shortcut(g: Graph, i: int, b: Shortcut, protect: ProtectOptions):
+    if b.activation != "linear":
+        for c in _producers(g, i - 1):
+            yield c, f"shortcut {i} has a non-linear activation"
+
+
+def _protect_upsample(g: Graph, i: int, b: Upsample, protect: ProtectOptions):
+    if protect.upsample:
+        for c in _producers(g, i - 1):
+            yield c, "feeds an upsample (protected by default, as in the original method)"
+
+
+def _protect_spp(g: Graph, i: int, b: MaxPool, protect: ProtectOptions):
+    if b.stride == 1 and protect.spp and _is_spp(g.layers, i):
+        for c in _producers(g, i - 1):
+            yield c, "feeds SPP (protected by default, as in the original method)"
+
+
+# Each kind's protection rule: (graph, layer i, its block, options) -> the (conv, reason) pairs it
+# protects; a kind without one protects nothing.
+_PROTECTION_RULES = {Conv: _protect_conv, Route: _protect_route, Shortcut: _protect_shortcut,
+                     Upsample: _protect_upsample, MaxPool: _protect_spp}
+
+
 def _protections(g: Graph, protect: ProtectOptions) -> dict[int, str]:
-    layers = g.layers
+    """conv -> why it keeps all its channels; the first reason found wins, and a residual group
+    is protected as a whole."""
     why: dict[int, str] = {}
-
-    def mark(conv: int, reason: str) -> None:
-        for member in g.members(g.space[conv]):   # a residual group is protected as a whole
-            why.setdefault(member, reason if member == conv else f"in the residual group of {conv}: {reason}")
-
-    for i, b in enumerate(layers):
-        if isinstance(b, Conv):
-            if not b.batch_normalize:
-                mark(i, "no batch norm (e.g. a yolo head conv): no gamma to rank")
-            if b.activation not in _ZERO_AT_ZERO:
-                mark(i, f"activation {b.activation} is not 0 at 0, so a removed channel cannot be zero")
-            if b.groups > 1:
-                mark(i, "grouped convolution")
-                for c in _producers(g, i - 1):
-                    mark(c, f"feeds grouped convolution {i}")
-        elif isinstance(b, Route) and b.groups > 1:
-            for j in route_inputs(b, i):
-                for c in _producers(g, j):
-                    mark(c, f"feeds route {i} with groups={b.groups} (darknet slices it by count)")
-        elif isinstance(b, Shortcut) and b.activation != "linear":
-            for c in _producers(g, i - 1):
-                mark(c, f"shortcut {i} has a non-linear activation")
-        elif isinstance(b, Upsample) and protect.upsample:
-            for c in _producers(g, i - 1):
-                mark(c, "feeds an upsample (protected by default, as in the original method)")
-        elif isinstance(b, MaxPool) and b.stride == 1 and protect.spp and _is_spp(layers, i):
-            for c in _producers(g, i - 1):
-                mark(c, "feeds SPP (protected by default, as in the original method)")
+    for i, b in enumerate(g.layers):
+        rule = lookup(_PROTECTION_RULES, b)
+        for conv, reason in rule(g, i, b, protect) if rule else ():
+            for member in g.members(g.space[conv]):
+                why.setdefault(member, reason if member == conv else f"in the residual group of {conv}: {reason}")
     return why
 
 

@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from yolocompress.darknet.cfg import Conv, Route, Shortcut, replace, resolve, route_inputs, shortcut_source
+from yolocompress.darknet.cfg import Conv, Route, Shortcut, replace, resolve, shortcut_source
 from .graph import Graph, ProtectOptions, build_graph
+from .layer_rules import FoldState, rule_for
 from yolocompress.darknet.model import Darknet, activation
 from .plan import PlanError, PrunePlan, check_plan
 
@@ -55,36 +56,26 @@ def _prepare(model: Darknet, plan: PrunePlan, graph: Graph | None = None) -> _Pr
     graph = _graph_for(model, plan, graph)
     check_plan(plan, graph)
     dropped = set(plan.dropped_layers)
-    space_keep = _space_keep(graph, plan, dropped)
-    kept, const = [], []
-    prev_const = np.zeros(model.net.channels)
-    layers = graph.layers
-    for i, b in enumerate(layers):
-        cmap = graph.channel_maps[i]
-        if isinstance(b, Conv):
-            mask = np.zeros(b.filters, bool) if i in dropped else _mask(cmap, space_keep)
-            c = _removed_constant(model, i, ~mask)
-        elif isinstance(b, Shortcut):
-            mask = _mask(cmap, space_keep)
-            c = prev_const + const[shortcut_source(b, i)]
-        elif isinstance(b, Route):
-            mask = _mask(cmap, space_keep)
-            parts = []
-            for j in route_inputs(b, i):
-                n = len(const[j]) // b.groups
-                parts.append(const[j][b.group_id * n:(b.group_id + 1) * n])
-            c = np.concatenate(parts)
-        else:  # maxpool, upsample, yolo: pass through
-            mask, c = kept[-1] if i else np.ones(model.net.channels, bool), prev_const
-        kept.append(mask)
-        const.append(c)
-        prev_const = c
+    kept, const = _propagate(model, graph, dropped, _space_keep(graph, plan, dropped))
     delta = {}
     for i, m in model.conv_layers().items():
         c_in = const[i - 1] if i else np.zeros(model.net.channels)
         if np.any(c_in) and i not in dropped:
             delta[i] = _fold_delta(m.conv, c_in)
     return _Prepared(graph, kept, const, delta)
+
+
+def _propagate(model: Darknet, graph: Graph, dropped: set, space_keep: dict) -> tuple[list, list]:
+    """Surviving channels and lost constants of every layer output, in layer order, by each
+    kind's fold rule (``layer_rules.RULES``; a layer kind without one raises)."""
+    state = FoldState([], [], np.ones(model.net.channels, bool), np.zeros(model.net.channels), dropped,
+                      mask=lambda i: _mask(graph.channel_maps[i], space_keep),
+                      removed_constant=lambda i, removed: _removed_constant(model, i, removed))
+    for i, b in enumerate(graph.layers):
+        mask, c = rule_for(b, i, "fold").fold(b, i, state)
+        state.kept.append(mask)
+        state.const.append(c)
+    return state.kept, state.const
 
 
 def _fold_delta(conv: torch.nn.Conv2d, c_in: np.ndarray) -> np.ndarray:

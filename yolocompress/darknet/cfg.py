@@ -4,6 +4,13 @@ Why typed blocks: the cfg is both the architecture and the pruning graph. Every 
 (model building, shape inference, pruning dependencies, export) reads these blocks, so they are
 validated once, here, with errors that name ``file:line``.
 
+The layer kinds form one table, ``BLOCK_TYPES``: each ``Block`` subclass is the entry of its kind
+and carries its section name (``kind``), its keys (``int_keys``, ``value_keys``), its defaults
+and range checks (``finish``, ``check``), its shape rule (``shape``) and its writer (``lines``).
+This module is the only place a section name is spelled; every other module names the class.
+The torch module each kind builds is in ``model.BUILDERS`` (keyed by class: this module stays
+torch-free), the pruning rules in ``compress.layer_rules.RULES``.
+
 Darknet's rules reproduced here (``src/parser.c``): every whitespace character is removed from a
 line; lines starting with ``#`` or ``;`` are comments; ``key=value`` splits at the first ``=``;
 layers are numbered from 0 at the first section after ``[net]``; negative ``layers=`` / ``from=``
@@ -18,18 +25,11 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 ACTIVATIONS = ("leaky", "mish", "linear", "logistic", "relu", "swish")
 MAX_PARAMS = 2_000_000_000       # 8 GB of float32 weights: far above any YOLO (yolov4: 64 M)
 MAX_ACTIVATIONS = 8_000_000_000  # floats of one image's layer outputs (32 GB); yolov4 @ 608: 0.17 G
-
-# Section names darknet accepts, mapped to ours (darknet also knows [conv], [network], [max]).
-_SECTION_ALIASES = {
-    "net": "net", "network": "net",
-    "convolutional": "convolutional", "conv": "convolutional",
-    "shortcut": "shortcut", "route": "route", "upsample": "upsample",
-    "maxpool": "maxpool", "max": "maxpool", "yolo": "yolo",
-}
 
 # Keys darknet reads but that only steer training in darknet itself; kept verbatim, never interpreted.
 _TRAINING_ONLY_KEYS = {"stopbackward", "dontload", "dontloadscales", "train", "learning_rate",
@@ -40,14 +40,122 @@ class CfgError(ValueError):
     """A cfg that darknet would misread or reject; the message names ``file:line`` (or the layer)."""
 
 
+# ----------------------------------------------------------------------------- values
+
+def _int(key, value, where) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise CfgError(f"{where}: {key}= expects an integer, found '{value}'") from None
+
+
+def _float(key, value, where) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise CfgError(f"{where}: {key}= expects a number, found '{value}'") from None
+    if not math.isfinite(v):
+        raise CfgError(f"{where}: {key}= expects a finite number, found '{value}'")
+    return v
+
+
+def _int_list(key, value, where) -> tuple:
+    return tuple(_int(key, v, where) for v in value.split(",") if v != "")
+
+
+def _one_ref(key, value, where) -> int:
+    ref = _int_list(key, value, where)
+    if len(ref) != 1:
+        raise CfgError(f"{where}: {key}= expects one layer index, found '{value}'")
+    return ref[0]
+
+
+def _activation(key, value, where) -> str:
+    if value not in ACTIVATIONS:
+        raise CfgError(f"{where}: activation '{value}' is not supported; expected one of " + ", ".join(ACTIVATIONS))
+    return value
+
+
+def _anchors(key, value, where) -> tuple:
+    nums = [_float(key, v, where) for v in value.split(",") if v != ""]
+    if len(nums) % 2:
+        raise CfgError(f"{where}: anchors= expects (w, h) pairs, found {len(nums)} numbers")
+    if any(n <= 0 for n in nums):
+        raise CfgError(f"{where}: anchors= expects positive sizes in px, found {min(nums):g}")
+    return tuple(zip(nums[0::2], nums[1::2]))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() else repr(v)
+    return str(v)
+
+
+def _ref(index: int, i: int, shapes: list, where: str, key: str) -> tuple[int, int, int]:
+    j = resolve(index, i)
+    if not 0 <= j < i:
+        raise CfgError(f"{where}: {key}={index} refers to layer {j}, expected an earlier layer 0..{i - 1}")
+    return shapes[j]
+
+
+# ----------------------------------------------------------------------------- the layer kinds
+
 @dataclass
 class Block:
     """One cfg section. ``line`` (where the section starts) is for error messages only and is
-    ignored by ``==`` so that text -> blocks -> text -> blocks compares equal."""
+    ignored by ``==`` so that text -> blocks -> text -> blocks compares equal.
+
+    A subclass is one layer kind: the class attributes and methods below are its row of the table
+    (what a new kind fills in)."""
     line: int = field(default=0, compare=False, repr=False)
     extra: dict = field(default_factory=dict)  # keys kept verbatim (str -> str), written back as-is
 
-    kind = "block"
+    kind = "block"                              # the cfg section name, [kind]
+    int_keys: ClassVar[tuple] = ()              # keys parsed as int into the field of that name
+    value_keys: ClassVar[dict] = {}             # other keys: key -> (field, parser(key, value, where))
+    keeps_other_keys: ClassVar[bool] = False    # True: any other key is kept verbatim in ``extra``
+
+    @classmethod
+    def parse_value(cls, key: str, value: str, where: str) -> tuple[str, object] | None:
+        """(field, parsed value) for a key that changes what the layer computes; None for any other key."""
+        if key in cls.int_keys:
+            return key, _int(key, value, where)
+        if key in cls.value_keys:
+            name, parse = cls.value_keys[key]
+            return name, parse(key, value, where)
+        return None
+
+    @classmethod
+    def supported_keys(cls) -> list[str]:
+        return [*cls.int_keys, *cls.value_keys]
+
+    @classmethod
+    def check_other_key(cls, key: str, value: str, where: str) -> None:
+        """Refuse a key kept in ``extra`` whose value would change what the layer computes."""
+
+    @classmethod
+    def finish(cls, values: dict, where: str) -> None:
+        """Apply darknet's defaults that depend on other keys (in ``values``, in place) and
+        refuse missing required keys."""
+
+    def range_checks(self) -> list[tuple[str, object, object]]:
+        """(key, value, lowest allowed value) of every field with a lower bound."""
+        return []
+
+    def check(self, where: str) -> None:
+        """Refuse values darknet would reject or misread (``where`` names the section)."""
+        for key, value, low in self.range_checks():
+            if value < low:
+                raise CfgError(f"{where}: {key}={value} must be >= {low}")
+
+    def shape(self, i: int, prev: tuple, shapes: list, where: str) -> tuple[int, int, int]:
+        """Output (C, H, W) of this block as layer ``i``; ``prev`` is the layer before's output,
+        ``shapes`` every earlier layer's."""
+        raise CfgError(f"{where}: unexpected block")  # pragma: no cover - parse_cfg only makes layer kinds
+
+    def lines(self) -> list[str]:
+        """Canonical ``key=value`` lines (defaults written only where darknet needs them), ``extra`` aside."""
+        raise TypeError(self)  # pragma: no cover
 
 
 @dataclass
@@ -56,6 +164,14 @@ class Net(Block):
     height: int = 416    # px, default input height
     channels: int = 3    # input channels
     kind = "net"
+    int_keys = ("width", "height", "channels")
+    keeps_other_keys = True   # training settings darknet reads (batch, momentum, ...)
+
+    def range_checks(self):
+        return [("width", self.width, 1), ("height", self.height, 1), ("channels", self.channels, 1)]
+
+    def lines(self):
+        return [f"width={self.width}", f"height={self.height}", f"channels={self.channels}"]
 
 
 @dataclass
@@ -69,11 +185,36 @@ class Conv(Block):
     batch_normalize: int = 0  # 1: conv (no bias) -> BN(eps 1e-5) ; 0: conv with bias
     activation: str = "logistic"
     kind = "convolutional"
+    int_keys = ("filters", "size", "stride", "pad", "padding", "groups", "batch_normalize")
+    value_keys = {"activation": ("activation", _activation)}
 
     @property
     def pad_px(self) -> int:
         """Zero padding on each side, as darknet computes it."""
         return self.size // 2 if self.pad else self.padding
+
+    def range_checks(self):
+        return [("filters", self.filters, 1), ("size", self.size, 1), ("stride", self.stride, 1),
+                ("groups", self.groups, 1), ("padding", self.padding, 0)]
+
+    def check(self, where):
+        if self.filters % self.groups:
+            raise CfgError(f"{where}: filters={self.filters} is not divisible by groups={self.groups}")
+        super().check(where)
+
+    def shape(self, i, prev, shapes, where):
+        c, h, w = prev
+        if c % self.groups:
+            raise CfgError(f"{where}: groups={self.groups} does not divide its {c} input channels")
+        oh = (h + 2 * self.pad_px - self.size) // self.stride + 1
+        ow = (w + 2 * self.pad_px - self.size) // self.stride + 1
+        return (self.filters, oh, ow)
+
+    def lines(self):
+        lines = ([f"batch_normalize={self.batch_normalize}"] if self.batch_normalize else []) + [
+            f"filters={self.filters}", f"size={self.size}", f"stride={self.stride}"]
+        lines += [f"pad={self.pad}"] if self.pad else ([f"padding={self.padding}"] if self.padding else [])
+        return lines + ([f"groups={self.groups}"] if self.groups != 1 else []) + [f"activation={self.activation}"]
 
 
 @dataclass
@@ -81,6 +222,22 @@ class Shortcut(Block):
     from_: int = 0            # as written: negative = relative
     activation: str = "linear"
     kind = "shortcut"
+    value_keys = {"from": ("from_", _one_ref), "activation": ("activation", _activation)}
+
+    @classmethod
+    def finish(cls, values, where):
+        if "from_" not in values:
+            raise CfgError(f"{where}: [{cls.kind}] needs from=")
+
+    def shape(self, i, prev, shapes, where):
+        src = _ref(self.from_, i, shapes, where, "from")
+        if src != prev:
+            raise CfgError(f"{where}: from={self.from_} gives shape {src} (C, H, W) but the previous "
+                           f"layer gives {prev}; a shortcut adds tensors of the same shape")
+        return prev
+
+    def lines(self):
+        return [f"from={self.from_}", f"activation={self.activation}"]
 
 
 @dataclass
@@ -89,12 +246,56 @@ class Route(Block):
     groups: int = 1           # each input is cut into `groups` channel slices ...
     group_id: int = 0         # ... and slice `group_id` of each is concatenated
     kind = "route"
+    int_keys = ("groups", "group_id")
+    value_keys = {"layers": ("layers", _int_list)}
+
+    @classmethod
+    def finish(cls, values, where):
+        if "layers" not in values:
+            raise CfgError(f"{where}: [{cls.kind}] needs layers=")
+
+    def range_checks(self):
+        return [("groups", self.groups, 1), ("group_id", self.group_id, 0)]
+
+    def check(self, where):
+        if self.group_id >= self.groups:
+            raise CfgError(f"{where}: group_id={self.group_id} must be less than groups={self.groups}")
+        super().check(where)
+
+    def shape(self, i, prev, shapes, where):
+        srcs = [_ref(v, i, shapes, where, "layers") for v in self.layers]
+        if not srcs:
+            raise CfgError(f"{where}: layers= is empty")
+        hw = {s[1:] for s in srcs}
+        if len(hw) > 1:
+            raise CfgError(f"{where}: layers={','.join(map(str, self.layers))} have different sizes "
+                           f"{[s[1:] for s in srcs]} (H, W); a route concatenates equal sizes")
+        for v, s in zip(self.layers, srcs):
+            if s[0] % self.groups:
+                raise CfgError(f"{where}: layer {resolve(v, i)} has {s[0]} channels, "
+                               f"not divisible by groups={self.groups}")
+        return (sum(s[0] for s in srcs) // self.groups,) + srcs[0][1:]
+
+    def lines(self):
+        lines = [f"layers={','.join(map(str, self.layers))}"]
+        return lines + ([f"groups={self.groups}", f"group_id={self.group_id}"] if self.groups != 1 else [])
 
 
 @dataclass
 class Upsample(Block):
     stride: int = 2           # nearest-neighbour factor
     kind = "upsample"
+    int_keys = ("stride",)
+
+    def range_checks(self):
+        return [("stride", self.stride, 1)]
+
+    def shape(self, i, prev, shapes, where):
+        c, h, w = prev
+        return (c, h * self.stride, w * self.stride)
+
+    def lines(self):
+        return [f"stride={self.stride}"]
 
 
 @dataclass
@@ -103,6 +304,24 @@ class MaxPool(Block):
     stride: int = 1
     padding: int = 0          # total padding; out-of-range pixels are skipped (not zeros)
     kind = "maxpool"
+    int_keys = ("size", "stride", "padding")
+
+    @classmethod
+    def finish(cls, values, where):
+        values.setdefault("stride", 1)
+        values.setdefault("size", values["stride"])
+        values.setdefault("padding", values["size"] - 1)
+
+    def range_checks(self):
+        return [("stride", self.stride, 1), ("size", self.size, 1), ("padding", self.padding, 0)]
+
+    def shape(self, i, prev, shapes, where):
+        c, h, w = prev
+        return (c, (h + self.padding - self.size) // self.stride + 1, (w + self.padding - self.size) // self.stride + 1)
+
+    def lines(self):
+        lines = [f"size={self.size}", f"stride={self.stride}"]
+        return lines + ([f"padding={self.padding}"] if self.padding != self.size - 1 else [])
 
 
 @dataclass
@@ -113,14 +332,67 @@ class Yolo(Block):
     num: int = 1              # number of anchors listed
     scale_x_y: float = 1.0    # v4: xy = sigmoid * s - (s - 1) / 2
     kind = "yolo"
+    int_keys = ("classes", "num")
+    value_keys = {"mask": ("mask", _int_list), "anchors": ("anchors", _anchors),
+                  "scale_x_y": ("scale_x_y", _float)}
+    keeps_other_keys = True   # training settings darknet reads (jitter, ignore_thresh, ...)
 
     @property
     def head_anchors(self) -> tuple:
         """The (w, h) anchors this head predicts with, in mask order."""
         return tuple(self.anchors[m] for m in self.mask)
 
+    @classmethod
+    def check_other_key(cls, key, value, where):
+        if key == "new_coords" and value != "0":
+            raise CfgError(f"{where}: new_coords={value} (scaled-YOLOv4 decoding) is not supported")
 
+    @classmethod
+    def finish(cls, values, where):
+        anchors = values.get("anchors", ())
+        values.setdefault("num", len(anchors) or 1)
+        values.setdefault("mask", tuple(range(values["num"])))
+        if len(anchors) != values["num"]:
+            raise CfgError(f"{where}: num={values['num']} but anchors= lists {len(anchors)} (w, h) pairs")
+        bad = [m for m in values["mask"] if not 0 <= m < len(anchors)]
+        if bad:
+            raise CfgError(f"{where}: mask= refers to anchors {bad}, but only {len(anchors)} are listed")
+
+    def range_checks(self):
+        return [("classes", self.classes, 1), ("scale_x_y", self.scale_x_y, 1e-9)]
+
+    def shape(self, i, prev, shapes, where):
+        c = prev[0]
+        need = len(self.mask) * (self.classes + 5)
+        if c != need:
+            raise CfgError(f"{where}: expects len(mask) * (classes + 5) = {len(self.mask)} * "
+                           f"({self.classes} + 5) = {need} input channels, the layer before gives {c}")
+        return prev
+
+    def lines(self):
+        lines = [f"mask={','.join(map(str, self.mask))}",
+                 "anchors=" + ", ".join(f"{_fmt(w)},{_fmt(h)}" for w, h in self.anchors),
+                 f"classes={self.classes}", f"num={self.num}"]
+        return lines + ([f"scale_x_y={_fmt(self.scale_x_y)}"] if self.scale_x_y != 1.0 else [])
+
+
+# The table of layer kinds: section name -> block class, in the order error messages list them.
 BLOCK_TYPES = {b.kind: b for b in (Net, Conv, Shortcut, Route, Upsample, MaxPool, Yolo)}
+
+# Other section names darknet accepts for the same kinds.
+_SECTION_ALIASES = {"network": Net, "conv": Conv, "max": MaxPool}
+
+
+def block_type(section: str) -> type[Block] | None:
+    """The block class of a section name (an alias included), None for an unknown section."""
+    return BLOCK_TYPES.get(section) or _SECTION_ALIASES.get(section)
+
+
+def lookup(table: dict, block: Block):
+    """``table``'s entry for the block's class, or for its nearest base class that has one (a
+    subclass of a kind inherits its rules); None where no class in its line is registered.
+    How every per-kind table (module builders, pruning rules) is read."""
+    return next((table[c] for c in type(block).__mro__ if c in table), None)
 
 
 def resolve(index: int, i: int) -> int:
@@ -162,41 +434,10 @@ def _split_sections(text: str, src: str) -> list[tuple[str, int, list[tuple[str,
     return sections
 
 
-def _int(key, value, where) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise CfgError(f"{where}: {key}= expects an integer, found '{value}'") from None
-
-
-def _float(key, value, where) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise CfgError(f"{where}: {key}= expects a number, found '{value}'") from None
-    if not math.isfinite(v):
-        raise CfgError(f"{where}: {key}= expects a finite number, found '{value}'")
-    return v
-
-
-def _int_list(key, value, where) -> tuple:
-    return tuple(_int(key, v, where) for v in value.split(",") if v != "")
-
-
-_INT_FIELDS = {
-    "net": ("width", "height", "channels"),
-    "convolutional": ("filters", "size", "stride", "pad", "padding", "groups", "batch_normalize"),
-    "route": ("groups", "group_id"),
-    "upsample": ("stride",),
-    "maxpool": ("size", "stride", "padding"),
-    "yolo": ("classes", "num"),
-}
-
-
 def _make_block(name: str, line: int, options: list, src: str) -> Block:
     """One section's options -> its typed block, checking keys and values."""
-    kind = _SECTION_ALIASES.get(name)
-    if kind is None:
+    cls = block_type(name)
+    if cls is None:
         raise CfgError(f"{src}:{line}: unknown section [{name}]; supported: "
                        + ", ".join(f"[{k}]" for k in BLOCK_TYPES))
     seen: dict[str, int] = {}
@@ -207,107 +448,19 @@ def _make_block(name: str, line: int, options: list, src: str) -> Block:
         if key in seen:
             raise CfgError(f"{where}: key '{key}' already given on line {seen[key]} in this section")
         seen[key] = kline
-        parsed = _layer_value(kind, key, value, where)
+        parsed = cls.parse_value(key, value, where)
         if parsed is not None:
             values[parsed[0]] = parsed[1]
-        elif kind in ("net", "yolo") or key in _TRAINING_ONLY_KEYS:
-            if kind == "yolo" and key == "new_coords" and value != "0":
-                raise CfgError(f"{where}: new_coords={value} (scaled-YOLOv4 decoding) is not supported")
+        elif cls.keeps_other_keys or key in _TRAINING_ONLY_KEYS:
+            cls.check_other_key(key, value, where)
             extra[key] = value
         else:
-            raise CfgError(f"{where}: key '{key}' is not supported in [{kind}] "
-                           f"(it changes what the layer computes); supported: {_supported(kind)}")
-    return _finish_block(kind, line, values, extra, seen, src)
-
-
-def _layer_value(kind: str, key: str, value: str, where: str) -> tuple[str, object] | None:
-    """(field, parsed value) for a key that changes what a layer computes; None for any other key."""
-    if key in _INT_FIELDS.get(kind, ()) or (kind == "maxpool" and key == "padding"):
-        return key, _int(key, value, where)
-    if key == "activation" and kind in ("convolutional", "shortcut"):
-        if value not in ACTIVATIONS:
-            raise CfgError(f"{where}: activation '{value}' is not supported; expected one of " + ", ".join(ACTIVATIONS))
-        return key, value
-    if kind == "shortcut" and key == "from":
-        ref = _int_list(key, value, where)
-        if len(ref) != 1:
-            raise CfgError(f"{where}: from= expects one layer index, found '{value}'")
-        return "from_", ref[0]
-    if (kind, key) in (("route", "layers"), ("yolo", "mask")):
-        return key, _int_list(key, value, where)
-    if kind == "yolo" and key == "anchors":
-        return key, _anchors(value, where)
-    if kind == "yolo" and key == "scale_x_y":
-        return key, _float(key, value, where)
-    return None
-
-
-def _anchors(value: str, where: str) -> tuple:
-    nums = [_float("anchors", v, where) for v in value.split(",") if v != ""]
-    if len(nums) % 2:
-        raise CfgError(f"{where}: anchors= expects (w, h) pairs, found {len(nums)} numbers")
-    if any(n <= 0 for n in nums):
-        raise CfgError(f"{where}: anchors= expects positive sizes in px, found {min(nums):g}")
-    return tuple(zip(nums[0::2], nums[1::2]))
-
-
-def _supported(kind: str) -> str:
-    keys = list(_INT_FIELDS.get(kind, ()))
-    keys += {"convolutional": ["activation"], "shortcut": ["from", "activation"],
-             "route": ["layers"], "yolo": ["mask", "anchors", "scale_x_y"]}.get(kind, [])
-    return ", ".join(keys)
-
-
-def _finish_block(kind, line, values, extra, seen, src) -> Block:
-    """Apply darknet's defaults that depend on other keys, then check value ranges."""
-    where = f"{src}:{line}"
-    if kind == "maxpool":
-        values.setdefault("stride", 1)
-        values.setdefault("size", values["stride"])
-        values.setdefault("padding", values["size"] - 1)
-    if kind == "route" and "layers" not in values:
-        raise CfgError(f"{where}: [route] needs layers=")
-    if kind == "shortcut" and "from_" not in values:
-        raise CfgError(f"{where}: [shortcut] needs from=")
-    if kind == "yolo":
-        _finish_yolo(values, where)
-    block = BLOCK_TYPES[kind](line=line, extra=extra, **values)
-    _check_ranges(block, where)
+            raise CfgError(f"{where}: key '{key}' is not supported in [{cls.kind}] (it changes what the "
+                           f"layer computes); supported: {', '.join(cls.supported_keys())}")
+    cls.finish(values, f"{src}:{line}")
+    block = cls(line=line, extra=extra, **values)
+    block.check(f"{src}:{line}")
     return block
-
-
-def _finish_yolo(values: dict, where: str) -> None:
-    anchors = values.get("anchors", ())
-    values.setdefault("num", len(anchors) or 1)
-    values.setdefault("mask", tuple(range(values["num"])))
-    if len(anchors) != values["num"]:
-        raise CfgError(f"{where}: num={values['num']} but anchors= lists {len(anchors)} (w, h) pairs")
-    bad = [m for m in values["mask"] if not 0 <= m < len(anchors)]
-    if bad:
-        raise CfgError(f"{where}: mask= refers to anchors {bad}, but only {len(anchors)} are listed")
-
-
-def _check_ranges(b: Block, where: str) -> None:
-    checks = []
-    if isinstance(b, Net):
-        checks = [("width", b.width, 1), ("height", b.height, 1), ("channels", b.channels, 1)]
-    elif isinstance(b, Conv):
-        checks = [("filters", b.filters, 1), ("size", b.size, 1), ("stride", b.stride, 1),
-                  ("groups", b.groups, 1), ("padding", b.padding, 0)]
-        if b.filters % b.groups:
-            raise CfgError(f"{where}: filters={b.filters} is not divisible by groups={b.groups}")
-    elif isinstance(b, (Upsample, MaxPool)):
-        checks = [("stride", b.stride, 1)] + ([("size", b.size, 1), ("padding", b.padding, 0)]
-                                              if isinstance(b, MaxPool) else [])
-    elif isinstance(b, Route):
-        checks = [("groups", b.groups, 1), ("group_id", b.group_id, 0)]
-        if b.group_id >= b.groups:
-            raise CfgError(f"{where}: group_id={b.group_id} must be less than groups={b.groups}")
-    elif isinstance(b, Yolo):
-        checks = [("classes", b.classes, 1), ("scale_x_y", b.scale_x_y, 1e-9)]
-    for key, value, low in checks:
-        if value < low:
-            raise CfgError(f"{where}: {key}={value} must be >= {low}")
 
 
 def parse_cfg(text: str, source: str = "<cfg>") -> list[Block]:
@@ -385,104 +538,21 @@ def infer_shapes(blocks: list[Block], width: int | None = None, height: int | No
     return shapes
 
 
-def _ref(index: int, i: int, shapes: list, where: str, key: str) -> tuple[int, int, int]:
-    j = resolve(index, i)
-    if not 0 <= j < i:
-        raise CfgError(f"{where}: {key}={index} refers to layer {j}, expected an earlier layer 0..{i - 1}")
-    return shapes[j]
-
-
 def _layer_shape(b: Block, i: int, prev: tuple, shapes: list, where: str) -> tuple[int, int, int]:
-    c, h, w = prev
-    if isinstance(b, Conv):
-        if c % b.groups:
-            raise CfgError(f"{where}: groups={b.groups} does not divide its {c} input channels")
-        oh = (h + 2 * b.pad_px - b.size) // b.stride + 1
-        ow = (w + 2 * b.pad_px - b.size) // b.stride + 1
-        out = (b.filters, oh, ow)
-    elif isinstance(b, Shortcut):
-        src = _ref(b.from_, i, shapes, where, "from")
-        if src != prev:
-            raise CfgError(f"{where}: from={b.from_} gives shape {src} (C, H, W) but the previous "
-                           f"layer gives {prev}; a shortcut adds tensors of the same shape")
-        out = prev
-    elif isinstance(b, Route):
-        out = _route_shape(b, i, shapes, where)
-    elif isinstance(b, Upsample):
-        out = (c, h * b.stride, w * b.stride)
-    elif isinstance(b, MaxPool):
-        out = (c, (h + b.padding - b.size) // b.stride + 1, (w + b.padding - b.size) // b.stride + 1)
-    elif isinstance(b, Yolo):
-        need = len(b.mask) * (b.classes + 5)
-        if c != need:
-            raise CfgError(f"{where}: expects len(mask) * (classes + 5) = {len(b.mask)} * "
-                           f"({b.classes} + 5) = {need} input channels, the layer before gives {c}")
-        out = prev
-    else:  # pragma: no cover - parse_cfg only makes the types above
-        raise CfgError(f"{where}: unexpected block")
+    out = b.shape(i, prev, shapes, where)
     if out[1] < 1 or out[2] < 1:
         raise CfgError(f"{where}: output would be {out[1]}x{out[2]} pixels; the input is too small")
     return out
 
 
-def _route_shape(b: Route, i: int, shapes: list, where: str) -> tuple[int, int, int]:
-    srcs = [_ref(v, i, shapes, where, "layers") for v in b.layers]
-    if not srcs:
-        raise CfgError(f"{where}: layers= is empty")
-    hw = {s[1:] for s in srcs}
-    if len(hw) > 1:
-        raise CfgError(f"{where}: layers={','.join(map(str, b.layers))} have different sizes "
-                       f"{[s[1:] for s in srcs]} (H, W); a route concatenates equal sizes")
-    for v, s in zip(b.layers, srcs):
-        if s[0] % b.groups:
-            raise CfgError(f"{where}: layer {resolve(v, i)} has {s[0]} channels, "
-                           f"not divisible by groups={b.groups}")
-    return (sum(s[0] for s in srcs) // b.groups,) + srcs[0][1:]
-
-
 # ----------------------------------------------------------------------------- writing
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return str(int(v)) if v.is_integer() else repr(v)
-    return str(v)
-
-
-def _block_lines(b: Block) -> list[str]:
-    """Canonical ``key=value`` lines of one block (defaults written only where darknet needs them)."""
-    if isinstance(b, Net):
-        lines = [f"width={b.width}", f"height={b.height}", f"channels={b.channels}"]
-    elif isinstance(b, Conv):
-        lines = ([f"batch_normalize={b.batch_normalize}"] if b.batch_normalize else []) + [
-            f"filters={b.filters}", f"size={b.size}", f"stride={b.stride}"]
-        lines += [f"pad={b.pad}"] if b.pad else ([f"padding={b.padding}"] if b.padding else [])
-        lines += ([f"groups={b.groups}"] if b.groups != 1 else []) + [f"activation={b.activation}"]
-    elif isinstance(b, Shortcut):
-        lines = [f"from={b.from_}", f"activation={b.activation}"]
-    elif isinstance(b, Route):
-        lines = [f"layers={','.join(map(str, b.layers))}"]
-        lines += [f"groups={b.groups}", f"group_id={b.group_id}"] if b.groups != 1 else []
-    elif isinstance(b, Upsample):
-        lines = [f"stride={b.stride}"]
-    elif isinstance(b, MaxPool):
-        lines = [f"size={b.size}", f"stride={b.stride}"]
-        lines += [f"padding={b.padding}"] if b.padding != b.size - 1 else []
-    elif isinstance(b, Yolo):
-        lines = [f"mask={','.join(map(str, b.mask))}",
-                 "anchors=" + ", ".join(f"{_fmt(w)},{_fmt(h)}" for w, h in b.anchors),
-                 f"classes={b.classes}", f"num={b.num}"]
-        lines += [f"scale_x_y={_fmt(b.scale_x_y)}"] if b.scale_x_y != 1.0 else []
-    else:  # pragma: no cover
-        raise TypeError(b)
-    return lines + [f"{k}={v}" for k, v in b.extra.items()]
-
 
 def to_text(blocks: list[Block]) -> str:
     """Blocks -> cfg text that darknet (and :func:`parse_cfg`) reads back to the same blocks."""
     parts = []
     for i, b in enumerate(blocks):
         header = f"[{b.kind}]" if i == 0 else f"# layer {i - 1}\n[{b.kind}]"
-        parts.append("\n".join([header] + _block_lines(b)))
+        parts.append("\n".join([header] + b.lines() + [f"{k}={v}" for k, v in b.extra.items()]))
     return "\n\n".join(parts) + "\n"
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from .cfg import (Block, Conv, MaxPool, Net, Route, Shortcut, Upsample, Yolo, infer_shapes,
+from .cfg import (Block, Conv, MaxPool, Net, Route, Shortcut, Upsample, Yolo, infer_shapes, lookup,
                   route_inputs, shortcut_source, to_text)
 
 BN_EPS = 1e-5  # darknet normalize_cpu: (x - mean) / sqrt(var + .00001f)
@@ -164,20 +164,24 @@ class YoloLayer(nn.Module):
         return out.view(b, a * h * w, -1)
 
 
+# The module builder of each layer kind, keyed by block class (``cfg.BLOCK_TYPES`` is the table
+# of kinds; cfg stays torch-free, so their torch side lives here): (block, layer index, input
+# channels) -> the nn.Module that computes it.
+BUILDERS = {
+    Conv: lambda b, i, in_ch: ConvLayer(b, in_ch),
+    MaxPool: lambda b, i, in_ch: MaxPoolLayer(b),
+    Route: lambda b, i, in_ch: RouteLayer(route_inputs(b, i), b.groups, b.group_id),
+    Shortcut: lambda b, i, in_ch: ShortcutLayer(shortcut_source(b, i), b.activation),
+    Upsample: lambda b, i, in_ch: UpsampleLayer(b.stride),
+    Yolo: lambda b, i, in_ch: YoloLayer(b),
+}
+
+
 def _build(block: Block, i: int, in_ch: int) -> nn.Module:
-    if isinstance(block, Conv):
-        return ConvLayer(block, in_ch)
-    if isinstance(block, MaxPool):
-        return MaxPoolLayer(block)
-    if isinstance(block, Route):
-        return RouteLayer(route_inputs(block, i), block.groups, block.group_id)
-    if isinstance(block, Shortcut):
-        return ShortcutLayer(shortcut_source(block, i), block.activation)
-    if isinstance(block, Upsample):
-        return UpsampleLayer(block.stride)
-    if isinstance(block, Yolo):
-        return YoloLayer(block)
-    raise TypeError(f"no builder for {block!r}")
+    build = lookup(BUILDERS, block)
+    if build is None:
+        raise TypeError(f"no builder for {block!r}; register one in yolocompress.darknet.model.BUILDERS")
+    return build(block, i, in_ch)
 
 
 class Darknet(nn.Module):

@@ -25,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from yolocompress.darknet.cfg import Conv, MaxPool, Route, Shortcut, Upsample, Yolo, infer_shapes
+from yolocompress.darknet.cfg import Conv, MaxPool, Route, Shortcut, Upsample, Yolo, infer_shapes, lookup
 from yolocompress.darknet.model import Darknet
 
 _CONV_OPS = {torch.ops.aten.convolution, torch.ops.aten._convolution, torch.ops.aten.convolution.default,
@@ -77,21 +77,25 @@ def gflops(model: Darknet, img_size: int | tuple[int, int] = 416) -> float:
     return sum(layer_flops(model, img_size)) / 1e9
 
 
+def _groups(b) -> str:
+    return f" g{b.groups}" if b.groups > 1 else ""
+
+
+# The "detail" column of each layer kind in ``layer_table``, keyed by block class.
+_DETAILS = {
+    Conv: lambda b: f"{b.size}x{b.size}/{b.stride}" + _groups(b),
+    Route: lambda b: "layers=" + ",".join(map(str, b.layers)) + (_groups(b) + f":{b.group_id}" if b.groups > 1 else ""),
+    Shortcut: lambda b: f"from={b.from_}",
+    MaxPool: lambda b: f"{b.size}x{b.size}/{b.stride}",
+    Upsample: lambda b: f"x{b.stride}",
+    Yolo: lambda b: f"mask={','.join(map(str, b.mask))}",
+}
+
+
 def _describe(block) -> str:
-    if isinstance(block, Conv):
-        return f"{block.size}x{block.size}/{block.stride}" + (f" g{block.groups}" if block.groups > 1 else "")
-    if isinstance(block, Route):
-        return "layers=" + ",".join(map(str, block.layers)) + (f" g{block.groups}:{block.group_id}"
-                                                               if block.groups > 1 else "")
-    if isinstance(block, Shortcut):
-        return f"from={block.from_}"
-    if isinstance(block, MaxPool):
-        return f"{block.size}x{block.size}/{block.stride}"
-    if isinstance(block, Upsample):
-        return f"x{block.stride}"
-    if isinstance(block, Yolo):
-        return f"mask={','.join(map(str, block.mask))}"
-    return ""
+    """Short detail of a layer (kernel/stride, references, ...); "" for a kind without one."""
+    detail = lookup(_DETAILS, block)
+    return detail(block) if detail else ""
 
 
 def layer_table(model: Darknet, img_size: int = 416) -> pd.DataFrame:
