@@ -74,3 +74,47 @@ def test_a_file_that_is_no_cutoff_of_this_cfg_is_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:-8])                     # ends inside a layer
     with pytest.raises(WeightsError, match="do not end at a conv layer"):
         transfer(Darknet(zoo.blocks("yolov3-tiny", 1)), path)
+
+
+def test_train_from_80_class_weights_and_from_a_cutoff_lists_both_and_draws_its_figures(tmp_path, capsys):
+    """The practitioner's first step: a 1-class run from COCO-shaped yolov3-tiny weights, and from
+    its 15-layer backbone; the log names what was loaded and what initialised, and the run
+    directory gets its four figures."""
+    from yolocompress.cli.main import main
+    from yolocompress.darknet.cfg import write_cfg
+    from yolocompress.data.synth import ShapesConfig, make_shapes
+    make_shapes(tmp_path / "d", ShapesConfig(n_train=4, n_val=2, img_size=64, seed=1, n_labelled=1),
+                workers=1, progress=False)
+    source = coco_like("yolov3-tiny")
+    save_darknet_weights(source, tmp_path / "coco.weights")
+    save_partial(source, tmp_path / "yolov3-tiny.conv.15", 15)
+    write_cfg(zoo.blocks("yolov3-tiny", 80), tmp_path / "yolov3-tiny.cfg")       # the 80-class cfg, as downloaded
+    quick = ["--data", str(tmp_path / "d" / "data.yaml"), "--epochs", "1", "--max-batches", "1", "--batch-size", "2",
+             "--img-size", "64", "--quiet"]
+    for weights, run in (("coco.weights", "full"), ("yolov3-tiny.conv.15", "cut")):
+        assert main(["train", "--cfg", str(tmp_path / "yolov3-tiny.cfg"), "--weights", str(tmp_path / weights),
+                     "--out", str(tmp_path / run), *quick]) == 0
+        log = capsys.readouterr().out
+        assert f"transfer from {tmp_path / weights}" in log and "initialised" in log, log
+        for name in ("results.png", "pr_curve.png", "confusion_matrix.png", "val_predictions.png"):
+            assert (tmp_path / run / name).is_file(), (run, name)
+
+
+def test_the_partial_verb_writes_a_backbone_the_train_verb_reads(tmp_path, capsys):
+    from yolocompress.cli.main import main
+    source = coco_like("yolov3-tiny")
+    save_pt(source, tmp_path / "coco.pt")
+    assert main(["partial", "--weights", str(tmp_path / "coco.pt"), "--cutoff", "15", "--out", str(tmp_path / "b.conv.15")]) == 0
+    model = Darknet(zoo.blocks("yolov3-tiny", 1))
+    assert transfer(model, tmp_path / "b.conv.15").loaded == [i for i in model.conv_layers() if i < 15]
+    assert main(["partial", "--weights", str(tmp_path / "coco.pt"), "--cutoff", "15", "--out", str(tmp_path / "b.conv.15")]) == 2
+    assert "exists" in capsys.readouterr().err                      # never overwrites
+
+
+def test_version_and_usage_name_the_console_script(capsys):
+    from yolocompress import __version__
+    from yolocompress.cli.main import build_parser, main
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"yolocompress {__version__}"
+    assert build_parser().format_usage().startswith("usage: yolocompress ")

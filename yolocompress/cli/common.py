@@ -1,4 +1,5 @@
-"""Pieces every CLI verb shares: the user-error type, the model flags, table printing."""
+"""Pieces several CLI verbs share: the user-error type, the model, protection and resize flags,
+output folders, table printing."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,42 @@ def model_from_flags(cfg: str | None, weights: str | None, classes: int | None =
     if classes and data_nc and classes != data_nc:
         raise UserError(f"--classes {classes} but the dataset has {data_nc} classes")
     return load_model(cfg, weights, classes=data_nc or classes)
+
+
+def add_protect_args(p, also: str = "") -> None:
+    """--no-protect-spp / --no-protect-upsample: the protections of the pruning graph. ``prune`` cuts
+    under them and ``train --sparsity`` penalises under them, so both verbs take the same flags;
+    ``also`` is appended to each help."""
+    p.add_argument("--no-protect-spp", action="store_true", help="allow pruning the conv that feeds SPP" + also)
+    p.add_argument("--no-protect-upsample", action="store_true",
+                   help="allow pruning the convs before upsamples" + also)
+
+
+def protect_options(args):
+    """The ``ProtectOptions`` the protection flags ask for (the defaults where a namespace lacks
+    them, e.g. the saved settings of a run made before they were train flags)."""
+    from yolocompress.compress.graph import ProtectOptions
+    return ProtectOptions(spp=not getattr(args, "no_protect_spp", False),
+                          upsample=not getattr(args, "no_protect_upsample", False))
+
+
+RESIZE_HELP = ("how images reach the network: 'stretch' = darknet's resize_image to the full input size "
+               "(what darknet detector test does and what darknet-trained weights expect), 'letterbox' = "
+               "keep the aspect ratio and pad (what models trained here expect). Default: by the weights "
+               "file - stretch for a darknet .weights, letterbox for a yolocompress .pt; pass it "
+               "explicitly for a .weights exported from a model trained here")
+
+
+def add_resize_arg(p) -> None:
+    """--resize, for the verbs that feed images to a model (eval, detect)."""
+    from yolocompress.data.resize import RESIZE_MODES
+    p.add_argument("--resize", choices=list(RESIZE_MODES), default=None, help=RESIZE_HELP)
+
+
+def out_dir(path: str, exist_ok: bool):
+    """Check --out before any work; the set is then written with ``files.atomic_dir`` (all or nothing)."""
+    from yolocompress.files import check_output_dir
+    return check_output_dir(path, exist_ok)
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -195,16 +195,21 @@ def _run_demo(args) -> None:
 # ----------------------------------------------------------------------------- main
 
 def _verbs() -> list:
-    from .prune import add_export, add_prune, add_sweep
-    from .train import add_detect, add_eval, add_train
-    return [_add_info, _add_data, add_train, add_eval, add_detect, add_prune, add_sweep, add_export, _add_demo]
+    """Each verb's ``add_<verb>``, in --help's order; a verb lives in the module named for its stage."""
+    from .deploy import add_detect, add_export
+    from .evaluate import add_eval
+    from .prune import add_prune, add_sweep
+    from .train import add_partial, add_train
+    return [_add_info, _add_data, add_train, add_partial, add_eval, add_detect, add_prune, add_sweep, add_export, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m yolocompress",
+        prog="yolocompress",
         description="Shrink Darknet YOLO detectors: train, sparse-train, prune channels and layers, "
                     "finetune with distillation, export back to Darknet.")
+    from yolocompress import __version__
+    parser.add_argument("--version", action="version", version=f"yolocompress {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
     for add in _verbs():
         add(sub)
@@ -214,10 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- checks
 
 _POSITIVE = ("epochs", "batch_size", "eval_every", "micro_batches", "max_val_images", "max_images", "train",
-             "val", "img_size", "eval_size")
+             "val", "img_size", "eval_size", "cutoff")
 _NON_NEGATIVE = ("workers", "blocks", "warmup_epochs", "sparsity", "distill_weight", "margin", "max_drop")
 _FRACTIONS = ("conf", "iou", "min_keep", "decay_at", "local_keep")   # in [0, 1]
+_RANGES = ((_POSITIVE, lambda v: v > 0, "a positive number"),
+           (_NON_NEGATIVE, lambda v: v >= 0, "a number >= 0"),
+           (_FRACTIONS, lambda v: 0 <= v <= 1, "a fraction in [0, 1]"))
+_POSITIVE_REALS = {"lr": "a positive learning rate", "temperature": "a positive number"}   # > 0, may be tiny
 _STRIDE = 32   # the largest stride of every YOLO head: input sizes must be multiples of it
+_STRIDED = ("img_size", "eval_size")
 
 
 def _flag(dest: str) -> str:
@@ -226,36 +236,62 @@ def _flag(dest: str) -> str:
 
 def validate_args(args) -> None:
     """Every flag in range before any work: counts and sizes positive, input sizes multiples of the
-    stride, numbers finite, fractions in [0, 1], the device present, --out usable."""
-    from yolocompress.teach.sweep import parse_ratios
-    from yolocompress.engine.precision import pick_device
+    stride, numbers finite, fractions in [0, 1], the device present, --out usable. The checks every
+    verb gets run first, then the verb's own (``_VERB_CHECKS``), then --out's."""
+    for check in (_check_numbers, _check_positive_reals, _check_device, *_VERB_CHECKS.get(args.verb, ()),
+                  _check_out_flag):
+        check(args)
+
+
+def _check_numbers(args) -> None:
     for dest, v in vars(args).items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise UserError(f"{_flag(dest)} {v}: expected a finite number")
-        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        if dest in _POSITIVE and v <= 0:
-            raise UserError(f"{_flag(dest)} {v}: expected a positive number")
-        if dest in _NON_NEGATIVE and v < 0:
-            raise UserError(f"{_flag(dest)} {v}: expected a number >= 0")
-        if dest in _FRACTIONS and not 0 <= v <= 1:
-            raise UserError(f"{_flag(dest)} {v}: expected a fraction in [0, 1]")
-        if dest in ("img_size", "eval_size") and args.verb != "data" and v % _STRIDE:
-            raise UserError(f"{_flag(dest)} {v}: expected a multiple of {_STRIDE} (the model's largest stride), "
-                            f"e.g. {max(_STRIDE, round(v / _STRIDE) * _STRIDE)}")
-    if getattr(args, "lr", None) is not None and args.lr <= 0:
-        raise UserError(f"--lr {args.lr}: expected a positive learning rate")
-    if getattr(args, "temperature", None) is not None and args.temperature <= 0:
-        raise UserError(f"--temperature {args.temperature}: expected a positive number")
+        _check_number(dest, v, args.verb)
+
+
+def _check_number(dest: str, v, verb: str) -> None:
+    """One flag's value: finite, in its range (``_RANGES``), input sizes a multiple of the stride."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise UserError(f"{_flag(dest)} {v}: expected a finite number")
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return
+    for dests, ok, expected in _RANGES:
+        if dest in dests and not ok(v):
+            raise UserError(f"{_flag(dest)} {v}: expected {expected}")
+    if dest in _STRIDED and verb != "data" and v % _STRIDE:
+        raise UserError(f"{_flag(dest)} {v}: expected a multiple of {_STRIDE} (the model's largest stride), "
+                        f"e.g. {max(_STRIDE, round(v / _STRIDE) * _STRIDE)}")
+
+
+def _check_positive_reals(args) -> None:
+    for dest, expected in _POSITIVE_REALS.items():
+        v = getattr(args, dest, None)
+        if v is not None and v <= 0:
+            raise UserError(f"{_flag(dest)} {v}: expected {expected}")
+
+
+def _check_device(args) -> None:
     if getattr(args, "device", None):
+        from yolocompress.engine.precision import pick_device
         pick_device(args.device)
-    if args.verb == "sweep":
-        parse_ratios(args.ratios)
-    if args.verb == "export" and (not args.name or args.name != Path(args.name).name or args.name in ("..", ".")
-                                  or "\\" in args.name):
-        raise UserError(f"--name {args.name!r}: expected a file name stem without folders or path separators")
+
+
+def _check_ratios(args) -> None:
+    from yolocompress.teach.sweep import parse_ratios
+    parse_ratios(args.ratios)
+
+
+def _check_export_name(args) -> None:
+    name = args.name
+    if not name or name != Path(name).name or name in ("..", ".") or "\\" in name:
+        raise UserError(f"--name {name!r}: expected a file name stem without folders or path separators")
+
+
+def _check_out_flag(args) -> None:
     if getattr(args, "out", None):
         _check_out(Path(args.out), args.verb)
+
+
+_VERB_CHECKS = {"sweep": (_check_ratios,), "export": (_check_export_name,)}   # verb -> its own checks, in order
 
 
 def _check_out(out: Path, verb: str) -> None:

@@ -1,16 +1,10 @@
-"""CLI verbs ``prune``, ``sweep`` and ``export``."""
+"""CLI verbs ``prune`` and ``sweep``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .common import UserError, add_model_args, model_from_flags, print_table
-
-
-def _out_dir(path: str, exist_ok: bool) -> Path:
-    """Check --out before any work; the set is then written with ``io.atomic_dir`` (all or nothing)."""
-    from yolocompress.files import check_output_dir
-    return check_output_dir(path, exist_ok)
+from .common import UserError, add_model_args, add_protect_args, model_from_flags, out_dir, print_table, \
+    protect_options
 
 
 def _strategy_help() -> str:
@@ -32,8 +26,7 @@ def _add_prune_config_args(p, strategies: tuple) -> None:
     p.add_argument("--drop-blocks", "--blocks", dest="drop_blocks", type=int, default=d.drop_blocks, metavar="N",
                    help="also drop N residual blocks (layer pruning)")
     p.add_argument("--rank", choices=RANKS, default=d.rank, help="block score for layer pruning")
-    p.add_argument("--no-protect-spp", action="store_true", help="allow pruning the conv that feeds SPP")
-    p.add_argument("--no-protect-upsample", action="store_true", help="allow pruning the convs before upsamples")
+    add_protect_args(p)
     p.add_argument("--round-to", type=int, default=d.round_to, metavar="N",
                    help="keep each pruned conv's channel count a multiple of N (1: off; 8 or 16 suit SIMD units)")
     p.add_argument("--budget", "--target-gflops", dest="budget", default=d.budget, metavar="B",
@@ -48,11 +41,10 @@ def _add_prune_config_args(p, strategies: tuple) -> None:
 
 def prune_config(args):
     """The ``PruneConfig`` the flags ask for."""
-    from yolocompress.compress.graph import ProtectOptions
     from yolocompress.compress.plan import PruneConfig
-    protect = ProtectOptions(spp=not args.no_protect_spp, upsample=not args.no_protect_upsample)
     return PruneConfig(strategy=args.strategy, ratio=args.ratio, min_keep=args.min_keep,
-                       drop_blocks=args.drop_blocks, rank=args.rank, protect=protect, round_to=args.round_to,
+                       drop_blocks=args.drop_blocks, rank=args.rank, protect=protect_options(args),
+                       round_to=args.round_to,
                        budget=args.budget, importance=args.importance, img_size=args.img_size)
 
 
@@ -80,7 +72,7 @@ def run_prune(args) -> None:
     config = prune_config(args)
     if config.strategy == "none" and not config.drop_blocks:
         raise UserError("--strategy none prunes nothing unless --drop-blocks N is given")
-    out = _out_dir(args.out, args.exist_ok)
+    out = out_dir(args.out, args.exist_ok)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
     graph = build_graph(model.blocks, config.protect)
     plan = make_plan(model, config, graph, source=str(args.weights))
@@ -138,7 +130,7 @@ def add_sweep(sub) -> None:
     p.add_argument("--ratios", default="0.1:0.95:0.05", help="start:stop:step or a comma list")
     p.add_argument("--budgets", default=None, metavar="G,G,...",
                    help="instead of --ratios: GFLOPs budgets (e.g. 60%%,40%%,20%% or 0.1,0.05), each pruned "
-                        "with every importance (%s)" % ", ".join(IMPORTANCES))
+                        f"with every importance ({', '.join(IMPORTANCES)})")
     p.add_argument("--min-keep", type=float, default=d.min_keep)
     p.add_argument("--drop-blocks", type=int, default=d.drop_blocks, metavar="N", help="residual blocks dropped too")
     p.add_argument("--round-to", type=int, default=d.round_to, metavar="N", help="channel counts a multiple of N")
@@ -177,43 +169,3 @@ def run_sweep(args) -> None:
         best = largest_ratio_within(df, args.max_drop)
         print(f"\nlargest ratio with mAP@0.5 within {args.max_drop} of unpruned: {best}")
     print(f"wrote {out / 'sweep.csv'} and {out / 'sweep.png'}")
-
-
-def add_export(sub) -> None:
-    p = sub.add_parser("export", help="write a model as darknet cfg + weights, .pt and (optionally) ONNX",
-                       description="Export weights to Darknet cfg + .weights, a plain-data .pt, and ONNX "
-                                   "(checked with onnxruntime).")
-    add_model_args(p, weights_required=True)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--name", default="model", help="file name stem")
-    p.add_argument("--onnx", action="store_true", help="also write NAME.onnx and check it with onnxruntime")
-    p.add_argument("--img-size", type=int, default=None, help="ONNX input size (default: the cfg's)")
-    p.add_argument("--exist-ok", action="store_true",
-                   help="replace the set of files a previous prune/export wrote in --out (as a whole)")
-    p.add_argument("--names", help="class names (.names, .data or yaml): also write OUT/NAME.names for darknet")
-    p.set_defaults(run=run_export)
-
-
-def run_export(args) -> None:
-    from yolocompress.deploy.export import export_darknet, export_onnx, onnx_matches, reload_matches
-    from yolocompress.files import atomic_dir
-    out = _out_dir(args.out, args.exist_ok)
-    model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
-    if args.names:
-        from yolocompress.data.names import check_names, load_names
-        names = check_names(load_names(args.names), model.num_classes, args.names)
-    with atomic_dir(out, replace=args.exist_ok) as tmp:    # every file of the set appears together
-        staged = export_darknet(model, tmp, args.name)
-        if args.names:
-            staged["names"] = tmp / f"{args.name}.names"
-            staged["names"].write_text("\n".join(names) + "\n")
-        diff = reload_matches(model, staged["cfg"], staged["weights"], img_size=64)
-        if args.onnx:
-            size = args.img_size or model.net.width
-            staged["onnx"] = export_onnx(model, tmp / f"{args.name}.onnx", size)
-            onnx_diff = onnx_matches(model, staged["onnx"], size)
-    paths = {k: out / p.name for k, p in staged.items()}
-    print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")
-    if args.onnx:
-        print(f"wrote {paths['onnx']} (onnxruntime max |diff| {onnx_diff:.2e})")
-    print(json.dumps({k: str(v) for k, v in paths.items() if k != "onnx"}))

@@ -1,14 +1,16 @@
-"""CLI verbs ``train``, ``eval`` and ``detect``: flags -> configs -> the library's functions."""
+"""CLI verbs ``train`` (flags -> configs -> the library's training recipe) and ``partial`` (darknet's
+backbone cutoff, the file a later ``train --weights`` starts from)."""
 from __future__ import annotations
 
 import json
 from functools import partial
 from pathlib import Path
 
-from .common import DefaultsFormatter, UserError, add_model_args, field_default, model_from_flags, print_table
+from .common import DefaultsFormatter, UserError, add_model_args, add_protect_args, field_default, \
+    model_from_flags, protect_options
 from yolocompress.compress.distill import KINDS, DistillConfig
 from yolocompress.engine.precision import MODES
-from yolocompress.compress.sparsity import SCHEDULES, SCOPES, WEIGHTINGS, SparseConfig
+from yolocompress.compress.sparsity import ALL, SCHEDULES, WEIGHTINGS, SparseConfig, scopes
 from yolocompress.engine.train import TrainConfig
 
 
@@ -26,6 +28,12 @@ def add_train(sub) -> None:
     _add_run_flags(p)
     _add_sparsity_flags(p.add_argument_group("sparse training (L1 on BN gamma)"))
     _add_distill_flags(p.add_argument_group("knowledge distillation"))
+    p.add_argument("--cutoff", type=int, default=None, metavar="N",
+                   help="load only layers < N of --weights (darknet's backbone cutoff, e.g. 74 for darknet53, "
+                        "15 for yolov3-tiny); without it, weights for another class count load every layer whose "
+                        "shapes match and the rest are initialised (both listed)")
+    p.add_argument("--no-figures", action="store_true",
+                   help="skip results.png, pr_curve.png, confusion_matrix.png and val_predictions.png")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run_train)
 
@@ -78,8 +86,7 @@ def _add_sparsity_flags(g) -> None:
                    help=f"penalty s (0: off). SGD: ~{s('s'):g} (the original's value); AdamW: ~0.1 "
                         "(s competes with Adam-normalised gradients)")
     g.add_argument("--sparsity-schedule", choices=list(SCHEDULES), default=s("schedule"), help="how s changes")
-    g.add_argument("--sparsity-scope", choices=list(SCOPES), default=s("scope"),
-                   help="all: for shared/union/layer pruning; conservative: skip residual-tied convs")
+    g.add_argument("--sparsity-scope", choices=list(scopes()), default=s("scope"), help=_scope_help())
     g.add_argument("--sparsity-weighting", choices=list(WEIGHTINGS), default=s("weighting"),
                    help="uniform: the same s for every channel (Network Slimming); flops: s x the FLOPs one "
                         "channel of its conv costs, relative to the mean (aims at costly high-resolution "
@@ -88,6 +95,14 @@ def _add_sparsity_flags(g) -> None:
     g.add_argument("--decay-at", type=float, default=s("decay_at"), help="fraction of training after which s decays")
     g.add_argument("--local-keep", type=float, default=s("local_keep"),
                    help="local-decay: channels surviving a prune at this ratio get s x decay factor")
+    add_protect_args(g, also=" (and penalising it, in sparse training; give prune the same flag)")
+
+
+def _scope_help() -> str:
+    """Which convs each --sparsity-scope penalises, the strategies read from their registry."""
+    from yolocompress.compress.strategies import STRATEGIES
+    return (f"{ALL}: every conv some prune can cut (for layer pruning too); a strategy's name: only the convs "
+            f"that strategy prunes ({', '.join(STRATEGIES)})")
 
 
 def _add_distill_flags(g) -> None:
@@ -112,8 +127,8 @@ def _configs(args):
                      skip_bad=getattr(args, "skip_bad", False), augment=AugmentConfig(),
                      from_scratch=args.weights is None)
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
-                      weighting=args.sparsity_weighting,
-                      decay_at=args.decay_at, local_keep=args.local_keep) if args.sparsity > 0 else None
+                      weighting=args.sparsity_weighting, decay_at=args.decay_at, local_keep=args.local_keep,
+                      protect=protect_options(args)) if args.sparsity > 0 else None
     if args.distill and not args.teacher_weights:
         raise UserError("--distill needs --teacher-weights (and --teacher-cfg unless they are a yolocompress .pt)")
     if (args.teacher_cfg or args.teacher_weights) and not args.distill:
@@ -124,7 +139,7 @@ def _configs(args):
 
 
 _PATH_ARGS = ("data", "cfg", "weights", "teacher_cfg", "teacher_weights")
-_RESUME_FREE = {"out", "resume", "quiet", "device", "workers"}   # may differ from the run's own on --resume
+_RESUME_FREE = {"out", "resume", "quiet", "device", "workers", "no_figures"}   # may differ from the run's own on --resume
 
 
 def run_train(args) -> None:
@@ -138,8 +153,7 @@ def run_train(args) -> None:
         raise UserError("--data is required (only --resume reuses the run's own dataset)")
     data = load_data_config(args.data)
     tc, sc, dc = _configs(args)
-    model = load_model(out / "last.pt") if args.resume else \
-        model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc)
+    model = load_model(out / "last.pt") if args.resume else _start_model(args, data.nc)
     teacher = model_from_flags(args.teacher_cfg, args.teacher_weights, classes=args.classes, data_nc=data.nc) \
         if dc else None
     saved = {k: v for k, v in vars(args).items() if k not in ("run", "explicit")}
@@ -147,6 +161,25 @@ def run_train(args) -> None:
     result = train_recipe(model, data, tc, out, sparsity=sc, teacher=teacher, distill=dc, resume=args.resume,
                           exist_ok=args.exist_ok, progress=not args.quiet, meta={"args": saved})
     print(f"best mAP@0.5 {result.best_map50:.4f}; weights: {out / 'best.pt'} (best), {out / 'last.pt'} (last)")
+    if not args.no_figures and (out / "best.pt").is_file():
+        from yolocompress.engine.figures import write_training_figures
+        paths = write_training_figures(load_model(out / "best.pt"), data, out, tc.img_size, tc.max_val_images)
+        print("figures: " + ", ".join(str(p) for p in paths))
+
+
+def _start_model(args, nc: int):
+    """The model from --cfg/--weights: loaded whole, or transferred (another class count, a cutoff)."""
+    if args.weights is None:
+        if args.cutoff is not None:
+            raise UserError("--cutoff needs --weights (the file whose first layers are loaded)")
+        return model_from_flags(args.cfg, None, classes=args.classes, data_nc=nc)
+    if args.classes and args.classes != nc:
+        raise UserError(f"--classes {args.classes} but the dataset has {nc} classes")
+    from yolocompress.darknet.transfer import load_for_training
+    model, report = load_for_training(args.cfg, args.weights, nc, args.cutoff)
+    if report is not None:
+        print(report.describe())
+    return model
 
 
 def _stored_path(value: str | None, run_dir: Path) -> str | None:
@@ -189,85 +222,24 @@ def _same(key: str, given, saved) -> bool:
     return given == saved
 
 
-def add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="mAP@0.5, mAP@0.5:0.95, P, R and per-class AP on a dataset",
-                       description="Evaluate weights on a dataset split with the COCO evaluator (pycocotools).")
+def add_partial(sub) -> None:
+    p = sub.add_parser("partial", help="write the first N layers of a model's weights (a darknet backbone cutoff)",
+                       description="Darknet's partial: write OUT with the weights of layers < N, e.g. "
+                                   "yolov3-tiny.conv.15; train --cfg C --weights OUT then starts from that backbone.")
     add_model_args(p, weights_required=True)
-    p.add_argument("--data", required=True, help="dataset .yaml or .data")
-    p.add_argument("--split", choices=["val", "train"], default="val")
-    p.add_argument("--img-size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    add_resize_arg(p)
-    p.add_argument("--names", help="class names for the table: a darknet .names or .data file, or a yaml "
-                                   "(default: the dataset's)")
-    p.set_defaults(run=run_eval)
+    p.add_argument("--cutoff", type=int, required=True, metavar="N", help="keep layers 0 .. N-1")
+    p.add_argument("--out", dest="out_file", required=True, metavar="FILE",
+                   help="the .weights-format file to write (refused if it exists)")
+    p.set_defaults(run=run_partial)
 
 
-RESIZE_HELP = ("how images reach the network: 'stretch' = darknet's resize_image to the full input size "
-               "(what darknet detector test does and what darknet-trained weights expect), 'letterbox' = "
-               "keep the aspect ratio and pad (what models trained here expect). Default: by the weights "
-               "file - stretch for a darknet .weights, letterbox for a yolocompress .pt; pass it "
-               "explicitly for a .weights exported from a model trained here")
-
-
-def add_resize_arg(p) -> None:
-    p.add_argument("--resize", choices=["stretch", "letterbox"], default=None, help=RESIZE_HELP)
-
-
-def run_eval(args) -> None:
-    from yolocompress.data.dataset import load_data_config
-    from yolocompress.engine.evaluate import evaluate_on
-    from yolocompress.engine.precision import pick_device
-    from yolocompress.data.resize import default_resize, evaluate_stretched
-    data = load_data_config(args.data)
-    model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc).eval().fuse()
-    if args.names:
-        import dataclasses
-        from yolocompress.data.names import check_names, load_names
-        data = dataclasses.replace(data, names=check_names(load_names(args.names), data.nc, args.names))
-    if args.img_size % 32:
-        raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
-    run = evaluate_stretched if (args.resize or default_resize(args.weights)) == "stretch" else evaluate_on
-    m = run(model, data, args.split, args.img_size, args.batch_size, progress=not args.json,
-            device=pick_device(args.device))
-    if args.json:
-        print(json.dumps(m.as_dict()))
-        return
-    print(f"mAP@0.5 {m.map50:.4f}   mAP@0.5:0.95 {m.map:.4f}   P {m.precision:.4f}   R {m.recall:.4f}   "
-          f"(at conf {m.conf:.3f}, {m.n_images} images)")
-    print_table(m.per_class, floats="{:.4f}")
-
-
-def add_detect(sub) -> None:
-    p = sub.add_parser("detect", help="draw detections on images",
-                       description="Run a model on an image or a folder of images; writes annotated PNGs "
-                                   "and YOLO-format .txt predictions (class cx cy w h score) into --out, "
-                                   "and with --json darknet's -out result.json. Postprocessing is "
-                                   "darknet's: score = objectness x class probability, every class above "
-                                   "--conf reported per box, per-class NMS of the cfg's nms_kind.")
-    add_model_args(p, weights_required=True)
-    p.add_argument("--source", required=True, help="an image file or a folder of images")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--img-size", type=int, default=None,
-                   help="square input side, px (default: the cfg's [net] width x height with stretch, "
-                        "128 with letterbox)")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold (darknet's -thresh)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS threshold (darknet's 0.45)")
-    p.add_argument("--names", help="class names: a darknet .names or .data file, or a dataset yaml")
-    add_resize_arg(p)
-    p.add_argument("--json", action="store_true",
-                   help="also write OUT/result.json in darknet's 'detector test -out' layout")
-    p.set_defaults(run=run_detect)
-
-
-def run_detect(args) -> None:
-    from yolocompress.deploy.detect import detect_folder
-    from yolocompress.data.names import check_names, load_names
-    from yolocompress.data.resize import default_resize
-    model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval().fuse()   # BN folded: inference only
-    names = check_names(load_names(args.names), model.num_classes, args.names) if args.names else ()
-    n = detect_folder(model, args.source, args.out, args.img_size, args.conf, args.iou, names,
-                      resize=args.resize or default_resize(args.weights), write_json=args.json, progress=True)
-    print(f"wrote {n} annotated images to {args.out}" + (f" and {Path(args.out) / 'result.json'}" if args.json else ""))
+def run_partial(args) -> None:
+    from yolocompress.darknet.transfer import save_partial
+    out = Path(args.out_file)
+    if out.exists():
+        raise UserError(f"{out} exists; choose another --out (nothing was written)")
+    if args.cutoff < 1:
+        raise UserError(f"--cutoff must be >= 1, got {args.cutoff}")
+    model = model_from_flags(args.cfg, args.weights, classes=args.classes)
+    n = save_partial(model, out, args.cutoff)
+    print(f"wrote {out}: {n} conv layers (layers < {args.cutoff}) of {args.weights}")

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from yolocompress.engine.hooks import LossTerm
 from yolocompress.engine.loss import build_targets
 from yolocompress.darknet.model import Darknet, cell_xy, full_precision
 
@@ -115,8 +116,8 @@ def bounded_box_loss(s: Tensor, t: Tensor, y: Tensor, margin: float) -> tuple[Te
     return (d_s * learn).sum() / max(len(y), 1), learn
 
 
-class DistillTerm:
-    """Loss term for ``train()``: ``term(ctx, images, targets, heads) -> {"kd_...": tensor}``."""
+class DistillTerm(LossTerm):
+    """Loss term for ``train()`` (a ``LossTerm``): ``term(ctx, images, targets, heads) -> {"kd_...": tensor}``."""
 
     def __init__(self, teacher: Darknet, student: Darknet, config: DistillConfig = DistillConfig()):
         check_pair(teacher, student)

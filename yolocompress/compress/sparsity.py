@@ -46,6 +46,7 @@ from .cost import CostModel
 from .graph import Graph, ProtectOptions, build_graph
 from .strategies import STRATEGIES
 from yolocompress.darknet.model import Darknet
+from yolocompress.engine.hooks import TrainHook
 
 SCHEDULES = ("constant", "global-decay", "local-decay")
 ALL = "all"                                  # the scope that penalises every prunable conv
@@ -91,9 +92,6 @@ def scopes() -> tuple[str, ...]:
     return (ALL, *STRATEGIES)
 
 
-SCOPES = scopes()   # TEMP until cli/train.py reads scopes()
-
-
 def penalised_convs(blocks, scope: str = ALL, protect: ProtectOptions = ProtectOptions()) -> list[int]:
     """Layer indices of the BN convs sparse training penalises under ``scope``. ``blocks``: config
     blocks, or a ``Graph`` already built (then ``protect`` is the graph's own)."""
@@ -135,7 +133,7 @@ def channel_weights(model: Darknet, layers: list[int], weighting: str = "uniform
     return torch.cat([torch.full((n,), relative[i]) for i, n in zip(layers, sizes)])
 
 
-class SparsityHook:
+class SparsityHook(TrainHook):
     """``train()`` hook adding s * sign(gamma) to the penalised gammas' gradients every step; the
     penalised convs are those the prune can cut under ``config.scope`` and ``config.protect``."""
 

@@ -161,3 +161,28 @@ def save_partial(model: Darknet, path: str | Path, cutoff: int) -> int:
     n = sum(t.numel() for i in kept for t in _tensors(model.conv_layers()[i]))
     atomic_write_bytes(path, darknet_weights_bytes(model, header)[:header.nbytes + 4 * n])
     return len(kept)
+
+
+def load_for_training(cfg, weights: str | Path, classes: int | None, cutoff: int | None = None):
+    """The model a training run starts from: ``weights`` loaded whole when they are this cfg's
+    (for ``classes``); otherwise - another class count, a backbone cutoff, or ``cutoff`` given -
+    the cfg built for ``classes`` and ``transfer``'s shape-matched layers. Returns the model and
+    the ``TransferReport`` (None when the weights were loaded whole)."""
+    from .cfg import CfgError
+    from .loader import architecture, load_model
+    if cutoff is None:
+        try:
+            return load_model(cfg, weights, classes=classes), None
+        except (CfgError, WeightsError) as e:
+            if cfg is None:
+                raise type(e)(f"{e}; to start from them for another class count, give --cfg too") from None
+            first = e
+    blocks = architecture(cfg, classes)
+    heads = [b for b in blocks if isinstance(b, Yolo)]
+    if classes is not None and heads and heads[0].classes != classes:
+        blocks = with_classes(blocks, classes)
+    model = Darknet(blocks)
+    report = transfer(model, weights, cutoff)
+    if not report.loaded:
+        raise WeightsError(f"{weights}: no conv layer of it fits {cfg}" + (f" ({first})" if cutoff is None else ""))
+    return model, report

@@ -1,5 +1,5 @@
 """YOLO-format datasets: data configs (ultralytics yaml or darknet .data), a letterboxing Dataset
-with augmentation, collate and a seeded DataLoader; plus `draw_boxes` for previews.
+with augmentation, collate and a seeded DataLoader.
 
 Every label file and image header is checked when the dataset is built, so a bad file is reported
 (`file:line: expected ..., found ...`) before training starts, never mid-epoch. The synthetic
@@ -24,7 +24,7 @@ from .augment import mosaic as _mosaic
 from .labels import IMG_EXTS, image_hw, label_path, letterbox, letterbox_geometry, letterbox_labels, load_rgb, read_labels
 
 __all__ = ["DataError", "DataConfig", "load_data_config", "label_path", "AugmentConfig", "YoloDataset",
-           "collate", "make_loader", "draw_boxes"]
+           "collate", "make_loader"]
 
 
 class DataError(ValueError):
@@ -300,27 +300,6 @@ def make_loader(dataset, batch_size: int, shuffle: bool, workers: int = 0, seed:
                       num_workers=workers, collate_fn=collate, generator=gen, worker_init_fn=_seed_worker,
                       persistent_workers=workers > 0, drop_last=drop_last,
                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory)
-
-
-def draw_boxes(image, labels, names: Sequence[str] = (), scores=None):
-    """Copy of a PIL image with boxes (n, 5) [cls, cx, cy, w, h] normalised drawn and named
-    (with their scores, when given)."""
-    from PIL import ImageDraw
-
-    img = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(img)
-    w, h = img.size
-    palette = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 178, 29), (207, 210, 49), (146, 204, 23),
-               (255, 55, 199), (52, 69, 147), (255, 112, 31), (0, 24, 236)]
-    rows = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
-    scores = [None] * len(rows) if scores is None else list(np.asarray(scores, dtype=np.float64).reshape(-1))
-    for (c, cx, cy, bw, bh), score in zip(rows, scores):
-        col = palette[int(c) % len(palette)]
-        box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
-        draw.rectangle(box, outline=col, width=1)
-        text = names[int(c)] if int(c) < len(names) else str(int(c))
-        draw.text((box[0] + 1, box[1] + 1), text if score is None else f"{text} {score:.2f}", fill=col)
-    return img
 
 
 def box_table(dataset: "YoloDataset", names: Sequence[str] = ()):

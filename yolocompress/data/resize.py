@@ -103,14 +103,3 @@ class StretchDataset(Dataset):
                 "ratio": stretch_geometry(self.hw[i], (s, s)), "pad": (0, 0)}
         return x, torch.from_numpy(self.labels[i].copy()), meta
 
-
-def evaluate_stretched(model, data, split: str = "val", img_size: int = 416, batch_size: int = 32,
-                       max_images: int | None = None, progress: bool = False, device=None):
-    """``evaluate_on`` with darknet's stretch instead of the letterbox: the COCO evaluator scores
-    in the stretched input's pixels, where the ground truth is its normalised box x img_size."""
-    from .dataset import make_loader
-    from yolocompress.engine.evaluate import evaluate
-    images = getattr(data, split)[:max_images] if max_images else getattr(data, split)
-    loader = make_loader(StretchDataset(images, img_size, nc=data.nc), batch_size, shuffle=False)
-    device = device or next(model.parameters()).device
-    return evaluate(model.to(device), loader, data.names, img_size, device, progress=progress)

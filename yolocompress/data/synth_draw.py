@@ -199,6 +199,13 @@ def render(rng: np.random.Generator, cfg) -> tuple[Image.Image, np.ndarray]:
         if cls >= len(cfg.names):      # a look-alike: drawn, occludes, never labelled
             continue
         labels.append([cls, (bx0 + bx1) / 2 / S, (by0 + by1) / 2 / S, (bx1 - bx0) / S, (by1 - by0) / S])
+    return _finish(rng, cfg, arr), np.array(labels, np.float64).reshape(-1, 5)
+
+
+def _finish(rng: np.random.Generator, cfg, arr: np.ndarray) -> Image.Image:
+    """The painted float (S, S, 3) image as uint8, then what lies over everything: thin front
+    lines, blur and sensor noise."""
+    S = arr.shape[0]
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     if rng.random() < cfg.front_lines_prob:
         _distractors(rng, cfg, ImageDraw.Draw(img), S, int(rng.integers(1, 3)), thin_only=True)
@@ -208,4 +215,4 @@ def render(rng: np.random.Generator, cfg) -> tuple[Image.Image, np.ndarray]:
     if sigma > 0:
         noisy = np.asarray(img, np.float32) + rng.normal(0, sigma, (S, S, 3))
         img = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-    return img, np.array(labels, np.float64).reshape(-1, 5)
+    return img

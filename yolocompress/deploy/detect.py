@@ -152,6 +152,25 @@ def draw_detections(rgb: np.ndarray, det: np.ndarray, names: Sequence[str] = ())
     return img
 
 
+def draw_boxes(image, labels, names: Sequence[str] = (), scores=None):
+    """Copy of a PIL image with boxes (n, 5) [cls, cx, cy, w, h] normalised drawn and named
+    (with their scores, when given): the plain 1 px previews of datasets and
+    predictions in the notebooks."""
+    img = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(img)
+    w, h = img.size
+    palette = PALETTE[:10]
+    rows = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
+    scores = [None] * len(rows) if scores is None else list(np.asarray(scores, dtype=np.float64).reshape(-1))
+    for (c, cx, cy, bw, bh), score in zip(rows, scores):
+        col = palette[int(c) % len(palette)]
+        box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
+        draw.rectangle(box, outline=col, width=1)
+        text = names[int(c)] if int(c) < len(names) else str(int(c))
+        draw.text((box[0] + 1, box[1] + 1), text if score is None else f"{text} {score:.2f}", fill=col)
+    return img
+
+
 def _color(cls: float) -> tuple[int, int, int]:
     return PALETTE[int(cls) % len(PALETTE)]
 

@@ -6,26 +6,41 @@ none of them needs the trainer to measure a model.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from yolocompress.data.dataset import DataConfig, YoloDataset, make_loader
+from yolocompress.data.resize import StretchDataset
 from .metrics import DetectionEvaluator, DetectionMetrics
 from yolocompress.darknet.model import Darknet, model_dtype
+
+
+class Evaluator(Protocol):
+    """What :func:`evaluate` feeds: raw predictions batch by batch, then one score."""
+
+    def update(self, pred: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add one batch: ``pred`` (B, N, 5 + C) raw model output, ``targets`` (n, 6) image, class, cx, cy, w, h."""
+
+    def compute(self) -> DetectionMetrics:
+        """The metrics over every batch added."""
 
 
 @torch.no_grad()
 def evaluate(model: Darknet, loader, names: Sequence[str], img_size: int, device: torch.device | None = None,
              conf_thres: float = 0.001, nms_iou: float = 0.6, amp: torch.dtype | None = None,
-             progress: bool = False) -> DetectionMetrics:
+             progress: bool = False, evaluator: Evaluator | None = None) -> DetectionMetrics:
     """mAP@0.5, mAP@0.5:0.95, P, R and per-class AP of ``model`` on a loader (COCO evaluator).
-    ``amp``: the autocast dtype of the forward passes (None: the model's own precision)."""
+    ``amp``: the autocast dtype of the forward passes (None: the model's own precision).
+    ``evaluator``: what scores the predictions - any object with ``update(pred, targets)`` and
+    ``compute()``, fresh for this call (None: a ``DetectionEvaluator`` over ``names`` at
+    ``img_size``, ``conf_thres`` and ``nms_iou``, which are then its only use)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    ev = DetectionEvaluator(names, img_size, conf_thres=conf_thres, iou_thres=nms_iou)
+    ev = evaluator if evaluator is not None else \
+        DetectionEvaluator(names, img_size, conf_thres=conf_thres, iou_thres=nms_iou)
     try:
         for images, targets, _ in tqdm(loader, desc="eval", leave=False, disable=not progress):
             images = images.to(device, dtype=model_dtype(model), non_blocking=True)  # (B, 3, S, S)
@@ -46,5 +61,16 @@ def evaluate_on(model: Darknet, data: DataConfig, split: str = "val", img_size: 
         images = images[:max_images]
     loader = make_loader(YoloDataset(images, img_size, augment=None, nc=data.nc), batch_size, shuffle=False,
                          workers=workers)
+    device = device or next(model.parameters()).device
+    return evaluate(model.to(device), loader, data.names, img_size, device, progress=progress)
+
+
+def evaluate_stretched(model: Darknet, data: DataConfig, split: str = "val", img_size: int = 416,
+                       batch_size: int = 32, max_images: int | None = None, progress: bool = False,
+                       device: torch.device | None = None) -> DetectionMetrics:
+    """``evaluate_on`` with darknet's stretch instead of the letterbox: the COCO evaluator scores
+    in the stretched input's pixels, where the ground truth is its normalised box x img_size."""
+    images = getattr(data, split)[:max_images] if max_images else getattr(data, split)
+    loader = make_loader(StretchDataset(images, img_size, nc=data.nc), batch_size, shuffle=False)
     device = device or next(model.parameters()).device
     return evaluate(model.to(device), loader, data.names, img_size, device, progress=progress)

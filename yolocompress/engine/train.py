@@ -1,12 +1,13 @@
 """One ``train()`` for every stage: baseline, sparse training, finetuning and distillation.
 
-Stages differ only in what they plug in:
-* ``hooks`` - objects with optional methods ``on_train_start(ctx)``, ``after_backward(ctx)``
+Stages differ only in what they plug in (the protocols are in ``hooks.py``):
+* ``hooks`` - ``TrainHook``s, whose methods ``on_train_start(ctx)``, ``after_backward(ctx)``
   (gradients are final: unscaled from AMP and, under DDP, averaged; the optimizer has not
-  stepped) and ``on_epoch_end(ctx, log)`` (may add scalars to the epoch's history row).
-  Sparse training is such a hook (``sparsity.py``).
-* ``terms`` - callables ``term(ctx, images, targets, heads) -> {name: loss tensor}`` added to the
-  detection loss and logged by name. Distillation is such a term (``distill.py``).
+  stepped) and ``on_epoch_end(ctx, log)`` (may add scalars to the epoch's history row) the loop
+  calls; a hook that does not subclass ``TrainHook`` gets no-ops for the methods it lacks.
+  Sparse training is such a hook (``compress/sparsity.py``).
+* ``terms`` - ``LossTerm``s, callables ``term(ctx, images, targets, heads) -> {name: loss tensor}``
+  added to the detection loss and logged by name. Distillation is such a term (``compress/distill.py``).
 
 A run directory holds ``config.json``, ``history.csv``, ``last.pt`` (everything needed to resume
 exactly: model, optimizer, scheduler, scaler, epoch, RNG states, history) and ``best.pt`` (the
@@ -37,7 +38,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,7 @@ from .loss import LossConfig, YoloLoss
 from .metrics import DetectionMetrics
 from yolocompress.darknet.model import Darknet, full_precision, model_dtype
 from .evaluate import evaluate
+from .hooks import LossTerm, TrainHook, as_hook
 from .precision import AmpChoice, choose_amp, pick_device
 from yolocompress.darknet.weights import CHECKPOINT_FORMAT, safe_load, save_pt
 
@@ -289,13 +291,6 @@ def _check_finite(losses: dict, epoch: int, batch: int) -> None:
                             "try a lower --lr, a longer warm-up, or --amp off")
 
 
-def _call(hooks, name: str, *args) -> None:
-    for h in hooks:
-        fn = getattr(h, name, None)
-        if fn is not None:
-            fn(*args)
-
-
 @dataclass
 class Run:
     """One training run's live objects, built once; the epoch loop reads them from here."""
@@ -309,8 +304,8 @@ class Run:
     scheduler: Any                  # LambdaLR over lr_factor
     scaler: Any                     # GradScaler under fp16 autocast, else None
     net: torch.nn.Module | None = None  # the model, or its DDP wrapper
-    hooks: Sequence[Any] = ()
-    terms: Sequence[Callable] = ()
+    hooks: Sequence[TrainHook] = ()
+    terms: Sequence[LossTerm] = ()
     out: Path | None = None         # run directory (None: nothing written)
     meta: dict = field(default_factory=dict)
     progress: bool = True
@@ -320,7 +315,7 @@ class Run:
 
 
 def train(model: Darknet, data: DataConfig, config: TrainConfig = TrainConfig(), out: str | Path | None = None,
-          hooks: Sequence[Any] = (), terms: Sequence[Callable] = (), resume: bool = False,
+          hooks: Sequence[TrainHook] = (), terms: Sequence[LossTerm] = (), resume: bool = False,
           exist_ok: bool = False, progress: bool = True, meta: dict | None = None) -> TrainResult:
     """Train ``model`` on ``data`` with ``config``; see the module docstring for hooks and terms.
 
@@ -335,12 +330,14 @@ def train(model: Darknet, data: DataConfig, config: TrainConfig = TrainConfig(),
     out = Path(out) if out is not None else None
     device = _prepare(model, config, out, resume, exist_ok, ddp)
     run = _build_run(model, data, config, device, ddp)
-    run.hooks, run.terms, run.out, run.meta, run.progress = hooks, terms, out, dict(meta or {}), progress
+    run.hooks = [as_hook(h) for h in hooks]    # every method present from here on (no-ops filled in)
+    run.terms, run.out, run.meta, run.progress = terms, out, dict(meta or {}), progress
     if resume:
         run.start_epoch, run.best, run.history = _restore(out / "last.pt", run.ctx, run.scheduler, run.scaler)
     run.net = dist.wrap(run.ctx.model, device) if ddp else run.ctx.model
     _announce(run)
-    _call(hooks, "on_train_start", run.ctx)
+    for hook in run.hooks:
+        hook.on_train_start(run.ctx)
     try:
         metrics = _epochs(run)
     finally:
@@ -420,7 +417,8 @@ def _epochs(run: Run) -> DetectionMetrics | None:
             metrics = evaluate(ctx.model, run.val_loader, run.data.names, config.img_size, ctx.device,
                                config.conf_thres, config.nms_iou, ctx.amp)
             log.update(map50=metrics.map50, map=metrics.map, precision=metrics.precision, recall=metrics.recall)
-        _call(run.hooks, "on_epoch_end", ctx, log)
+        for hook in run.hooks:
+            hook.on_epoch_end(ctx, log)
         run.history.append(log)
         improved = log.get("map50", -1.0) > run.best
         run.best = max(run.best, log.get("map50", -1.0))
@@ -560,7 +558,8 @@ def _train_step(run: Run, images: torch.Tensor, targets: torch.Tensor, batch_i: 
             out[key] = out.get(key, 0.0) + float(v.detach()) / k
     if scaler is not None:
         scaler.unscale_(ctx.optimizer)
-    _call(run.hooks, "after_backward", ctx)
+    for hook in run.hooks:
+        hook.after_backward(ctx)
     if scaler is not None:
         scaler.step(ctx.optimizer)
         scaler.update()
