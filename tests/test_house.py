@@ -132,3 +132,29 @@ def test_readme_module_map_names_every_module():
     missing = [m for m, path in modules().items() if path.name != "__init__.py" and m not in named
                and not m.endswith("__main__")]
     assert not missing, f"README's module map leaves out {missing}"
+
+
+# A string equal to a variation-point name that is not that name: documented, not hidden.
+_HOMONYMS = {("shortcut", "yolocompress/compress/plan.py"): "rank_blocks' column: a block's shortcut layer index",
+             ("none", "yolocompress/engine/loss.py"): "torch's reduction='none'",
+             ("none", "yolocompress/compress/distill.py"): "torch's reduction='none'"}
+
+
+def _modules_spelling(word: str) -> set[str]:
+    """Modules holding ``word`` as a whole string constant (docstrings and messages aside)."""
+    out = set()
+    for path in modules().values():
+        rel = str(path.relative_to(ROOT))
+        if any(isinstance(n, ast.Constant) and n.value == word for n in ast.walk(ast.parse(path.read_text()))) \
+                and (word, rel) not in _HOMONYMS:
+            out.add(rel)
+    return out
+
+
+def test_each_strategy_and_layer_kind_is_spelled_in_its_registry_only():
+    from yolocompress.compress.strategies import LAYERS_ONLY, STRATEGIES
+    from yolocompress.darknet.cfg import BLOCK_TYPES
+    for name in (*STRATEGIES, LAYERS_ONLY):
+        assert _modules_spelling(name) == {"yolocompress/compress/strategies.py"}, name
+    for kind in BLOCK_TYPES:
+        assert _modules_spelling(kind) == {"yolocompress/darknet/cfg.py"}, kind

@@ -11,11 +11,11 @@ import seaborn as sns
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
-from yolocompress.darknet.cfg import Conv, Route, Shortcut, route_inputs, shortcut_source
+from yolocompress.darknet.cfg import Conv, MaxPool, Route, Shortcut, Upsample, Yolo, route_inputs, shortcut_source
 from .toys import TOY_RESIDUAL_CFG, toy_residual_model  # noqa: F401  re-exported for tests/test_nb.py
 
-_COLORS = {"convolutional": "#4C72B0", "shortcut": "#55A868", "route": "#C44E52", "upsample": "#8172B2",
-           "maxpool": "#CCB974", "yolo": "#DD8452"}
+_COLORS = {Conv: "#4C72B0", Shortcut: "#55A868", Route: "#C44E52", Upsample: "#8172B2",   # by layer kind
+           MaxPool: "#CCB974", Yolo: "#DD8452"}
 
 
 def _ax(ax, figsize):
@@ -47,20 +47,20 @@ def draw_graph(blocks, dropped: Sequence[int] = (), ax=None, title: str = ""):
     dropped = set(dropped)
     heights = [0.3 + 0.12 * np.log2(b.filters) if isinstance(b, Conv) else 0.5 for b in layers]
     for i, (b, h) in enumerate(zip(layers, heights)):
-        color = "#bbbbbb" if i in dropped else _COLORS.get(b.kind, "grey")
+        color = "#bbbbbb" if i in dropped else _COLORS.get(type(b), "grey")
         ax.add_patch(Rectangle((i - 0.4, -h / 2), 0.8, h, color=color, hatch="///" if i in dropped else None,
                                alpha=0.5 if i in dropped else 1.0))
         if isinstance(b, Conv) and b.stride > 1:
             ax.text(i, h / 2 + 0.05, "/2", ha="center", fontsize=6)
     for i, b in enumerate(layers):
         if isinstance(b, Shortcut):
-            _arc(ax, shortcut_source(b, i), i, +1, _COLORS["shortcut"], i in dropped)
+            _arc(ax, shortcut_source(b, i), i, +1, _COLORS[Shortcut], i in dropped)
         elif isinstance(b, Route):
             for j in route_inputs(b, i):
                 if j != i - 1:
-                    _arc(ax, j, i, -1, _COLORS["route"], False)
+                    _arc(ax, j, i, -1, _COLORS[Route], False)
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in _COLORS.values()]
-    ax.legend(handles, list(_COLORS), ncol=6, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02),
+    ax.legend(handles, [k.kind for k in _COLORS], ncol=6, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02),
               frameon=False)
     ax.set_xlim(-1, len(layers))
     ax.set_ylim(-2.6, 2.6)
