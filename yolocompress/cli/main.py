@@ -64,7 +64,7 @@ def _run_info(args) -> None:
         raise UserError(f"--img-size {size} must be a multiple of 32")
     model = Darknet(blocks)
     summary = summarize(model, size)
-    names = _info_names(args.names, model.num_classes)
+    names = _info_names(args.names, model.num_classes) if model.head_indices else ()
     if args.json:
         print(json.dumps({**summary.as_dict(), **({"names": list(names)} if names else {})}))
         return
@@ -219,12 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- checks
 
 _POSITIVE = ("epochs", "batch_size", "eval_every", "micro_batches", "max_val_images", "max_images", "train",
-             "val", "img_size", "eval_size", "cutoff")
+             "val", "img_size", "eval_size", "cutoff", "max_batches")
 _NON_NEGATIVE = ("workers", "blocks", "warmup_epochs", "sparsity", "distill_weight", "margin", "max_drop")
 _FRACTIONS = ("conf", "iou", "min_keep", "decay_at", "local_keep")   # in [0, 1]
 _RANGES = ((_POSITIVE, lambda v: v > 0, "a positive number"),
            (_NON_NEGATIVE, lambda v: v >= 0, "a number >= 0"),
-           (_FRACTIONS, lambda v: 0 <= v <= 1, "a fraction in [0, 1]"))
+           (_FRACTIONS, lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+           (("seed",), lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63) (torch's seed range)"))
 _POSITIVE_REALS = {"lr": "a positive learning rate", "temperature": "a positive number"}   # > 0, may be tiny
 _STRIDE = 32   # the largest stride of every YOLO head: input sizes must be multiples of it
 _STRIDED = ("img_size", "eval_size")

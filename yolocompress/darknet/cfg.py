@@ -198,9 +198,9 @@ class Conv(Block):
                 ("groups", self.groups, 1), ("padding", self.padding, 0)]
 
     def check(self, where):
+        super().check(where)                 # ranges first: groups=0 is refused before it divides
         if self.filters % self.groups:
             raise CfgError(f"{where}: filters={self.filters} is not divisible by groups={self.groups}")
-        super().check(where)
 
     def shape(self, i, prev, shapes, where):
         c, h, w = prev

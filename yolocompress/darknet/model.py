@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from .cfg import (Block, Conv, MaxPool, Net, Route, Shortcut, Upsample, Yolo, infer_shapes, lookup,
+from .cfg import (Block, CfgError, Conv, MaxPool, Net, Route, Shortcut, Upsample, Yolo, infer_shapes, lookup,
                   route_inputs, shortcut_source, to_text)
 
 BN_EPS = 1e-5  # darknet normalize_cpu: (x - mean) / sqrt(var + .00001f)
@@ -213,6 +213,9 @@ class Darknet(nn.Module):
 
     @property
     def num_classes(self) -> int:
+        """Classes of the [yolo] heads; a model without one has none to count (CfgError, one line)."""
+        if not self.yolo_layers:
+            raise CfgError("the model has no [yolo] layer, so it has no class count; a detector cfg ends in [yolo] heads")
         return self.yolo_layers[0].classes
 
     def cfg_text(self) -> str:

@@ -102,15 +102,33 @@ def load_darknet_weights(model: Darknet, path: str | Path) -> WeightsHeader:
     with torch.no_grad():
         for i, layer in model.conv_layers().items():
             chunk = floats[offset:offset + sum(t.numel() for t in _conv_tensors(layer))]
-            if not np.isfinite(chunk).all():
-                raise WeightsError(f"{path}: layer {i} [convolutional] holds {int((~np.isfinite(chunk)).sum())} "
-                                   "NaN/inf values; refusing to load diverged or corrupt weights")
+            _check_values(chunk, layer, f"{path}: layer {i} [convolutional]")
             for t in _conv_tensors(layer):
                 n = t.numel()
                 t.copy_(torch.from_numpy(floats[offset:offset + n].copy()).view_as(t))
                 offset += n
     model.darknet_header = header  # so a later save writes the same header back
     return header
+
+
+MAX_ABS = 1e15     # no trained weight is near this; a product of two such values already nears float32's 3.4e38
+
+
+def _check_values(chunk: np.ndarray, layer: ConvLayer, where: str) -> None:
+    """Refuse a conv layer's floats that cannot be trained weights: NaN/inf, |value| > MAX_ABS, or
+    a negative BN running variance (the forward takes its square root)."""
+    bad = ~np.isfinite(chunk)
+    if bad.any():
+        raise WeightsError(f"{where} holds {int(bad.sum())} NaN/inf values; refusing to load diverged or corrupt weights")
+    if np.abs(chunk).max(initial=0) > MAX_ABS:
+        raise WeightsError(f"{where} holds a value of {float(np.abs(chunk).max()):.3g}, beyond {MAX_ABS:g}: "
+                           "not trained weights (a corrupt or tampered file)")
+    if layer.bn is not None:
+        n = layer.bn.weight.numel()
+        var = chunk[3 * n:4 * n]                    # file order: beta, gamma, mean, var, conv weights
+        if (var < 0).any():
+            raise WeightsError(f"{where}: BN running_var has {int((var < 0).sum())} negative values (min "
+                               f"{float(var.min()):.3g}); a variance cannot be negative")
 
 
 def darknet_weights_bytes(model: Darknet, header: WeightsHeader | None = None) -> bytes:
@@ -184,14 +202,21 @@ def restore_state(model: Darknet, state: dict, source: str) -> None:
 
 
 def check_finite_state(state: dict, source: str) -> None:
-    """Refuse a state dict with NaN/inf values, naming the first layer that holds them."""
+    """Refuse a state dict that cannot be trained weights (NaN/inf, |value| > MAX_ABS, a negative
+    running_var), naming the first layer that holds them."""
     for k, v in state.items():
-        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all():
-            n = int((~torch.isfinite(v)).sum())
-            parts = k.split(".")
-            layer = f"layer {parts[1]} ({k})" if parts[0] == "module_list" and len(parts) > 1 else k
-            raise WeightsError(f"{source}: {layer} holds {n} NaN/inf values; refusing to load diverged or "
-                               "corrupt weights")
+        if not (torch.is_tensor(v) and v.is_floating_point()):
+            continue
+        parts = k.split(".")
+        layer = f"layer {parts[1]} ({k})" if parts[0] == "module_list" and len(parts) > 1 else k
+        if not torch.isfinite(v).all():
+            raise WeightsError(f"{source}: {layer} holds {int((~torch.isfinite(v)).sum())} NaN/inf values; "
+                               "refusing to load diverged or corrupt weights")
+        if v.numel() and float(v.abs().max()) > MAX_ABS:
+            raise WeightsError(f"{source}: {layer} holds a value of {float(v.abs().max()):.3g}, beyond {MAX_ABS:g}: "
+                               "not trained weights (a corrupt or tampered file)")
+        if k.endswith("running_var") and (v < 0).any():
+            raise WeightsError(f"{source}: {layer} has {int((v < 0).sum())} negative values; a variance cannot be negative")
 
 
 def load_weights(model: Darknet, path: str | Path) -> dict:

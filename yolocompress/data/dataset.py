@@ -54,7 +54,7 @@ def load_data_config(path: str | Path) -> DataConfig:
     if path.suffix == ".data":
         return _load_darknet(path)
     try:
-        d = yaml.safe_load(path.read_text())
+        d = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         raise DataError(f"{path}: expected YAML, found a parse error: {e}") from None
     if not isinstance(d, dict):
@@ -68,6 +68,15 @@ def load_data_config(path: str | Path) -> DataConfig:
     return DataConfig(root, split["train"], split["val"], names)
 
 
+def read_text(path: Path) -> str:
+    """A config or list file as UTF-8 text; anything else is refused naming the file and the byte."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: expected UTF-8 text, found byte 0x{e.object[e.start]:02x} at offset {e.start} "
+                        "(save it as UTF-8)") from None
+
+
 def _as_list(v, key: str, where: Path) -> list:
     if v is None:
         raise DataError(f"{where}: expected key {key!r} (image folder, .txt list or a list of those), found none")
@@ -78,11 +87,11 @@ def parse_names(names, nc, where: Path) -> tuple[str, ...]:
     if nc is not None:
         try:
             nc = int(nc)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DataError(f"{where}: nc/classes: expected an integer class count, found {nc!r}") from None
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
-            raise DataError(f"{where}: names: expected ids 0..{len(names) - 1}, found {sorted(names)}")
+        if any(not isinstance(k, int) for k in names) or sorted(names) != list(range(len(names))):
+            raise DataError(f"{where}: names: expected ids 0..{len(names) - 1}, found {sorted(map(str, names))}")
         names = [names[i] for i in range(len(names))]
     elif names is None and nc is not None:
         names = [str(i) for i in range(nc)]
@@ -110,7 +119,7 @@ def _images(src, root: Path, bases: list[Path], where: str) -> list[Path]:
             raise DataError(f"{where}: expected images ({', '.join(IMG_EXTS)}) in {p}, found none")
         return imgs
     if p.is_file() and p.suffix.lower() == ".txt":
-        lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in read_text(p).splitlines() if ln.strip()]
         return [_first_existing(ln, [p.parent, root, root.parent, Path.cwd()]) for ln in lines]
     if p.is_file() and p.suffix.lower() in IMG_EXTS:
         return [p]
@@ -119,7 +128,7 @@ def _images(src, root: Path, bases: list[Path], where: str) -> list[Path]:
 
 def _load_darknet(path: Path) -> DataConfig:
     kv = {}
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(read_text(path).splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if line:
             if "=" not in line:
@@ -133,7 +142,7 @@ def _load_darknet(path: Path) -> DataConfig:
     names_file = _first_existing(kv["names"], bases)
     if not names_file.is_file():
         raise DataError(f"{path}: names = {kv['names']} -> {names_file} not found")
-    names = [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]
+    names = [ln.strip() for ln in read_text(names_file).splitlines() if ln.strip()]
     names = parse_names(names, kv.get("classes"), path)
     val = kv.get("valid", kv.get("val"))
     if val is None:

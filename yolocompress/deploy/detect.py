@@ -211,6 +211,9 @@ def detect_folder(model: Darknet, source, out, img_size: int | None = None, conf
     """Annotated PNGs and YOLO-format .txt files (class cx cy w h score) into ``out``; with
     ``write_json`` also ``out/result.json`` in darknet's ``-out`` layout. ``resize``: see
     ``resize.default_resize`` for the right one for a weights file; ``img_size`` None as ``input_hw``."""
+    if model.net.channels != 3:
+        raise DetectError(f"the cfg's [net] has channels={model.net.channels}, but images are read as RGB "
+                          "(3 channels); detect needs a channels=3 model")
     input_hw(model, img_size, resize)  # a bad size or nms_kind fails before any image is read
     nms_settings(model)
     out = Path(out)

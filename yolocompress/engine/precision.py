@@ -95,6 +95,9 @@ def pick_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise DeviceError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps (a {device.type} device "
+                          "cannot train or evaluate)")
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:

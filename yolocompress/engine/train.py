@@ -367,6 +367,9 @@ def _prepare(model: Darknet, config: TrainConfig, out: Path | None, resume: bool
 
 def _build_run(model: Darknet, data: DataConfig, config: TrainConfig, device: torch.device, ddp: bool) -> Run:
     """Datasets (every image verified up front), loaders, optimizer, schedule, precision and loss."""
+    if model.net.channels != 3:
+        raise TrainingError(f"the cfg's [net] has channels={model.net.channels}, but the dataset's images are "
+                            "read as RGB (3 channels); train a channels=3 model")
     on_error = "skip" if config.skip_bad else "raise"
     train_set = YoloDataset(data.train, config.img_size, augment=config.augment, nc=data.nc, on_error=on_error,
                             verify=True)
