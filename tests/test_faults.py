@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Epoch 1 is not evaluated (eval every 2), so best.pt is written because none exists; epoch 2 is
 # evaluated and any mAP (>= 0) beats "none yet" (-1): both epochs write a new best, every time.
-TRAIN = ["--cfg", "teach", "--epochs", "2", "--eval-every", "2", "--img-size", "64", "--batch-size", "4",
+TRAIN = ["--cfg", "teach", "--no-figures", "--epochs", "2", "--eval-every", "2", "--img-size", "64", "--batch-size", "4",
          "--max-val-images", "4", "--amp", "off", "--quiet"]
 
 CHILD = """
@@ -141,7 +141,7 @@ def test_kill_at_each_write_point_then_resume(tmp_path, data, ref, one_thread, c
         _fails(capsys, ["train", "--out", out, "--resume"], "nothing to resume")
         assert main(argv + ["--exist-ok"]) == 0
     else:
-        assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+        assert main(["train", "--out", str(out), "--resume", "--quiet", "--no-figures"]) == 0
     _assert_agree(out, ref)
 
 
@@ -151,7 +151,7 @@ def test_stale_temp_of_a_killed_run_is_removed_on_resume(tmp_path, ref):
     stale = [out / ".last.pt.abc123.tmp", out / ".history.csv.x.tmp"]
     for p in stale:
         p.write_bytes(b"half")
-    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0     # nothing left to train
+    assert main(["train", "--out", str(out), "--resume", "--quiet", "--no-figures"]) == 0     # nothing left to train
     assert not any(p.exists() for p in stale)
 
 
