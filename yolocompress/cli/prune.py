@@ -69,9 +69,10 @@ def run_prune(args) -> None:
     from yolocompress.files import atomic_dir
     from yolocompress.compress.plan import make_plan
     from yolocompress.compress.surgery import apply_plan
+    from yolocompress.compress.strategies import LAYERS_ONLY
     config = prune_config(args)
-    if config.strategy == "none" and not config.drop_blocks:
-        raise UserError("--strategy none prunes nothing unless --drop-blocks N is given")
+    if config.strategy == LAYERS_ONLY and not config.drop_blocks:
+        raise UserError(f"--strategy {LAYERS_ONLY} prunes nothing unless --drop-blocks N is given")
     out = out_dir(args.out, args.exist_ok)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
     graph = build_graph(model.blocks, config.protect)

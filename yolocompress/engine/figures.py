@@ -83,7 +83,7 @@ def match(gt: np.ndarray, det: np.ndarray, iou_thres: float = 0.5, same_class: b
 
 def confusion(gts: dict, dets: dict, n_classes: int, conf: float = 0.25, iou_thres: float = 0.5) -> np.ndarray:
     """(C + 1, C + 1) counts: row = true class (last: background), column = detected class (last:
-    none). A detection matches a box of any class, so a wrong class shows off the diagonal."""
+    missed). A detection matches a box of any class, so a wrong class shows off the diagonal."""
     m = np.zeros((n_classes + 1, n_classes + 1), int)
     for i, gt in gts.items():
         det = dets[i][dets[i][:, 4] >= conf]
@@ -128,7 +128,7 @@ def plot_confusion(m: np.ndarray, names: Sequence[str], path: Path, conf: float)
     ax.imshow(m, cmap="Blues")
     for (r, c), v in np.ndenumerate(m):
         ax.text(c, r, str(v), ha="center", va="center", fontsize=8, color="white" if v > m.max() / 2 else "black")
-    ax.set_xticks(range(len(labels)), [*names, "none"], rotation=45, ha="right")
+    ax.set_xticks(range(len(labels)), [*names, "missed"], rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set(xlabel="detected as", ylabel="true class", title=f"confusion at IoU 0.5, score >= {conf:g}")
     return _save(fig, path)
