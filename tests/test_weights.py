@@ -23,7 +23,7 @@ def _file(tmp_path, header: WeightsHeader, floats: np.ndarray):
 
 def test_load_save_is_byte_identical(tmp_path, model):
     n = weights_float_count(model)
-    floats = np.random.default_rng(0).standard_normal(n).astype("<f4")
+    floats = np.abs(np.random.default_rng(0).standard_normal(n)).astype("<f4")   # >= 0: running_var must be
     src = _file(tmp_path, WeightsHeader(0, 2, 5, 123456789012), floats)
     fresh = Darknet(model.blocks)
     header = load_darknet_weights(fresh, src)
@@ -51,7 +51,7 @@ def test_float_order_is_darknets(tmp_path):
 
 def test_legacy_header_with_32bit_seen(tmp_path, model):
     n = weights_float_count(model)
-    floats = np.random.default_rng(1).standard_normal(n)
+    floats = np.abs(np.random.default_rng(1).standard_normal(n))   # >= 0: running_var must be
     src = _file(tmp_path, WeightsHeader(0, 1, 0, 4000), floats)
     assert src.stat().st_size == 16 + 4 * n
     header = load_darknet_weights(model, src)
