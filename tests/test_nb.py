@@ -118,12 +118,27 @@ def test_full_run_reads_the_results_tables(tmp_path):
 
 
 def test_penalty_values_adds_finished_runs_of_the_same_schedule_and_length(tmp_path):
-    pc = pipeline.PipelineConfig(runs=str(tmp_path), sparse_epochs=30)
-    for name in ("sparse-constant-s0.05-e10", "sparse-constant-s0.1-e5", "sparse-local-decay-s0.2-e10",
-                 "sparse-constant-s0.07-conservative-e10", "sparse-constant-s0.5-e10"):
+    """A run counts when its saved settings (config.json: schedule, scope, weighting, epochs) and its
+    done.json (epochs from the baseline) say it is a run of the slider - never read from its name."""
+    pc = pipeline.PipelineConfig(runs=str(tmp_path), sparse_epochs=30, baseline_epochs=40)
+
+    def run(name, s, schedule="constant", epochs=10, scope="all", weighting="uniform", done=True, total=None):
         (tmp_path / name).mkdir()
-        if name != "sparse-constant-s0.5-e10":          # unfinished: no done.json
-            (tmp_path / name / "done.json").write_text("{}")
+        sparsity = {"s": s, "schedule": schedule, "scope": scope, "weighting": weighting}
+        (tmp_path / name / "config.json").write_text(json.dumps({"train": {"epochs": epochs},
+                                                                 "meta": {"sparsity": sparsity}}))
+        if done:                                        # unfinished: no done.json
+            row = {"epochs_total": total or pc.baseline_epochs + epochs}
+            (tmp_path / name / "done.json").write_text(json.dumps({"row": row}))
+    run("a", 0.05)
+    run("b", 0.2, epochs=5)                             # another length
+    run("c", 0.3, schedule="local-decay")               # another schedule
+    run("d", 0.07, scope="conservative")                # another scope
+    run("e", 0.08, weighting="flops")                   # another weighting
+    run("f", 0.09, total=100)                           # not started from the baseline
+    run("g", 0.5, done=False)
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "done.json").write_text("{}")     # no config.json: not a training run of this kind
     assert nb.penalty_values(pc, [0.01, 0.1], "constant", 10) == [0.01, 0.05, 0.1]
 
 
@@ -206,8 +221,10 @@ def test_what_if_evaluates_each_position_once(monkeypatch):
     assert t["ratio"] == pytest.approx(ratio_at_threshold(model, 0.1))
     assert t["plan"].pool_pruned == int((pool_gammas(model) < 0.1).sum())
     assert list(w.table([0.5])) == ["ratio", "pruned", "params", "GFLOPs", "map50", "map"]
-    with pytest.raises(ValueError, match="union strategy only"):
-        whatif.WhatIf(model, None, strategy="shared").at_threshold(0.1)
+    from yolocompress.compress.strategies import STRATEGIES
+    for strategy in STRATEGIES:              # each strategy's threshold marks its own pool's small gammas
+        t = whatif.WhatIf(model, None, strategy=strategy, min_keep=0.0).at_threshold(0.1)
+        assert t["plan"].pool_pruned == int((pool_gammas(model, strategy) < 0.1).sum()), strategy
 
 
 def _quick_settings(root, quick=True):
@@ -304,8 +321,13 @@ def test_full_kd_tables_read_the_sweep_and_the_seeds_of_the_kd_target(tmp_path, 
     s = _quick_settings(tmp_path)
     sweep, seeds = nb.full_kd_tables(s, target)
     assert sweep.empty and seeds.empty and "kd-sweep" in capsys.readouterr().out
-    pack.write_table(tmp_path / "docs", "kd-sweep", pd.DataFrame({"finetune": ["hinton", "hinton"], "weight": [1, 3],
-                     "T": [3, 3], "run": ["ft-union-r0.9-b16-hinton", "ft-union-r0.8-b16-hinton"], "map50": [0.1, 0.2]}))
+    sweep = pd.DataFrame({"finetune": ["hinton", "hinton"], "weight": [1, 3], "T": [3, 3],
+                          "run": ["ft-union-r0.9-b16-hinton", "ft-union-r0.8-b16-hinton"], "map50": [0.1, 0.2],
+                          "kd_target": ["union-r0.9-b16", "union-r0.8-b16"]})
+    pack.write_table(tmp_path / "docs", "kd-sweep", sweep.drop(columns="kd_target"))   # a pack from before the column
+    assert len(nb.full_kd_tables(s, target)[0]) == 2             # ... holds one target's sweep: all of it
+    capsys.readouterr()
+    pack.write_table(tmp_path / "docs", "kd-sweep", sweep)
     (tmp_path / "docs" / "results.json").write_text(json.dumps([
         {"name": "ft-union-r0.9-b16", "kind": "pruned", "strategy": "union", "ratio": 0.9, "blocks_dropped": 16,
          "distill": None, "seed": 0, "map50": 0.1, "map": 0.05, "kd_target": "union-r0.9-b16"}]))

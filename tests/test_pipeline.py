@@ -1,5 +1,6 @@
 """The pipeline's stages on a tiny dataset: fair controls train exactly as long as the pruned model,
-results.json rows say what each model is (cache keys: tests/test_pipeline_cache.py)."""
+results.json rows say what each model is, the demo's stage list is the one list the report, the
+parallel prefetch and a registered strategy all read (cache keys: tests/test_pipeline_cache.py)."""
 import inspect
 import json
 
@@ -7,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from yolocompress.teach import pipeline as pl, report
+from yolocompress.teach import pipeline as pl, report, stages
+from yolocompress.teach.pipeline import BASELINE, CONTROL_SAME_EPOCHS, CONTROL_SCRATCH, PRUNED, SPARSE
 
 from yolocompress.darknet import zoo
 from yolocompress.darknet.model import Darknet
@@ -26,17 +28,17 @@ def pc(tmp_path_factory):
 def test_controls_train_as_long_as_the_pruned_model(pc):
     base = pl.baseline(pc, progress=False)
     sparse = pl.sparse(pc, progress=False)
-    pruned = pl.prune(pc, sparse, "union", 0.5, 1)
+    pruned = pl.prune(pc, sparse, pl.DEFAULT_STRATEGY, 0.5, 1)
     ft = pl.finetune(pc, pruned, progress=False)
     same = pl.control_same_epochs(pc, sparse, progress=False)
     scratch = pl.control_scratch(pc, pruned, progress=False)
     assert base.row["epochs_total"] == 1 and sparse.row["epochs_total"] == 2 and pruned.row["epochs_total"] == 2
     assert ft.row["epochs_total"] == same.row["epochs_total"] == scratch.row["epochs_total"] == 4
     assert scratch.model.blocks == pruned.model.blocks and same.model.blocks == sparse.model.blocks
-    rec = pl.record(ft, "pruned")
-    assert (rec["strategy"], rec["ratio"], rec["blocks_dropped"], rec["epochs_total"]) == ("union", 0.5, 1, 4)
-    assert rec["gflops"] < pl.record(base, "baseline")["gflops"]
-    assert pl.record(scratch, "control-scratch", control_of=rec["name"])["control_of"] == rec["name"]
+    rec = pl.record(ft, PRUNED)
+    assert (rec.strategy, rec.ratio, rec.blocks_dropped, rec.epochs_total) == (pl.DEFAULT_STRATEGY, 0.5, 1, 4)
+    assert rec.gflops < pl.record(base, BASELINE).gflops
+    assert pl.record(scratch, CONTROL_SCRATCH, control_of=rec.name).control_of == rec.name
 
 
 def test_the_gradual_prune_trains_as_long_as_the_one_shot_prune(pc):
@@ -74,15 +76,16 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
     report.run_all(pc, tmp_path)
     assert pack.history(tmp_path, "ft-a-stage-no-longer-trained") is None
     rows = json.loads((tmp_path / "results.json").read_text())
-    weighted = [r for r in rows if r["kind"] == "pruned" and r["sparse_model"] == "sparse-local-decay-s0.1-flops"]
+    assert [pl.ResultRow.from_json(r).to_json() for r in rows] == rows       # the typed row reads back unchanged
+    weighted = [r for r in rows if r["kind"] == PRUNED and r["sparse_model"] == "sparse-local-decay-s0.1-flops"]
     assert len(weighted) == 1 and any(r["control_of"] == weighted[0]["name"] for r in rows)
     kinds = {r["kind"] for r in rows}
-    assert kinds == {"baseline", "sparse", "pruned", "control-same-epochs", "control-scratch"}
+    assert kinds == {BASELINE, SPARSE, PRUNED, CONTROL_SAME_EPOCHS, CONTROL_SCRATCH}
     gradual = [r for r in rows if r.get("gradual")]
     assert len(gradual) == 1 and any(r["control_of"] == gradual[0]["name"] for r in rows)
-    pruned = {r["name"] for r in rows if r["kind"] == "pruned"}
-    assert {r["control_of"] for r in rows if r["kind"] == "control-same-epochs"} <= pruned
-    kd = [r for r in rows if r["kind"] == "pruned" and r["seed"] is not None]
+    pruned = {r["name"] for r in rows if r["kind"] == PRUNED}
+    assert {r["control_of"] for r in rows if r["kind"] == CONTROL_SAME_EPOCHS} <= pruned
+    kd = [r for r in rows if r["kind"] == PRUNED and r["seed"] is not None]
     assert sorted((r["distill"] or "plain", r["seed"]) for r in kd) == sorted(
         (k, s) for k in ("plain", "hinton", "bounded") for s in pc.kd_seeds)
     text = (tmp_path / "results.md").read_text()
@@ -96,6 +99,7 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
     assert pack.gamma_epochs(tmp_path, "sparse-local-decay-s0.1")["epochs"] == list(range(pc.sparse_epochs + 1))  # 0: start
     assert list(pack.table(tmp_path, "penalty")["s"]) == list(pc.penalty_values)
     assert len(pack.table(tmp_path, "kd-sweep")) == 2 * (1 + len(pc.kd_sweep))
+    assert set(pack.table(tmp_path, "kd-sweep")["kd_target"]) == {r["kd_target"] for r in kd}
     assert pack.history(tmp_path, "nothing") is None and pack.rows(Path(tmp_path) / "nowhere") == []
     # one latency per model: the stage read back from its run directory has results.json's figure
     again = pl.baseline(pc, progress=False)
@@ -111,24 +115,39 @@ def _row(name, kind, gflops, map50, control_of=None, distill=None):
             "control_of": control_of, "distill": distill}
 
 
+def test_results_json_reads_back_unchanged_as_typed_rows():
+    """docs/results.json through ``ResultRow`` and back is the same text: the same keys, in the same
+    order, the optional ones (gradual, kd_*) only where they were."""
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "docs" / "results.json"
+    if not path.is_file():
+        pytest.skip("docs/results.json is written by make demo")
+    rows = json.loads(path.read_text())
+    typed = pl.as_rows(rows)
+    assert json.dumps([r.to_json() for r in typed], indent=1) == json.dumps(rows, indent=1)
+    with pytest.raises(ValueError, match="unknown keys"):
+        pl.ResultRow.from_json(rows[0] | {"nonsense": 1})
+
+
 def test_headline_is_the_smallest_prune_within_a_point_of_its_control():
     from yolocompress.teach.report import headline
-    rows = [_row("base", "baseline", 1.0, 0.70),
-            _row("a", "pruned", 0.25, 0.80), _row("b", "pruned", 0.15, 0.795), _row("c", "pruned", 0.10, 0.70),
-            _row("d", "pruned", 0.05, 0.80, distill="hinton")]
-    rows += [_row("ctl", "control-same-epochs", 1.0, 0.80, control_of=n) for n in "abcd"]
-    h = headline(rows, 1.0)
-    assert h["name"] == "b" and h["control"]["map50"] == 0.80    # a: too large; c: 10 pts below; d: KD
+    rows = [_row("base", BASELINE, 1.0, 0.70),
+            _row("a", PRUNED, 0.25, 0.80), _row("b", PRUNED, 0.15, 0.795), _row("c", PRUNED, 0.10, 0.70),
+            _row("d", PRUNED, 0.05, 0.80, distill="hinton")]
+    rows += [_row("ctl", CONTROL_SAME_EPOCHS, 1.0, 0.80, control_of=n) for n in "abcd"]
+    best, control = headline(rows, 1.0)
+    assert best.name == "b" and control.map50 == 0.80    # a: too large; c: 10 pts below; d: KD
     assert headline(rows, 1.0, max_drop=0.001) is None            # b is 0.5 pt below: not within 0.1 pt
 
 
 def test_summary_compares_the_penalty_weightings_on_the_same_budget_prune():
     """The budget-ranking line reads only the uniform chain's prunes; the FLOPs-weighted sparse model's
-    prune gets its own line, against its own same-epoch control; a uniform sparse branch (a shorter
-    run) gets none."""
+    prune (a prune of the other sparse model results.json lists) gets its own line, against its own
+    same-epoch control; a sparse branch results.json does not list (a shorter run) gets none."""
     from yolocompress.teach.report import _summary
     extra = dict(seed=None, epochs_total=60, target_gflops=0.2)
     rows = [_row("base", "baseline", 1.0, 0.70) | dict(seed=None), _row("sp", "sparse", 1.0, 0.72) | dict(seed=None),
+            _row("sp-flops", "sparse", 1.0, 0.71) | dict(seed=None),
             _row("g", "pruned", 0.2, 0.30) | extra | dict(importance="gamma", sparse_model="sp"),
             _row("gpf", "pruned", 0.2, 0.60) | extra | dict(importance="gamma-per-flop", sparse_model="sp"),
             _row("w", "pruned", 0.2, 0.75) | extra | dict(importance="gamma-per-flop", sparse_model="sp-flops"),
@@ -144,32 +163,73 @@ def test_summary_compares_the_penalty_weightings_on_the_same_budget_prune():
 
 
 def test_prefetch_waves_name_each_stage_once():
-    """Two processes must never train one stage at once: within a wave, every job is another stage
-    (the KD target's plain seed-0 finetune is also the |gamma|-per-FLOP budget row, listed once)."""
+    """Two processes must never train one stage at once: across the waves every training stage
+    appears once (the KD target's plain seed-0 finetune, when it is the |gamma|-per-FLOP budget row,
+    is listed once), and each wave reads only stages of earlier waves."""
     from yolocompress.teach import prefetch
-    pc = pl.PipelineConfig()
-    for wave in prefetch.waves(pc):
-        names = []
-        for what, kw in wave:
-            spec = kw.get("prune", {})
-            names.append((what, json.dumps(kw.get("sparse", kw if what == "sparse" else {}), sort_keys=True),
-                          spec.get("strategy"), spec.get("ratio"), spec.get("blocks"), spec.get("budget"),
-                          spec.get("importance"), spec.get("suffix"), kw.get("kd"), kw.get("seed")))
-        assert len(names) == len(set(names)), wave
+    for pc in (pl.PipelineConfig(), pl.PipelineConfig(kd_budget=None)):
+        specs = stages.demo_stages(pc)
+        index, waves = stages.by_id(specs), prefetch.waves(pc)
+        listed = [stages.signature(s, index) for wave in waves for s in wave]
+        assert len(listed) == len(set(listed))
+        assert set(listed) == {stages.signature(s, index) for s in specs if s.trains}
+        finished = set()
+        for wave in waves:
+            for s in wave:
+                trained_inputs = {i for i in stages.closure(specs, [s]) if i.trains and i.id != s.id}
+                assert {stages.signature(i, index) for i in trained_inputs} <= finished, s.id
+            finished |= {stages.signature(s, index) for s in wave}
 
 
 def test_the_distillation_target_can_have_its_own_budget():
-    """``kd_budget`` moves the KD target (and every KD and plain-seed job of ``make demo``) to another
+    """``kd_budget`` moves the KD target (and every KD and plain-seed stage of ``make demo``) to another
     budget, while the budget prune, its gradual twin and their rows stay at ``budget``; unset, the KD
     target is the budget prune itself (so earlier runs keep their cache keys)."""
-    from yolocompress.teach import prefetch
     same, own = pl.PipelineConfig(kd_budget=None), pl.PipelineConfig(kd_budget="5%")
     assert pl.kd_target_spec(same) == pl.budget_spec(same)
     assert pl.kd_target_spec(own)["budget"] == "5%"
     assert pl.budget_spec(own) == pl.budget_spec(same) and pl.budget_spec(own)["budget"] == own.budget
-    kd_jobs = [kw for what, kw in prefetch.waves(own)[2] if "seed" in kw]     # the KD sweep and the plain seeds
-    assert len(kd_jobs) == 2 * (1 + len(own.kd_sweep)) + len(own.kd_seeds)
-    assert all(kw["prune"]["budget"] == "5%" for kw in kd_jobs)
+    specs = {s.id: s for s in stages.demo_stages(own)}
+    kd = [s for s in specs.values() if "kd" in s.tags and s.trains]
+    assert len(kd) == 2 * (1 + len(own.kd_sweep)) + len(own.kd_seeds) * (1 + 2)   # sweep, plain + 2 KD kinds
+    assert all(dict(s.inputs)["pruned"] == "prune/kd-target" for s in kd)
+    assert specs["prune/kd-target"].kwargs["budget"] == "5%"
+    assert specs["prune/budget/gamma-per-flop"].kwargs["budget"] == specs["prune/flops"].kwargs["budget"] == own.budget
+
+
+def test_a_registered_strategy_reaches_the_cli_the_sweep_and_the_demo():
+    """Register a toy strategy (Union's rules under another name) and, touching no other module,
+    find it among the CLI's ``prune --strategy`` and ``sweep --strategy`` choices and in --help, in
+    the sweep (a sensitivity sweep runs with it), and in the demo's stage list (a prune and its
+    finetune, whose results.json row is a pruned model) - then gone again once unregistered."""
+    from yolocompress.cli.main import build_parser
+    from yolocompress.compress.plan import PruneConfig
+    from yolocompress.compress.strategies import STRATEGIES, Union
+    from yolocompress.teach import sweep, toys
+
+    class Toy(Union):
+        name, summary = "toy", "a toy strategy: union's rules under another name"
+
+    def toy_stages():
+        return [(s.call, s.record) for s in stages.demo_stages(pl.PipelineConfig()) if s.id.endswith("/toy")]
+
+    STRATEGIES.register(Toy())
+    try:
+        parser = build_parser()
+        args = parser.parse_args(["prune", "--weights", "w.pt", "--strategy", "toy", "--out", "o"])
+        assert args.strategy == "toy"
+        assert parser.parse_args(["sweep", "--weights", "w.pt", "--data", "d.yaml", "--strategy", "toy"]).strategy == "toy"
+        sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+        assert "toy" in sub.choices["prune"].format_help()
+        df = sweep.sensitivity_sweep(toys.toy_residual_model(), None, PruneConfig(strategy="toy", min_keep=0.0),
+                                     [0.5], progress=False)
+        assert list(df["ratio"]) == [0.0, 0.5] and df["GFLOPs"].iloc[1] < df["GFLOPs"].iloc[0]
+        assert toy_stages() == [("prune", None), ("finetune", PRUNED)]
+    finally:
+        STRATEGIES.unregister("toy")
+    assert toy_stages() == []
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["prune", "--weights", "w.pt", "--strategy", "toy", "--out", "o"])
 
 
 def test_model_text_names_the_class_count_in_words():
@@ -196,18 +256,29 @@ def test_summary_says_whether_kd_beats_ties_or_loses_to_plain(kd_maps, verdict):
 
 
 def test_pareto_figure_groups_rows_by_kind_and_labels_the_front():
-    """Every stage text report.py writes maps to its legend group; the left panel labels only the
-    Pareto front, the right one every prune before finetuning."""
+    """Every labelled stage of the demo gets its legend group from its spec (not from its label
+    text); the left panel labels only the Pareto front, the right one every prune before finetuning."""
     import matplotlib
     matplotlib.use("Agg")
-    stages = {"baseline": "baseline", "sparse (local-decay)": "sparse, unpruned",
-              "control: unpruned, same total epochs": "same-epoch control",
-              "control: FLOPs-weighted sparse, unpruned, same total epochs": "same-epoch control",
-              "control: pruned architecture from scratch": "pruned architecture from scratch",
-              "pruned + finetune": "pruned + finetune", "gradual prune (40% -> 20%) + finetune": "pruned + finetune",
-              "KD target + finetune": "pruned + finetune", "KD target + finetune + KD (hinton)": "pruned + finetune with KD"}
-    assert {s: report._kind_of(s) for s in stages} == stages
-    table = pd.DataFrame({"stage": list(stages), "model": [f"m{i}" for i in range(len(stages))],
+    groups = {s.label: report._group(s) for s in stages.demo_stages(pl.PipelineConfig())
+              if s.label and not s.is_prune}
+    assert groups == {"baseline": "baseline", "sparse (local-decay)": "sparse, unpruned",
+                      "sparse (local-decay, FLOPs-weighted penalty)": "sparse, unpruned",
+                      "control: unpruned, same total epochs": "same-epoch control",
+                      "control: FLOPs-weighted sparse, unpruned, same total epochs": "same-epoch control",
+                      "control: pruned architecture from scratch": "pruned architecture from scratch",
+                      "pruned + finetune": "pruned + finetune",
+                      f"gradual prune ({report.gradual_label(pl.PipelineConfig())}) + finetune": "pruned + finetune",
+                      "KD target + finetune": "pruned + finetune",
+                      "KD target + finetune + KD (hinton)": "pruned + finetune with KD",
+                      "KD target + finetune + KD (bounded)": "pruned + finetune with KD"}
+    stages_ = {"baseline": "baseline", "sparse (local-decay)": "sparse, unpruned",
+               "control: unpruned, same total epochs": "same-epoch control",
+               "control: FLOPs-weighted sparse, unpruned, same total epochs": "same-epoch control",
+               "control: pruned architecture from scratch": "pruned architecture from scratch",
+               "pruned + finetune": "pruned + finetune", "gradual prune (40% -> 20%) + finetune": "pruned + finetune",
+               "KD target + finetune": "pruned + finetune", "KD target + finetune + KD (hinton)": "pruned + finetune with KD"}
+    table = pd.DataFrame({"stage": list(stages_), "group": list(stages_.values()), "model": [f"m{i}" for i in range(len(stages_))],
                           "GFLOPs": [1.0, 1.0, 1.0, 1.0, 0.3, 0.2, 0.25, 0.05, 0.05],
                           "map50": [0.90, 0.88, 0.91, 0.90, 0.92, 0.89, 0.85, 0.80, 0.78]})
     before = pd.DataFrame({"model": ["a (no finetune)", "b (no finetune)"], "GFLOPs": [0.2, 0.05], "map50": [0.5, 0.1]})

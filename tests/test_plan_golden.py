@@ -20,7 +20,7 @@ import torch
 
 from yolocompress.compress.plan import PruneConfig, make_plan
 from yolocompress.darknet.loader import load_model
-from yolocompress.teach import pipeline as pl, report
+from yolocompress.teach import pipeline as pl, stages
 
 FIXTURE = Path(__file__).parent / "fixtures" / "demo_plan_sha256.json"
 SPEC_KEYS = ("blocks", "importance", "ratio", "strategy", "budget", "suffix")
@@ -51,7 +51,8 @@ def spec_key(spec: dict) -> str:
 
 
 def demo_specs(pc: pl.PipelineConfig) -> list[dict]:
-    return report.prune_specs(pc) + [pl.kd_target_spec(pc), report.flops_weighted_spec(pc)]
+    """The ``pl.prune`` arguments of every prune stage of the demo's stage list (``stages.demo_stages``)."""
+    return [s.kwargs for s in stages.demo_stages(pc) if s.call == "prune"]
 
 
 def plan_hashes() -> dict[str, str]:

@@ -28,6 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from yolocompress.compress.strategies import DEFAULT_STRATEGY, LAYERS_ONLY, STRATEGIES
+from .pipeline import CONTROL_SAME_EPOCHS, PRUNED
+
 COLAB_REPO = "https://github.com/yolocompress/yolocompress"
 INSTALL = f"git+{COLAB_REPO}"                          # what the setup cell installs on Colab
 COLAB_EXTRAS = ("pycocotools", "onnx", "onnxruntime")  # beside Colab's own torch (hence --no-deps)
@@ -269,11 +272,11 @@ def penalty_table(short: dict, reference: dict) -> pd.DataFrame:
 
 def kd_seeds_table(rows: list[dict], target: str) -> pd.DataFrame:
     """mAP mean +- std over seeds of the finetunes of one prune (named ``target``, as
-    ``pipeline.prune_aggressive`` names it): plain (distill None), Hinton and bounded, one row per
+    ``pipeline.prune_aggressive`` names it): plain (distill None) and each KD kind, one row per
     (kind, KD weight, T), from the rows of ``docs/results.json`` (``pack.rows``; make demo marks
     them with ``kd_target``). The weight/T sweep is ``pack.table(docs, "kd-sweep")``."""
-    mine = [r for r in rows if r.get("kind") == "pruned" and r.get("seed") is not None
-            and r.get("distill") in (None, "hinton", "bounded") and r.get("kd_target") == target]
+    mine = [r for r in rows if r.get("kind") == PRUNED and r.get("seed") is not None
+            and r.get("kd_target") == target]
     if not mine:
         return pd.DataFrame(columns=["finetune", "weight", "T", "seeds", "map50 mean", "map50 std", "map mean", "map std"])
     df = pd.DataFrame(mine)
@@ -297,8 +300,8 @@ def full_kd_tables(settings: Settings, target) -> tuple[pd.DataFrame, pd.DataFra
     sweep = table(docs(settings), "kd-sweep")
     if sweep is None:
         sweep = pd.DataFrame(columns=["finetune", "weight", "T", "seed", "run", "map50", "map", "time_s"])
-    elif "run" in sweep:
-        sweep = sweep[sweep["run"].str.startswith(f"ft-{target.name}")].reset_index(drop=True)
+    elif "kd_target" in sweep:     # a pack written before the column holds one target's sweep only
+        sweep = sweep[sweep["kd_target"] == target.name].reset_index(drop=True)
     seeds = kd_seeds_table(rows(docs(settings)), target.name)
     missing = ([] if len(sweep) else ["the KD weight/T sweep (pack/tables/kd-sweep.csv)"]) + \
               ([] if len(seeds) else [f"the seed runs of {target.name} (results.json)"])
@@ -311,8 +314,8 @@ def budget_prunes(rows: list[dict]) -> pd.DataFrame:
     """The budget prunes ranked by |gamma| per FLOP, one per sparse model (uniform or FLOPs-weighted
     penalty), finetuned, each beside its same-epoch control, from the rows of ``docs/results.json``
     (``pack.rows``); empty without them."""
-    controls = {r.get("control_of"): r for r in rows if r.get("kind") == "control-same-epochs"}
-    mine = [r for r in rows if r.get("kind") == "pruned" and r.get("target_gflops") and not r.get("distill")
+    controls = {r.get("control_of"): r for r in rows if r.get("kind") == CONTROL_SAME_EPOCHS}
+    mine = [r for r in rows if r.get("kind") == PRUNED and r.get("target_gflops") and not r.get("distill")
             and r.get("seed") is None and r.get("importance") == "gamma-per-flop" and r.get("sparse_model")
             and not r.get("gradual")]
     cols = ["sparse model", "GFLOPs", "params", "map50", "control map50", "vs control"]
@@ -325,7 +328,8 @@ def budget_prunes(rows: list[dict]) -> pd.DataFrame:
 def where_zeros(models: dict, threshold: float = 1e-2, img_size: int | None = None) -> pd.DataFrame:
     """One row per named sparse model: in each band of FLOPs price w, the fraction of its penalised
     channels with |gamma| < ``threshold`` (``sparsity.zeros_by_price``), and the share of the GFLOPs
-    a union prune of every channel below ``threshold`` would keep (at ``img_size`` px; None: the cfg's)."""
+    a prune (the default strategy) of every channel below ``threshold`` would keep (at ``img_size`` px;
+    None: the cfg's)."""
     from yolocompress.compress.cost import CostModel
     from yolocompress.compress.graph import build_graph
     from yolocompress.compress.plan import PruneConfig, make_plan
@@ -335,8 +339,8 @@ def where_zeros(models: dict, threshold: float = 1e-2, img_size: int | None = No
     for name, model in models.items():
         graph = build_graph(model.blocks)
         cost = CostModel(graph, img_size)
-        plan = make_plan(model, PruneConfig(strategy="union", ratio=min(ratio_at_threshold(model, threshold), 0.999)),
-                         graph)
+        ratio = min(ratio_at_threshold(model, threshold, DEFAULT_STRATEGY), 0.999)
+        plan = make_plan(model, PruneConfig(strategy=DEFAULT_STRATEGY, ratio=ratio), graph)
         bands = {f"w in {r['w band']} ({r['share']:.0%} of channels)": r[f"|gamma| < {threshold:g}"]
                  for r in zeros_by_price(model, threshold)}
         out.append({"sparse model": name, **bands,
@@ -348,8 +352,8 @@ def gradual_prunes(rows: list[dict], one_shot: str) -> pd.DataFrame:
     """The budget prune made in one shot (the row named ``one_shot``) and in steps (rows with a
     ``gradual`` label), each finetuned and beside its same-epoch control, from ``docs/results.json``
     rows; empty without them."""
-    controls = {r.get("control_of"): r for r in rows if r.get("kind") == "control-same-epochs"}
-    mine = [r for r in rows if r.get("kind") == "pruned" and (r.get("gradual") or r.get("name") == one_shot)
+    controls = {r.get("control_of"): r for r in rows if r.get("kind") == CONTROL_SAME_EPOCHS}
+    mine = [r for r in rows if r.get("kind") == PRUNED and (r.get("gradual") or r.get("name") == one_shot)
             and r.get("name") in controls]
     cols = ["prune", "epochs_total", "GFLOPs", "map50", "control map50", "vs control"]
     return pd.DataFrame([{"prune": r.get("gradual") and f"in steps: {r['gradual']}" or "one shot",
@@ -360,10 +364,10 @@ def gradual_prunes(rows: list[dict], one_shot: str) -> pd.DataFrame:
 
 def steps_vs_one_shot(one_shot, gradual, control, label: str) -> pd.DataFrame:
     """This run's ``gradual_prunes`` table from its stages: the one-shot and the gradual budget
-    prune (``label``: how it stepped, ``report.gradual_label``), finetuned, beside ``control``."""
+    prune (``label``: how it stepped, ``stages.gradual_label``), finetuned, beside ``control``."""
     rows = [{"name": st.row["model"], "kind": "pruned", "gradual": g, "epochs_total": st.row["epochs_total"],
              "gflops": st.row["GFLOPs"], "map50": st.row["map50"]} for st, g in ((one_shot, None), (gradual, label))]
-    rows += [{"kind": "control-same-epochs", "control_of": r["name"], "map50": control.row["map50"]} for r in list(rows)]
+    rows += [{"kind": CONTROL_SAME_EPOCHS, "control_of": r["name"], "map50": control.row["map50"]} for r in list(rows)]
     return gradual_prunes(rows, one_shot.row["model"])
 
 
@@ -478,10 +482,12 @@ def prune_command(settings: Settings, pc, pruned, source) -> str:
     """The ``prune`` command line that makes ``pruned`` (a Stage from ``pipeline.prune``) from
     ``source`` (the sparse Stage), with the plan's own strategy, ratio and blocks."""
     plan = pruned.extra["plan"]
+    channels = plan.strategy != LAYERS_ONLY
     return _cmd("prune", {"weights": _cli_weights(pc, source), "strategy": plan.strategy,
-                          "ratio": float(plan.ratio) if plan.strategy != "none" else None,
+                          "ratio": float(plan.ratio) if channels else None,
                           "drop-blocks": len(plan.dropped_blocks) or None,
-                          "min-keep": float(pc.min_keep) if plan.strategy == "union" else None,
+                          "min-keep": float(pc.min_keep) if channels and STRATEGIES[plan.strategy].uses_min_keep
+                          else None,
                           "img-size": pc.img_size, "data": _rel(settings.root, pc.data),
                           "out": f"{CLI_ROOT}/prune-{pruned.name}"})
 
@@ -509,17 +515,26 @@ def show(command: str) -> None:
         print(command)
 
 
-
 def penalty_values(pc, defaults, schedule: str, epochs: int) -> list[float]:
-    """``defaults`` plus the s of every finished sparse run with this schedule and length found in
-    the run directory (named as ``pipeline.sparse`` names them), sorted."""
-    suffix = "" if epochs == pc.sparse_epochs else f"-e{epochs}"
+    """``defaults`` plus the s of every finished sparse run of the run directory that trained
+    ``epochs`` epochs from the baseline with this schedule, over every prunable conv and uniformly
+    weighted - read from each run's config.json (its saved settings) - sorted."""
     found = {float(s) for s in defaults}
-    for done in Path(pc.runs).glob(f"sparse-{schedule}-s*{suffix}/done.json"):
-        name = done.parent.name[len(f"sparse-{schedule}-s"):]
-        name = name[:len(name) - len(suffix)] if suffix else name
-        try:
-            found.add(float(name))
-        except ValueError:      # another scope or length: not a run of this slider
-            continue
+    for done in Path(pc.runs).glob("*/done.json"):
+        sc = _short_run_penalty(done.parent, pc, schedule, epochs)
+        if sc is not None:
+            found.add(sc)
     return sorted(found)
+
+
+def _short_run_penalty(run: Path, pc, schedule: str, epochs: int) -> float | None:
+    """The s of the sparse run in ``run`` when it is a run of ``penalty_values``'s slider, else None."""
+    config, done = run / "config.json", json.loads((run / "done.json").read_text())
+    if not config.is_file():
+        return None
+    saved = json.loads(config.read_text())
+    sc, tc = saved.get("meta", {}).get("sparsity"), saved.get("train", {})
+    if not sc or (sc.get("schedule"), sc.get("scope"), sc.get("weighting", "uniform")) != (schedule, "all", "uniform"):
+        return None
+    from_baseline = done.get("row", {}).get("epochs_total") == pc.baseline_epochs + epochs
+    return float(sc["s"]) if tc.get("epochs") == epochs and from_baseline else None

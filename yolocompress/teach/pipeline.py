@@ -14,8 +14,9 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -27,6 +28,7 @@ from yolocompress.compress.budget import Budget
 from yolocompress.compress.plan import PruneConfig, make_plan
 from yolocompress.deploy.footprint import cost_row
 from yolocompress.compress.sparsity import SparseConfig
+from yolocompress.compress.strategies import DEFAULT_STRATEGY
 from yolocompress.compress.recipe import train_recipe
 from yolocompress.compress.surgery import apply_plan
 from yolocompress.engine.evaluate import evaluate_on
@@ -50,7 +52,7 @@ class PipelineConfig:
     sparsity: float = 0.1                 # s; with AdamW, s is compared with the gradient (~6e-3 median)
     sparse_schedule: str = "local-decay"  # measured best: 76% of gammas < 1e-2 at -1 pt mAP@0.5
     sparse_lr: float = 3e-3
-    strategy: str = "union"               # default channel strategy of the demo
+    strategy: str = DEFAULT_STRATEGY      # channel strategy of the demo's combined and budget prunes
     ratio: float = 0.7                    # requested prune ratio of the three channel strategies
     min_keep: float = 0.01
     blocks: int = 16                      # residual blocks dropped by layer / combined pruning (the seed: 16 of 23)
@@ -209,10 +211,10 @@ def baseline(pc: PipelineConfig, progress: bool = True) -> Stage:
 
 def sparse(pc: PipelineConfig, schedule: str | None = None, s: float | None = None, scope: str = "all",
            name: str | None = None, epochs: int | None = None, progress: bool = True,
-           weighting: str = "uniform") -> Stage:
-    """Sparse training (L1 on BN gamma) starting from the baseline; ``weighting="flops"`` weights
-    each channel's penalty by what it costs (``sparsity.channel_weights``)."""
-    base = baseline(pc, progress)
+           weighting: str = "uniform", base: Stage | None = None) -> Stage:
+    """Sparse training (L1 on BN gamma) starting from the baseline (``base``; None: ``baseline(pc)``);
+    ``weighting="flops"`` weights each channel's penalty by what it costs (``sparsity.channel_weights``)."""
+    base = base or baseline(pc, progress)
     sc = SparseConfig(s=pc.sparsity if s is None else s, schedule=schedule or pc.sparse_schedule, scope=scope,
                       weighting=weighting)
     epochs = epochs or pc.sparse_epochs
@@ -322,7 +324,18 @@ def finetune(pc: PipelineConfig, pruned: Stage, teacher: Stage | None = None, ki
     run = StageRun(epochs or pc.finetune_epochs, pc.finetune_lr, distill=distill, seed=seed, eval_every=1)
     stage = _train_cached(pc, name, model, run, pruned, teacher.model if teacher else None, progress)
     stage.extra["plan"] = pruned.extra.get("plan")
+    stage.extra["settings"] = {"kind": kind, "weight": w if kind else None, "T": t if kind else None}
     return stage
+
+
+def finetune_best(pc: PipelineConfig, pruned: Stage, teacher: Stage, sweep: Sequence[Stage], kind: str,
+                  seed: int | None = None, progress: bool = True) -> Stage:
+    """``finetune`` with distillation ``kind`` at the KD weight and T of the best ``kind`` run of
+    ``sweep`` (highest mAP@0.5, the first on a tie; each run's settings are in its
+    ``extra["settings"]``): the KD seed runs, which need the sweep's results before they can start."""
+    best = max((st for st in sweep if st.extra["settings"]["kind"] == kind), key=lambda st: st.row["map50"])
+    w, t = best.extra["settings"]["weight"], best.extra["settings"]["T"]
+    return finetune(pc, pruned, teacher, kind, seed, progress=progress, weight=w, temperature=t)
 
 
 # ----------------------------------------------------------------------------- controls
@@ -347,20 +360,78 @@ def control_scratch(pc: PipelineConfig, pruned: Stage, progress: bool = True) ->
     return _train_cached(pc, f"scratch-{pruned.name}", model, StageRun(epochs, pc.lr), progress=progress)
 
 
-def record(stage: Stage, kind: str, control_of: str | None = None, distill: str | None = None,
-           seed: int | None = None) -> dict:
+# the kinds of result rows (``ResultRow.kind``)
+BASELINE, SPARSE, PRUNED = "baseline", "sparse", "pruned"
+CONTROL_SAME_EPOCHS = "control-same-epochs"    # the unpruned model finetuned as long as the pruned ones
+CONTROL_SCRATCH = "control-scratch"            # a pruned architecture trained from scratch as long
+
+
+@dataclass(frozen=True)
+class ResultRow:
     """One row of docs/results.json: what the model is, how it was made, and what it measures.
-    ``kind``: baseline | sparse | pruned | control-same-epochs | control-scratch."""
+    ``to_json`` writes exactly the keys make demo always wrote, in that order: the 17 fields up to
+    ``control_of`` on every row, ``gradual`` only on the gradual prune's row and the three ``kd_``
+    fields only on the KD seed runs' rows (where ``kd_target`` is set), so results.json reads back
+    unchanged (``from_json(d).to_json() == d``)."""
+    name: str
+    kind: str                              # BASELINE | SPARSE | PRUNED | CONTROL_SAME_EPOCHS | CONTROL_SCRATCH
+    strategy: str | None = None            # the plan's, for pruned models
+    ratio: float | None = None
+    blocks_dropped: int = 0
+    importance: str | None = None
+    target_gflops: float | None = None     # the plan's GFLOPs budget, when it had one
+    sparse_model: str | None = None        # the run the prune started from
+    distill: str | None = None             # the KD kind of a finetune (None: plain)
+    seed: int | None = None                # set on the KD seed runs only
+    epochs_total: int | None = None
+    params: int | None = None
+    gflops: float | None = None
+    latency_ms: float | None = None
+    map50: float | None = None
+    map: float | None = None
+    control_of: str | None = None          # a control's: the name of the model it controls
+    gradual: str | None = None             # the gradual prune's steps (``report.gradual_label``)
+    kd_weight: float | None = None         # a KD seed run's weight and T (None for plain finetuning)
+    kd_T: float | None = None
+    kd_target: str | None = None           # the prune a KD seed run finetunes
+
+    def to_json(self) -> dict:
+        """The row as results.json holds it (see the class docstring for which keys appear)."""
+        d = asdict(self)
+        if self.gradual is None:
+            del d["gradual"]
+        if self.kd_target is None:
+            for k in ("kd_weight", "kd_T", "kd_target"):
+                del d[k]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ResultRow":
+        """A row of results.json (or a dict with some of its keys; the others take their defaults)."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"result row {d.get('name')!r}: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def as_rows(records) -> list[ResultRow]:
+    """``records`` as ``ResultRow``s: rows already typed, or dicts as results.json holds them."""
+    return [r if isinstance(r, ResultRow) else ResultRow.from_json(r) for r in records]
+
+
+def record(stage: Stage, kind: str, control_of: str | None = None, distill: str | None = None,
+           seed: int | None = None) -> ResultRow:
+    """The results.json row of ``stage``: its plan's settings (for a pruned model), how it was
+    finetuned, and what it measures."""
     plan = stage.extra.get("plan")
-    return {"name": stage.row.get("model", stage.name), "kind": kind,
-            "strategy": plan.strategy if plan else None, "ratio": plan.ratio if plan else None,
-            "blocks_dropped": len(plan.dropped_blocks) if plan else 0,
-            "importance": getattr(plan, "importance", "gamma") if plan else None,
-            "target_gflops": getattr(plan, "target_gflops", None) if plan else None,
-            "sparse_model": plan.source if plan else None, "distill": distill,
-            "seed": seed, "epochs_total": stage.row.get("epochs_total"), "params": stage.row.get("params"),
-            "gflops": stage.row.get("GFLOPs"), "latency_ms": stage.row.get("latency_ms"),
-            "map50": stage.row.get("map50"), "map": stage.row.get("map"), "control_of": control_of}
+    made = dict(strategy=plan.strategy, ratio=plan.ratio, blocks_dropped=len(plan.dropped_blocks),
+                importance=getattr(plan, "importance", "gamma"), target_gflops=getattr(plan, "target_gflops", None),
+                sparse_model=plan.source) if plan else {}
+    row = stage.row
+    return ResultRow(name=row.get("model", stage.name), kind=kind, **made, distill=distill, seed=seed,
+                     epochs_total=row.get("epochs_total"), params=row.get("params"), gflops=row.get("GFLOPs"),
+                     latency_ms=row.get("latency_ms"), map50=row.get("map50"), map=row.get("map"),
+                     control_of=control_of)
 
 
 def results_table(stages: list[Stage]) -> pd.DataFrame:

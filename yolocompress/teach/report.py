@@ -1,11 +1,15 @@
 """``make demo``: run every stage of the method on the bundled data and write docs/results.md with
-PNG figures. Stages already finished in the run directory (same settings) are reused."""
+PNG figures. Stages already finished in the run directory (same settings) are reused.
+
+The stages are ``stages.demo_stages``: ``run_all`` walks that list in order and files each finished
+stage where its spec says (a row of results.md's tables, a results.json row, a sweep table), then
+writes the tables, figures, results pack and text from what it gathered."""
 from __future__ import annotations
 
 import json
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib
@@ -15,15 +19,16 @@ import torch
 
 from . import pack
 from . import pipeline as pl
+from . import stages
 from . import viz
+from .pipeline import CONTROL_SAME_EPOCHS, CONTROL_SCRATCH, PRUNED, ResultRow
+from .stages import gradual_label  # noqa: F401  (notebook 10 and nb.py name it here)
 from yolocompress.darknet.cfg import Conv
 from yolocompress.files import atomic_write_text
-from yolocompress.compress.importance import IMPORTANCES
+from yolocompress.compress.distill import KINDS as KD_KINDS
 from yolocompress.compress.plan import bn_gammas
-from yolocompress.compress.strategies import LAYERS_ONLY, STRATEGIES
+from yolocompress.compress.strategies import STRATEGIES
 from yolocompress.compress.sparsity import channel_weights, penalised_convs, penalised_gammas, sparsity_stats
-
-SCHEDULES = ("constant", "global-decay", "local-decay")
 
 
 def _round3(x: float) -> float:
@@ -39,6 +44,7 @@ def _signed(x: float) -> str:
 def _fmt_table(df: pd.DataFrame, cols: list[str]) -> str:
     """A markdown table with sensible number formats."""
     def cell(c, v):
+        """One cell: params with thousands separators, small floats to 3 decimals."""
         if isinstance(v, float):
             if c in ("params",):
                 return f"{v:,.0f}"
@@ -50,196 +56,162 @@ def _fmt_table(df: pd.DataFrame, cols: list[str]) -> str:
 
 
 def _sparse_row(stage: pl.Stage) -> dict:
+    """A row of the sparse-schedules table: the run, its numbers and its |gamma| sparsity."""
     return {"schedule": stage.name, **stage.row, **sparsity_stats(penalised_gammas(stage.model))}
 
 
+# ----------------------------------------------------------------------------- walking the stages
+
 @dataclass
 class _Collected:
-    """What ``run_all`` gathers: the main table's rows, the rows before finetuning, the plans, the
-    distillation rows, every (row, model) whose latency is measured again at the end, and every
-    trained stage (its history goes into the results pack)."""
+    """What ``run_all`` gathers while it walks the stages: the main table's rows, the rows before
+    finetuning, the plans (channels figure), the distillation rows, every (row, model) whose latency
+    is measured again at the end, the results.json rows, every trained stage (its history goes into
+    the results pack), the sweep tables, and every finished stage by spec id."""
     rows: list = field(default_factory=list)
+    controls: list = field(default_factory=list)  # per row: id of the same-epoch control it is compared with
     before: list = field(default_factory=list)
     plans: dict = field(default_factory=dict)
     kd: list = field(default_factory=list)
     kd_sweep: list = field(default_factory=list)
+    penalty: list = field(default_factory=list)
     timed: list = field(default_factory=list)
-    records: list = field(default_factory=list)   # the rows of docs/results.json
+    records: list = field(default_factory=list)   # ResultRow: the rows of docs/results.json
     trained: dict = field(default_factory=dict)   # {run name: Stage}
+    sparse: dict = field(default_factory=dict)    # {legend: Stage}: the sparse table's runs
     tables: dict = field(default_factory=dict)    # {pack table name: DataFrame}
+    done: dict = field(default_factory=dict)      # {spec id: Stage}
 
     def add(self, row: dict, model, before: bool = False) -> None:
+        """A row of the main (or before-finetuning) table, its model timed again at the end."""
         (self.before if before else self.rows).append(row)
         self.timed.append((row, model))
 
-    def add_pruned(self, pruned: pl.Stage) -> None:
-        if pruned.name in self.plans:          # the KD target can be one of the prunes above
-            return
-        self.plans[pruned.name] = pruned.extra["plan"]
-        self.add(pruned.row | {"stage": "pruned, no finetune"}, pruned.model, before=True)
+    def collect(self, spec: stages.StageSpec, stage: pl.Stage, done: dict) -> None:
+        """File one finished stage where its spec says the report reads it."""
+        self.done = done
+        if spec.trains and not spec.is_prune:        # a training run: its history goes into the pack
+            self.trained[stage.name] = stage
+        if spec.legend:
+            self.sparse[spec.legend] = stage
+        if "penalty" in spec.tags:
+            self.penalty.append(_penalty_row(spec, stage))
+        if "kd-sweep" in spec.tags:
+            self.kd_sweep.append(_kd_sweep_row(spec, stage, done))
+        if "kd-seed" in spec.tags:
+            s = stage.extra["settings"]
+            self.kd.append(stage.row | {"finetune": s["kind"] or "plain", "seed": spec.facts["seed"],
+                                        "weight": s["weight"], "T": s["T"]})
+        if spec.is_prune:
+            self._add_prune(spec, stage)
+        elif spec.label or spec.record:
+            self._add_model(spec, stage, done)
 
-    def keep(self, *stages: pl.Stage) -> None:
-        self.trained.update({st.name: st for st in stages})
+    def _add_prune(self, spec: stages.StageSpec, stage: pl.Stage) -> None:
+        """A prune before finetuning (each once: the KD target can be one of the chain's prunes). Its
+        plan goes into the channels figure unless it is a gradual step's, which indexes the layers of
+        an already pruned model."""
+        if any(r["model"] == stage.row["model"] for r in self.before):
+            return
+        if spec.call == "prune":
+            self.plans[stage.name] = stage.extra["plan"]
+        self.add(stage.row | {"stage": spec.label}, stage.model, before=True)
+
+    def _add_model(self, spec: stages.StageSpec, stage: pl.Stage, done: dict) -> None:
+        """A model's row in the main table (once per model) and its results.json rows; a model only
+        in results.json is timed with the rest (one architecture, one latency)."""
+        shown = spec.label is not None and not any(r["model"] == stage.row["model"] for r in self.rows)
+        if shown:
+            self.add(_main_row(spec, stage, done), stage.model)
+            self.controls.append(spec.control or "control")
+        elif not any(r["model"] == stage.row["model"] for r, _ in self.timed):
+            self.timed.append((dict(stage.row), stage.model))
+        if spec.record:
+            self.records += _records(spec, stage, done, shown)
+
+
+def _main_row(spec: stages.StageSpec, stage: pl.Stage, done: dict) -> dict:
+    """The row of results.md's stages table: the stage's numbers, its label, its legend group in
+    pareto.png and, for a finetuned prune, the share the prune removed."""
+    row = stage.row | {"stage": spec.label, "group": _group(spec)}
+    pruned = dict(spec.inputs).get("pruned")
+    if spec.record == PRUNED and isinstance(pruned, str) and "pruned" in done[pruned].row:
+        row["pruned"] = done[pruned].row["pruned"]
+    return row
+
+
+def _records(spec: stages.StageSpec, stage: pl.Stage, done: dict, shown: bool) -> list[ResultRow]:
+    """The stage's results.json row - with what its spec states (seed, distillation, gradual steps)
+    and, for a KD seed run, the KD weight and T it ran at and its target - followed, for a prune shown
+    in the main table, by its same-epoch control's row."""
+    facts = spec.facts
+    control_of = done[spec.control_of].row["model"] if spec.control_of else None
+    rec = pl.record(stage, spec.record, control_of=control_of, distill=facts.get("distill"), seed=facts.get("seed"))
+    if "gradual" in facts:
+        rec = replace(rec, gradual=facts["gradual"])
+    if "kd-seed" in spec.tags:
+        s = stage.extra["settings"]
+        rec = replace(rec, kd_weight=s["weight"], kd_T=s["T"], kd_target=done[dict(spec.inputs)["pruned"]].name)
+    out = [rec]
+    if shown and spec.record == PRUNED and spec.control:
+        out.append(pl.record(done[spec.control], CONTROL_SAME_EPOCHS, control_of=rec.name))
+    return out
+
+
+def _penalty_row(spec: stages.StageSpec, stage: pl.Stage) -> dict:
+    """A row of the penalty table (notebook 03's slider): the run's s and length, as its spec states them."""
+    kw = spec.kwargs
+    return {"s": kw["s"], "run": stage.name, "epochs": kw["epochs"], "map50": stage.row["map50"],
+            "map": stage.row["map"], **sparsity_stats(penalised_gammas(stage.model))}
+
+
+def _kd_sweep_row(spec: stages.StageSpec, stage: pl.Stage, done: dict) -> dict:
+    """A row of the KD weight/T sweep, with the prune it finetunes (``kd_target``)."""
+    kw = spec.kwargs
+    return {"finetune": kw["kind"], "weight": kw["weight"], "T": kw["temperature"], "seed": spec.facts["seed"],
+            "run": stage.name, "map50": stage.row["map50"], "map": stage.row["map"], "time_s": stage.row["time_s"],
+            "kd_target": done[dict(spec.inputs)["pruned"]].name}
 
 
 def run_all(pc: pl.PipelineConfig, docs: Path, readme: Path | None = None, started: float | None = None,
             jobs: int = 1) -> pd.DataFrame:
-    """Every stage; returns the results table and writes ``docs/results.md``, ``results.json``, the
-    figures and the results pack (``pack.py``), and the results block of ``readme`` when given.
-    ``started``: when the whole command began (``prefetch`` before it, with ``jobs`` processes)."""
+    """Every stage of ``stages.demo_stages``, in order; returns the results table and writes
+    ``docs/results.md``, ``results.json``, the figures and the results pack (``pack.py``), and the
+    results block of ``readme`` when given. ``started``: when the whole command began (``prefetch``
+    before it, with ``jobs`` processes)."""
     matplotlib.use("Agg")
     t_start = started or time.time()
     docs.mkdir(parents=True, exist_ok=True)
     c = _Collected()
-    base = pl.baseline(pc)
-    # the chosen schedule first: every later stage starts from it
-    order = sorted(SCHEDULES, key=lambda s: s != pc.sparse_schedule)
-    sparse = {s: pl.sparse(pc, schedule=s) for s in order}
-    penalty = _penalty_sweep(pc, c)
-    sparse_df = pd.DataFrame([_sparse_row(st) for st in sparse.values()])
-    chosen = sparse[pc.sparse_schedule]
-    c.keep(base, *sparse.values())
-    c.add(base.row | {"stage": "baseline"}, base.model)
-    c.add(chosen.row | {"stage": f"sparse ({pc.sparse_schedule})"}, chosen.model)
-    c.records += [pl.record(base, "baseline"), pl.record(chosen, "sparse")]
-    control = pl.control_same_epochs(pc, chosen)
-    c.keep(control)
-    c.add(control.row | {"stage": "control: unpruned, same total epochs"}, control.model)
-    _prune_and_finetune(pc, chosen, control, c)
-    _gradual(pc, chosen, control, c)
-    weighted = _flops_weighted(pc, c)
-    sparse_df = pd.concat([sparse_df, pd.DataFrame([_sparse_row(weighted)])], ignore_index=True)
-    sparse = sparse | {f"{pc.sparse_schedule}, FLOPs-weighted": weighted}
-    _what_if_tables(pc, chosen, c)
-    target = _distillation(pc, chosen, control, c)
+    specs = stages.demo_stages(pc)
+    stages.run(pc, specs, on_stage=c.collect)
+    _what_if_tables(pc, c.done["sparse"], c)
     timing = _remeasure_latency(pc, c.timed)
-    table = pl.results_table([pl.Stage("", base.model, row=r) for r in c.rows])
-    table["stage"] = [r["stage"] for r in c.rows]
-    before, kd = pd.DataFrame(c.before), pd.DataFrame(c.kd)
-    _figures(docs, base, chosen, sparse, c, table, before)
-    own = table["control map50"] if "control map50" in table else pd.Series(float("nan"), index=table.index)
-    table["map50 vs control"] = table["map50"] - own.fillna(control.row["map50"])   # each row's own control
+    table = _stage_table(c)
+    _figures(docs, specs, c, table, pd.DataFrame(c.before))
     records = _latency_synced(c.records, [row for row, _ in c.timed])
-    _write_pack(docs, c, base, sparse, penalty)
-    _write_markdown(docs, pc, table, sparse_df, before, kd, c, target.name, time.time() - t_start, timing, records,
-                    jobs)
-    atomic_write_text(docs / "results.json", json.dumps(records, indent=1))
+    _write_pack(docs, c)
+    doc = _Doc(pc, c, table, records, timing, time.time() - t_start, jobs)
+    atomic_write_text(docs / "results.md", _markdown(doc))
+    atomic_write_text(docs / "results.json", json.dumps([r.to_json() for r in records], indent=1))
     if readme is not None:
         update_readme(readme, records)
     return table
 
 
-def _penalty_sweep(pc: pl.PipelineConfig, c: _Collected) -> dict:
-    """Short constant-penalty runs over ``pc.penalty_values`` (notebook 03's slider): from too weak to
-    too strong, a third of the sparse epochs each."""
-    epochs = pc.sparse_epochs // 3 or 1
-    runs = {s: pl.sparse(pc, schedule="constant", s=s, epochs=epochs) for s in pc.penalty_values}
-    c.keep(*runs.values())
-    c.tables["penalty"] = pd.DataFrame([{"s": s, "run": st.name, "epochs": epochs, "map50": st.row["map50"],
-                                         "map": st.row["map"], **sparsity_stats(penalised_gammas(st.model))}
-                                        for s, st in runs.items()])
-    return runs
-
-
-def prune_specs(pc: pl.PipelineConfig) -> list[dict]:
-    """The ``pl.prune`` arguments of the finetuned prunes of the seed's chain: the three channel
-    strategies at ``pc.ratio``, layer-only, combined, and the budget prune under each importance."""
-    return [_spec(s, pc.ratio, 0) for s in STRATEGIES] + [_spec(LAYERS_ONLY, 0.0, pc.blocks), _spec(pc.strategy, pc.ratio, pc.blocks)] \
-        + [_spec(pc.strategy, pc.ratio, pc.blocks, pc.budget, imp) for imp in IMPORTANCES]
-
-
-def _spec(strategy, ratio, blocks, budget=None, importance="gamma") -> dict:
-    return dict(strategy=strategy, ratio=ratio, blocks=blocks, budget=budget, importance=importance,
-                name="layers-only" if strategy == LAYERS_ONLY else None)
-
-
-def has_scratch_control(pc: pl.PipelineConfig, spec: dict) -> bool:
-    """The combined prune (``pc.strategy`` at ``pc.ratio`` + ``pc.blocks`` blocks) is also trained from scratch."""
-    return pc.scratch_controls and spec["budget"] is None and \
-        (spec["strategy"], spec["ratio"], spec["blocks"]) == (pc.strategy, pc.ratio, pc.blocks)
-
-
-def flops_weighted_spec(pc: pl.PipelineConfig) -> dict:
-    """The ``pl.prune`` arguments of the FLOPs-weighted sparse model's budget prune."""
-    return _spec(pc.strategy, pc.ratio, pc.blocks, pc.budget, "gamma-per-flop") | {"suffix": "-wflops"}
-
-
-def kd_sweep_settings(pc: pl.PipelineConfig) -> list[tuple]:
-    """(kind, weight, T) of the distillation sweep, seed ``pc.kd_seeds[0]``."""
-    return [(kind, w, t) for kind in ("hinton", "bounded") for w, t in [(pc.distill_weight, pc.temperature), *pc.kd_sweep]]
-
-
-def best_kd_settings(sweep: list[dict]) -> dict:
-    """{kind: (weight, T)} with the highest mAP@0.5 in the sweep rows; plain finetuning: (None, None)."""
-    best = {None: (None, None)}
-    for kind in dict.fromkeys(r["finetune"] for r in sweep):
-        top = max((r for r in sweep if r["finetune"] == kind), key=lambda r: r["map50"])
-        best[kind] = (top["weight"], top["T"])
-    return best
-
-
-def _prune_and_finetune(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> None:
-    """The three channel strategies, layer-only and combined pruning, each finetuned and set beside
-    its controls: the unpruned model trained as long (all of them) and, for the combined prune, its
-    architecture trained from scratch as long."""
-    for spec in prune_specs(pc):
-        pruned = pl.prune(pc, chosen, **spec)
-        c.add_pruned(pruned)
-        ft = pl.finetune(pc, pruned)
-        c.keep(ft)
-        c.add(ft.row | {"stage": "pruned + finetune", "pruned": pruned.row["pruned"]}, ft.model)
-        name = ft.row["model"]
-        c.records += [pl.record(ft, "pruned"), pl.record(control, "control-same-epochs", control_of=name)]
-        if has_scratch_control(pc, spec):
-            scratch = pl.control_scratch(pc, pruned)
-            c.keep(scratch)
-            c.add(scratch.row | {"stage": "control: pruned architecture from scratch"}, scratch.model)
-            c.records.append(pl.record(scratch, "control-scratch", control_of=name))
-
-
-def gradual_label(pc: pl.PipelineConfig) -> str:
-    """How the gradual prune reached its budget, e.g. "40% -> 20%, 3 sparse epochs between"."""
-    return " -> ".join(map(str, [*pc.gradual_steps, pc.budget])) + f", {pc.gradual_between} sparse epochs between"
-
-
-def _gradual(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> None:
-    """Beyond the seed: the budget prune reached in steps (``pl.prune_gradual``),
-    finetuned for the epochs the steps left, beside the same same-epoch control as the one-shot prune."""
-    pruned = pl.prune_gradual(pc, chosen)
-    # not in c.plans: its last plan indexes the layers of an already pruned model, not the baseline's
-    c.add(pruned.row | {"stage": "pruned, no finetune"}, pruned.model, before=True)
-    ft = pl.finetune_gradual(pc, pruned)
-    c.keep(ft)
-    c.add(ft.row | {"stage": f"gradual prune ({gradual_label(pc)}) + finetune", "pruned": pruned.row["pruned"]},
-          ft.model)
-    c.records += [pl.record(ft, "pruned") | {"gradual": gradual_label(pc)},
-                  pl.record(control, "control-same-epochs", control_of=ft.row["model"])]
-
-
-def _flops_weighted(pc: pl.PipelineConfig, c: _Collected) -> pl.Stage:
-    """Beyond the seed: sparse training whose penalty is weighted by what each channel costs
-    (``SparseConfig.weighting="flops"``), then the budget prune of the uniform chain (``pc.strategy``
-    + ``pc.blocks`` blocks at ``pc.budget``, ranked by |gamma| per FLOP) finetuned alike, beside this
-    sparse model's own same-epoch control. One setting differs from the uniform budget row: the
-    penalty's weighting."""
-    weighted = pl.sparse(pc, weighting="flops")
-    control = pl.control_same_epochs(pc, weighted)
-    pruned = pl.prune(pc, weighted, **flops_weighted_spec(pc))
-    c.add_pruned(pruned)
-    ft = pl.finetune(pc, pruned)
-    c.keep(weighted, control, ft)
-    own = {"control map50": control.row["map50"]}          # "map50 vs control": this branch's own control
-    c.add(weighted.row | own | {"stage": f"sparse ({pc.sparse_schedule}, FLOPs-weighted penalty)"}, weighted.model)
-    c.add(control.row | own | {"stage": "control: FLOPs-weighted sparse, unpruned, same total epochs"}, control.model)
-    c.add(ft.row | own | {"stage": "pruned + finetune", "pruned": pruned.row["pruned"]}, ft.model)
-    c.records += [pl.record(weighted, "sparse"), pl.record(ft, "pruned"),
-                  pl.record(control, "control-same-epochs", control_of=ft.row["model"])]
-    return weighted
+def _stage_table(c: _Collected) -> pd.DataFrame:
+    """The main table: ``pl.results_table`` of the rows, their stage text, and each row's mAP@0.5
+    against its own same-epoch control (the chain's, unless its spec names another)."""
+    table = pl.results_table([pl.Stage("", c.done["baseline"].model, row=r) for r in c.rows])
+    table["stage"] = [r["stage"] for r in c.rows]
+    table["control map50"] = [c.done[i].row["map50"] for i in c.controls]
+    table["map50 vs control"] = table["map50"] - table["control map50"]
+    return table
 
 
 def _what_if_tables(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected) -> None:
     """Measured without finetuning (what-if = compact): each strategy's mAP over ``pc.sweep_ratios``,
-    and the two channel rankings (|gamma|, |gamma| per FLOP) pruned to equal GFLOPs budgets."""
+    and the channel rankings of ``IMPORTANCES`` pruned to equal GFLOPs budgets."""
     from yolocompress.compress.plan import PruneConfig
     from .sweep import importance_sweep, sensitivity_sweep
     data = pl.data_of(pc)
@@ -249,58 +221,28 @@ def _what_if_tables(pc: pl.PipelineConfig, chosen: pl.Stage, c: _Collected) -> N
             chosen.model, data, config, pc.sweep_ratios, pc.img_size, pc.max_val_images)
     config = PruneConfig(strategy=pc.strategy, min_keep=pc.min_keep, img_size=pc.img_size)
     c.tables["importance"] = importance_sweep(chosen.model, config, pc.budgets, data, pc.max_val_images)
-
-
-def _distillation(pc: pl.PipelineConfig, chosen: pl.Stage, control: pl.Stage, c: _Collected) -> pl.Stage:
-    """Distillation on a prune that plain finetuning recovers only partly. First a sweep of KD weight
-    and T (seed ``kd_seeds[0]``) per kind; each kind's best setting then runs over every seed beside
-    plain finetuning, so each variant is a mean +- std over ``pc.kd_seeds``."""
-    target = pl.prune_aggressive(pc, chosen)
-    c.add_pruned(target)
-    first = pc.kd_seeds[0]
-    for kind, w, t in kd_sweep_settings(pc):
-        st = pl.finetune(pc, target, chosen, kind, seed_arg(pc, first), weight=w, temperature=t)
-        c.keep(st)
-        c.kd_sweep.append({"finetune": kind, "weight": w, "T": t, "seed": first, "run": st.name,
-                           "map50": st.row["map50"], "map": st.row["map"], "time_s": st.row["time_s"]})
+    c.tables["penalty"] = pd.DataFrame(c.penalty)
     c.tables["kd-sweep"] = pd.DataFrame(c.kd_sweep)
-    for kind, (w, t) in best_kd_settings(c.kd_sweep).items():
-        for seed in pc.kd_seeds:
-            st = pl.finetune(pc, target, chosen if kind else None, kind, seed_arg(pc, seed), weight=w, temperature=t)
-            c.keep(st)
-            c.kd.append(st.row | {"finetune": kind or "plain", "seed": seed, "weight": w, "T": t})
-            c.records.append(pl.record(st, "pruned", distill=kind, seed=seed)
-                             | {"kd_weight": w, "kd_T": t, "kd_target": target.name})
-            if seed == first and not any(r["model"] == st.row["model"] for r in c.rows):
-                c.add(st.row | {"stage": "KD target + finetune" + (f" + KD ({kind})" if kind else "")}, st.model)
-                if kind is None:
-                    c.records.append(pl.record(control, "control-same-epochs", control_of=st.row["model"]))
-            elif not any(r["model"] == st.row["model"] for r, _ in c.timed):
-                c.timed.append((dict(st.row), st.model))      # timed with the rest, not in the stages table
-    return target
 
 
-def seed_arg(pc: pl.PipelineConfig, seed: int) -> int | None:
-    return None if seed == pc.seed else seed     # the pipeline's own seed names the run without a suffix
-
-
-def _write_pack(docs: Path, c: _Collected, base: pl.Stage, sparse: dict, penalty: dict) -> None:
+def _write_pack(docs: Path, c: _Collected) -> None:
     """The committed results pack (``pack.py``): histories, |gamma| histograms, sweep tables."""
     for name, st in c.trained.items():
         pack.write_history(docs, name, st.history)
     pack.drop_stale_histories(docs, c.trained)
-    runs = {"baseline": base, **{st.name: st for st in sparse.values()}, **{st.name: st for st in penalty.values()}}
+    penalty = [c.trained[r["run"]] for r in c.penalty]
+    runs = {st.name: st for st in [c.done["baseline"], *c.sparse.values(), *penalty]}
     pack.write_gammas(docs, {k: penalised_gammas(st.model) for k, st in runs.items()})
     pack.write_gamma_epochs(docs, {k: st.extra["gamma_hist"] for k, st in runs.items() if "gamma_hist" in st.extra})
     for name, df in c.tables.items():
         pack.write_table(docs, name, df)
 
 
-def _latency_synced(records: list[dict], rows: list[dict]) -> list[dict]:
+def _latency_synced(records: list[ResultRow], rows: list[dict]) -> list[ResultRow]:
     """results.json rows with the latency re-measured at the end (``rows``: every timed row, matched
     by model name; the KD seed runs are timed too, so one architecture reads one latency)."""
     latest = {r["model"]: r["latency_ms"] for r in rows}
-    return [r | {"latency_ms": latest.get(r["name"], r["latency_ms"])} for r in records]
+    return [replace(r, latency_ms=latest.get(r.name, r.latency_ms)) for r in records]
 
 
 def _remeasure_latency(pc: pl.PipelineConfig, timed: list[tuple[dict, torch.nn.Module]]) -> dict:
@@ -322,47 +264,60 @@ def _remeasure_latency(pc: pl.PipelineConfig, timed: list[tuple[dict, torch.nn.M
     return timing
 
 
-def _figures(docs: Path, base, chosen, sparse, c: _Collected, table, before) -> None:
+# ----------------------------------------------------------------------------- figures
+
+def _figures(docs: Path, specs: list[stages.StageSpec], c: _Collected, table: pd.DataFrame,
+             before: pd.DataFrame) -> None:
+    """Every PNG of results.md."""
     import matplotlib.pyplot as plt
+    base, chosen = c.done["baseline"], c.done["sparse"]
     _pareto_figure(table, before).savefig(docs / "pareto.png", dpi=120, bbox_inches="tight")
     fig = viz.plot_pareto(table, "GFLOPs", "latency_ms", "model", title="CPU latency (batch 1, 2 threads) vs GFLOPs")
     fig.axes[0].lines[-1].remove()
     fig.savefig(docs / "latency_vs_gflops.png", dpi=120, bbox_inches="tight")
+    recorded = [c.done[s.id] for s in specs if s.record == pl.SPARSE]       # the chain's and the FLOPs-weighted
     gam = {"baseline": np.concatenate(list(bn_gammas(base.model).values())),
-           **{f"sparse ({st.name})": np.concatenate(list(bn_gammas(st.model).values()))
-              for st in sparse.values() if st is chosen or st.name.endswith("-flops")}}
+           **{f"sparse ({st.name})": np.concatenate(list(bn_gammas(st.model).values())) for st in recorded}}
     viz.plot_gamma_hist(gam).savefig(docs / "gamma_hist.png", dpi=120, bbox_inches="tight")
     viz.plot_channels(c.plans, title="channels per BN conv after each prune").savefig(
         docs / "channels_per_layer.png", dpi=120, bbox_inches="tight")
-    viz.plot_history({k: v.history for k, v in sparse.items()}, ["map50", "gamma_lt_1e-2"],
+    viz.plot_history({k: v.history for k, v in c.sparse.items()}, ["map50", "gamma_lt_1e-2"],
                      "sparse training schedules").savefig(docs / "sparse_schedules.png", dpi=120, bbox_inches="tight")
     _training_curve(docs, base, chosen, c)
     viz.plot_importance(c.tables["importance"]).savefig(docs / "importance.png", dpi=120, bbox_inches="tight")
-    viz.plot_sweep({k.split("-", 1)[1]: v for k, v in c.tables.items() if k.startswith("sensitivity-")}).savefig(
+    viz.plot_sweep({s: c.tables[f"sensitivity-{s}"] for s in STRATEGIES}).savefig(
         docs / "sensitivity.png", dpi=120, bbox_inches="tight")
     plt.close("all")
 
 
-def _kind_of(stage: str) -> str:
-    """The legend group of a row of the stages table, from its ``stage`` text."""
-    if stage.startswith("control: pruned architecture"):
-        return "pruned architecture from scratch"
-    for prefix, kind in (("baseline", "baseline"), ("sparse", "sparse, unpruned"), ("control", "same-epoch control")):
-        if stage.startswith(prefix):
-            return kind
-    return "pruned + finetune with KD" if "KD (" in stage else "pruned + finetune"
+# the legend groups of pareto.png's left panel
+BASELINE_GROUP, SPARSE_GROUP, CONTROL_GROUP = "baseline", "sparse, unpruned", "same-epoch control"
+SCRATCH_GROUP, PRUNED_GROUP, KD_GROUP = "pruned architecture from scratch", "pruned + finetune", "pruned + finetune with KD"
+
+
+def _group(spec: stages.StageSpec) -> str:
+    """The legend group of a stage's row in pareto.png, from what its spec says it is (its pipeline
+    call, its results.json kind, its distillation), not from its label text."""
+    if spec.call == "control_scratch":
+        return SCRATCH_GROUP
+    if spec.call == "control_same_epochs":
+        return CONTROL_GROUP
+    if spec.record in (pl.BASELINE, pl.SPARSE):
+        return BASELINE_GROUP if spec.record == pl.BASELINE else SPARSE_GROUP
+    return KD_GROUP if spec.facts.get("distill") else PRUNED_GROUP
 
 
 def _pareto_figure(table: pd.DataFrame, before: pd.DataFrame):
     """docs/pareto.png: mAP@0.5 vs GFLOPs after finetuning (coloured by kind, the Pareto front
     labelled: most finetuned models crowd just under the baseline) and, beside it on the full
-    0-1 scale, every prune before finetuning (each labelled)."""
+    0-1 scale, every prune before finetuning (each labelled). ``table["group"]``: each row's legend
+    group (``_group``)."""
     import matplotlib.pyplot as plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.25, 1]})
-    after = table.assign(kind=table["stage"].map(_kind_of))
+    after = table.rename(columns={"group": "kind"})
     viz.plot_pareto(after, "GFLOPs", "map50", "model", ax=left, hue="kind", annotate="front",
                     title="trained models: mAP@0.5 vs GFLOPs (front dashed, labelled)")
-    base = after.loc[after["kind"] == "baseline", "map50"]
+    base = after.loc[after["kind"] == BASELINE_GROUP, "map50"]
     if len(base):
         left.axhline(base.iloc[0], color="tab:blue", lw=0.8, ls=":", label="baseline mAP@0.5")
     left.legend(fontsize=7, loc="lower right")
@@ -381,126 +336,154 @@ def _training_curve(docs: Path, base, chosen, c: _Collected) -> None:
     chain = [(0, base.history), (n_base, chosen.history)]
     chains = {"baseline -> sparse": chain}
     for r in c.records:     # the same-epoch control and each prune finetuned without KD, one seed
-        if r["kind"] in ("pruned", "control-same-epochs") and not r["distill"] and r["seed"] is None:
-            chains[r["name"]] = [(n_base + n_sparse, c.trained[r["name"]].history)]
+        if r.kind in (PRUNED, CONTROL_SAME_EPOCHS) and not r.distill and r.seed is None:
+            chains[r.name] = [(n_base + n_sparse, c.trained[r.name].history)]
     viz.plot_total_epochs(chains).savefig(docs / "training_curve.png", dpi=120, bbox_inches="tight")
 
 
-def _val_images(pc: pl.PipelineConfig) -> str:
-    n = len(pl.data_of(pc).val)
-    return f"the first {pc.max_val_images} of {n} validation images" if pc.max_val_images else f"the {n} validation images"
+# ----------------------------------------------------------------------------- what the numbers say
+
+def _controls(rows: list[ResultRow]) -> dict[str, ResultRow]:
+    """{name of a model: the row of its same-epoch control}."""
+    return {r.control_of: r for r in rows if r.kind == CONTROL_SAME_EPOCHS}
 
 
-def _conditions_text(t: dict) -> str:
-    other = "unknown" if t.get("other_cores") is None else f"{t['other_cores']:.2f}"
-    return (f"{t['threads']} threads, OMP_WAIT_POLICY={t['OMP_WAIT_POLICY']}, load average {t['load_1m']:.2f} "
-            f"at the start, {other} cores used by other processes meanwhile")
-
-
-def headline(records: list[dict], baseline_gflops: float, min_cut: float = 0.8, max_drop: float = 0.01) -> dict | None:
-    """The smallest pruned + finetuned model (no distillation) whose mAP@0.5 is within ``max_drop``
-    of its same-epoch control, among those with at least ``min_cut`` fewer GFLOPs than the baseline;
-    None when there is none (results.md then says so). The factor 1 + 1e-9 lets a model at exactly
-    the cut pass despite the rounding of (1 - min_cut) * baseline_gflops."""
-    controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
-    ok = [r for r in records if r["kind"] == "pruned" and not r["distill"] and r["name"] in controls
-          and r["gflops"] <= (1 - min_cut) * baseline_gflops * (1 + 1e-9) and r["map50"] >= controls[r["name"]]["map50"] - max_drop]
+def headline(records, baseline_gflops: float, min_cut: float = 0.8,
+             max_drop: float = 0.01) -> tuple[ResultRow, ResultRow] | None:
+    """(row, its control's row) of the smallest pruned + finetuned model (no distillation) whose
+    mAP@0.5 is within ``max_drop`` of its same-epoch control, among those with at least ``min_cut``
+    fewer GFLOPs than the baseline; None when there is none (results.md then says so). The factor
+    1 + 1e-9 lets a model at exactly the cut pass despite the rounding of (1 - min_cut) * baseline_gflops."""
+    rows = pl.as_rows(records)
+    controls = _controls(rows)
+    ok = [r for r in rows if r.kind == PRUNED and not r.distill and r.name in controls
+          and r.gflops <= (1 - min_cut) * baseline_gflops * (1 + 1e-9) and r.map50 >= controls[r.name].map50 - max_drop]
     if not ok:
         return None
-    best = min(ok, key=lambda r: r["gflops"])
-    return best | {"control": controls[best["name"]]}
+    best = min(ok, key=lambda r: r.gflops)
+    return best, controls[best.name]
 
 
-def _summary(records: list[dict]) -> str:
+def _summary(records) -> str:
     """What the numbers say, computed from the rows (so the text cannot drift from the table)."""
-    base = next(r for r in records if r["kind"] == "baseline")
-    control_map50 = next(r["map50"] for r in records if r["kind"] == "control-same-epochs")
-    kd = pd.DataFrame([{"finetune": r["distill"] or "plain", "map50": r["map50"]} for r in records
-                       if r["kind"] == "pruned" and r["seed"] is not None])   # the KD seed runs
-    lines = []
-    h = headline(records, base["gflops"])
-    if h:
-        lines.append(f"- **{h['name']}** has {1 - h['gflops'] / base['gflops']:.0%} fewer GFLOPs and "
-                     f"{1 - h['params'] / base['params']:.0%} fewer parameters than the baseline at mAP@0.5 "
-                     f"{h['map50']:.3f}, against {h['control']['map50']:.3f} for its same-epoch control "
-                     f"({_signed(h['map50'] - h['control']['map50'])}).")
-    else:
-        lines.append("- No prune with at least 80% fewer GFLOPs stays within 1 point of its same-epoch control here.")
-        best = headline(records, base["gflops"], min_cut=0.0)
-        if best:
-            lines.append(f"- The largest cut within 1 point: **{best['name']}**, {1 - best['gflops'] / base['gflops']:.0%} "
-                         f"fewer GFLOPs at mAP@0.5 {best['map50']:.3f} against {best['control']['map50']:.3f} "
-                         f"({_signed(best['map50'] - best['control']['map50'])}).")
-    chain = next((r["name"] for r in records if r["kind"] == "sparse"), None)   # the seed's (uniform) sparse model
-    budget = {r["importance"]: r for r in records if r["kind"] == "pruned" and r.get("target_gflops")
-              and not r["distill"] and r["seed"] is None and r.get("sparse_model") in (None, chain)}
-    if len(budget) > 1:
-        parts = ", ".join(f"{imp} {r['map50']:.3f} ({r['gflops']:.4f} GFLOPs)" for imp, r in budget.items())
-        why = (": ranking by |gamma| alone spends the budget on costly high-resolution channels"
-               if budget.get("gamma-per-flop", {}).get("map50", 0) > budget.get("gamma", {}).get("map50", 1) else "")
-        lines.append(f"- Pruned to the same GFLOPs budget and finetuned alike, the channel rankings reach mAP@0.5 "
-                     f"{parts}{why}.")
-    lines += _weighting_lines(records, budget.get("gamma-per-flop"), chain)
-    lines += _gradual_lines(records, budget.get("gamma-per-flop"))
-    scratch = [r for r in records if r["kind"] == "control-scratch"]
-    for sc in scratch:
-        pr = next(r for r in records if r["name"] == sc["control_of"])
-        lines.append(f"- Trained from scratch for the same {sc['epochs_total']} epochs, the architecture of "
-                     f"{pr['name']} reaches {sc['map50']:.3f} against {pr['map50']:.3f} pruned + finetuned "
-                     f"({_signed(pr['map50'] - sc['map50'])} for inheriting the weights).")
-    means = kd.groupby("finetune")["map50"].agg(["mean", "std"]) if len(kd) else pd.DataFrame()
-    if "plain" in means.index:
-        plain = means.loc["plain"]
-        lines.append(f"- On the distillation target, plain finetuning reaches {plain['mean']:.3f} +- {plain['std']:.3f}, "
-                     f"{_signed(plain['mean'] - control_map50)} against the same-epoch control ({control_map50:.3f}).")
-        for kind in ("hinton", "bounded"):
-            if kind in means.index:
-                m = means.loc[kind]
-                gain, noise = m["mean"] - plain["mean"], max(m["std"], plain["std"])
-                verdict = ("beats plain finetuning by more than the larger std" if gain > noise else
-                           "falls below plain finetuning by more than the larger std" if gain < -noise else
-                           "is within the larger std of plain finetuning: no difference shown")
-                lines.append(f"- KD ({kind}): {m['mean']:.3f} +- {m['std']:.3f}, {_signed(gain)} against plain: it {verdict} "
-                             f"({noise:.3f}).")
+    rows = pl.as_rows(records)
+    chain = next((r.name for r in rows if r.kind == pl.SPARSE), None)   # the seed's (uniform) sparse model
+    budget = {r.importance: r for r in rows if r.kind == PRUNED and r.target_gflops and not r.distill
+              and r.seed is None and r.sparse_model in (None, chain)}
+    one_shot = budget.get("gamma-per-flop")
+    lines = [*_headline_lines(rows), *_budget_lines(budget), *_weighting_lines(rows, one_shot, chain),
+             *_gradual_lines(rows, one_shot), *_scratch_lines(rows), *_kd_lines(rows)]
     return "\n".join(lines)
 
 
-def _flops_weighted_name(sparse_model: str | None) -> bool:
-    """Whether a sparse stage's name says its penalty was FLOPs-weighted (``pipeline.sparse`` adds a
-    ``-flops`` token): another sparse branch (a shorter run, ``-e10``) is not a weighting."""
-    return bool(sparse_model) and "flops" in sparse_model.split("-")
+def _headline_lines(rows: list[ResultRow]) -> list[str]:
+    """The smallest prune within a point of its control, or the largest cut that stays within it."""
+    base = next(r for r in rows if r.kind == pl.BASELINE)
+    h = headline(rows, base.gflops)
+    if h:
+        r, ctl = h
+        return [f"- **{r.name}** has {1 - r.gflops / base.gflops:.0%} fewer GFLOPs and "
+                f"{1 - r.params / base.params:.0%} fewer parameters than the baseline at mAP@0.5 "
+                f"{r.map50:.3f}, against {ctl.map50:.3f} for its same-epoch control ({_signed(r.map50 - ctl.map50)})."]
+    lines = ["- No prune with at least 80% fewer GFLOPs stays within 1 point of its same-epoch control here."]
+    best = headline(rows, base.gflops, min_cut=0.0)
+    if best:
+        r, ctl = best
+        lines.append(f"- The largest cut within 1 point: **{r.name}**, {1 - r.gflops / base.gflops:.0%} "
+                     f"fewer GFLOPs at mAP@0.5 {r.map50:.3f} against {ctl.map50:.3f} ({_signed(r.map50 - ctl.map50)}).")
+    return lines
 
 
-def _vs_control(row: dict, controls: dict, which: str) -> str:
+def _budget_lines(budget: dict[str, ResultRow]) -> list[str]:
+    """The channel rankings pruned to one GFLOPs budget and finetuned alike ({importance: row})."""
+    if len(budget) < 2:
+        return []
+    parts = ", ".join(f"{imp} {r.map50:.3f} ({r.gflops:.4f} GFLOPs)" for imp, r in budget.items())
+    per_flop, plain = budget.get("gamma-per-flop"), budget.get("gamma")
+    why = (": ranking by |gamma| alone spends the budget on costly high-resolution channels"
+           if (per_flop.map50 if per_flop else 0) > (plain.map50 if plain else 1) else "")
+    return [f"- Pruned to the same GFLOPs budget and finetuned alike, the channel rankings reach mAP@0.5 {parts}{why}."]
+
+
+def _vs_control(row: ResultRow, controls: dict, which: str) -> str:
     """", -0.012 against <which> (0.780)" for a row with a control in ``controls`` ({name: control row}), else ""."""
-    ctl = controls.get(row["name"])
-    return f", {_signed(row['map50'] - ctl['map50'])} against {which} ({ctl['map50']:.3f})" if ctl else ""
+    ctl = controls.get(row.name)
+    return f", {_signed(row.map50 - ctl.map50)} against {which} ({ctl.map50:.3f})" if ctl else ""
 
 
-def _weighting_lines(records: list[dict], uniform: dict | None, chain: str) -> list[str]:
-    """The FLOPs-weighted penalty against the uniform one, on the same budget prune."""
-    controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
-    weighted = [r for r in records if r["kind"] == "pruned" and _flops_weighted_name(r.get("sparse_model"))
-                and not r["distill"]]
+def _weighting_lines(rows: list[ResultRow], uniform: ResultRow | None, chain: str | None) -> list[str]:
+    """The FLOPs-weighted penalty against the uniform one, on the same budget prune: the prunes of a
+    sparse model results.json lists beside the chain's (the demo's other sparse row is the
+    FLOPs-weighted one, ``stages._flops_weighted``)."""
+    controls = _controls(rows)
+    branches = {r.name for r in rows if r.kind == pl.SPARSE} - {chain}
     out = []
-    for w in weighted:
+    for w in (r for r in rows if r.kind == PRUNED and r.sparse_model in branches and not r.distill):
         vs = _vs_control(w, controls, "its own same-epoch control")
-        than = f", against {uniform['map50']:.3f} from the uniform penalty" if uniform else ""
-        out.append(f"- With the sparsity penalty weighted by each channel's FLOPs ({w['sparse_model']}), the same "
-                   f"budget prune ({w['gflops']:.4f} GFLOPs) finetunes to mAP@0.5 {w['map50']:.3f}{than}{vs}.")
+        than = f", against {uniform.map50:.3f} from the uniform penalty" if uniform else ""
+        out.append(f"- With the sparsity penalty weighted by each channel's FLOPs ({w.sparse_model}), the same "
+                   f"budget prune ({w.gflops:.4f} GFLOPs) finetunes to mAP@0.5 {w.map50:.3f}{than}{vs}.")
     return out
 
 
-def _gradual_lines(records: list[dict], one_shot: dict | None) -> list[str]:
+def _gradual_lines(rows: list[ResultRow], one_shot: ResultRow | None) -> list[str]:
     """The gradual prune against the one-shot prune to the same budget, both against their control."""
-    controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
+    controls = _controls(rows)
     out = []
-    for g in (r for r in records if r["kind"] == "pruned" and r.get("gradual")):
+    for g in (r for r in rows if r.kind == PRUNED and r.gradual):
         vs = _vs_control(g, controls, "the same-epoch control")
-        than = f", against {one_shot['map50']:.3f} pruned in one shot" if one_shot else ""
-        out.append(f"- Pruned to the budget in steps ({g['gradual']}), the model ({g['gflops']:.4f} GFLOPs) "
-                   f"finetunes to mAP@0.5 {g['map50']:.3f}{than}{vs}.")
+        than = f", against {one_shot.map50:.3f} pruned in one shot" if one_shot else ""
+        out.append(f"- Pruned to the budget in steps ({g.gradual}), the model ({g.gflops:.4f} GFLOPs) "
+                   f"finetunes to mAP@0.5 {g.map50:.3f}{than}{vs}.")
     return out
+
+
+def _scratch_lines(rows: list[ResultRow]) -> list[str]:
+    """Each from-scratch control against the pruned + finetuned model whose architecture it trains."""
+    out = []
+    for sc in (r for r in rows if r.kind == CONTROL_SCRATCH):
+        pr = next(r for r in rows if r.name == sc.control_of)
+        out.append(f"- Trained from scratch for the same {sc.epochs_total} epochs, the architecture of "
+                   f"{pr.name} reaches {sc.map50:.3f} against {pr.map50:.3f} pruned + finetuned "
+                   f"({_signed(pr.map50 - sc.map50)} for inheriting the weights).")
+    return out
+
+
+def _kd_lines(rows: list[ResultRow]) -> list[str]:
+    """Plain finetuning of the KD target over its seeds against the control, and each KD kind against plain."""
+    kd = pd.DataFrame([{"finetune": r.distill or "plain", "map50": r.map50} for r in rows
+                       if r.kind == PRUNED and r.seed is not None])   # the KD seed runs
+    means = kd.groupby("finetune")["map50"].agg(["mean", "std"]) if len(kd) else pd.DataFrame()
+    if "plain" not in means.index:
+        return []
+    control_map50 = next(r.map50 for r in rows if r.kind == CONTROL_SAME_EPOCHS)
+    plain = means.loc["plain"]
+    lines = [f"- On the distillation target, plain finetuning reaches {plain['mean']:.3f} +- {plain['std']:.3f}, "
+             f"{_signed(plain['mean'] - control_map50)} against the same-epoch control ({control_map50:.3f})."]
+    for kind in (k for k in KD_KINDS if k in means.index):
+        m = means.loc[kind]
+        gain, noise = m["mean"] - plain["mean"], max(m["std"], plain["std"])
+        verdict = ("beats plain finetuning by more than the larger std" if gain > noise else
+                   "falls below plain finetuning by more than the larger std" if gain < -noise else
+                   "is within the larger std of plain finetuning: no difference shown")
+        lines.append(f"- KD ({kind}): {m['mean']:.3f} +- {m['std']:.3f}, {_signed(gain)} against plain: it {verdict} "
+                     f"({noise:.3f}).")
+    return lines
+
+
+# ----------------------------------------------------------------------------- results.md
+
+@dataclass
+class _Doc:
+    """What results.md is written from: the settings, the gathered stages, the main table, the
+    results.json rows, the timing conditions, this invocation's seconds and the jobs it ran."""
+    pc: pl.PipelineConfig
+    c: _Collected
+    table: pd.DataFrame
+    records: list
+    timing: dict
+    seconds: float
+    jobs: int = 1
 
 
 def _model_text(model) -> str:
@@ -517,33 +500,41 @@ def _weight_range(model) -> tuple[float, float]:
     return float(w.min()), float(w.max())
 
 
-def _write_markdown(docs, pc, table, sparse_df, before, kd, c: _Collected, kd_target, seconds, timing: dict,
-                    records: list[dict], jobs: int = 1) -> None:
+def _val_images(pc: pl.PipelineConfig) -> str:
+    """Which validation images mAP was measured on, in words."""
+    n = len(pl.data_of(pc).val)
+    return f"the first {pc.max_val_images} of {n} validation images" if pc.max_val_images else f"the {n} validation images"
+
+
+def _conditions_text(t: dict) -> str:
+    """The latency timing conditions (``_remeasure_latency``), in words."""
+    other = "unknown" if t.get("other_cores") is None else f"{t['other_cores']:.2f}"
+    return (f"{t['threads']} threads, OMP_WAIT_POLICY={t['OMP_WAIT_POLICY']}, load average {t['load_1m']:.2f} "
+            f"at the start, {other} cores used by other processes meanwhile")
+
+
+def _markdown(d: _Doc) -> str:
+    """results.md: its sections in order, each written from the gathered stages."""
+    sections = [_md_intro, _md_stages, _md_sparse, _md_penalty, _md_before, _md_importance, _md_distillation]
+    return "\n".join(section(d) for section in sections)
+
+
+def _md_intro(d: _Doc) -> str:
+    """Where and how the numbers were made, what the columns mean, and what they say."""
+    pc, c = d.pc, d.c
     trained = pd.DataFrame([st.row for st in c.trained.values()])
     train_seconds = trained.drop_duplicates("model")["time_s"].sum()
-    cols = ["stage", "model", "epochs_total", "params", "GFLOPs", "GFLOPs ratio", "latency_ms", "latency ratio",
-            "map50", "map50 vs control", "map", "time_s"]
-    kd_summary = kd.groupby("finetune")[["map50", "map"]].agg(["mean", "std"])
-    kd_summary.columns = [f"{a} {b}" for a, b in kd_summary.columns]
-    kd_summary = kd_summary.reset_index()
-    kd = kd.astype({"weight": object, "T": object}).fillna("-")     # plain finetuning has no KD weight or T
-    kd_setting = kd.drop_duplicates("finetune")[["finetune", "weight", "T"]]
-    kd_summary = kd_summary.merge(kd_setting, on="finetune")
-    control_map50 = next(r["map50"] for r in records if r["kind"] == "control-same-epochs")
-    penalty_cols = ["s", "epochs", "map50", "map", "gamma_lt_1e-2", "gamma_lt_1e-3"]
-    w_lo, w_hi = _weight_range(c.trained["baseline"].model)
-    imp_cols = ["importance", "budget", "GFLOPs", "params", "kept |gamma|", "map50", "map"]
-    text = f"""# Results on the bundled shapes dataset
+    return f"""# Results on the bundled shapes dataset
 
 Regenerated by `make demo` (`python -m yolocompress demo --out {pc.runs}`) on
 {platform.processor() or platform.machine()} with {torch.get_num_threads()} threads. The training stages
 add up to {train_seconds / 60:.0f} minutes (every trained stage's `time_s`, all schedules, penalties, sweeps and
-seeds included; {jobs} stage(s) trained at once, so the wall clock is shorter); this invocation took
-{seconds / 60:.1f} minutes (stages finished earlier with the same settings are reused). {_model_text(c.trained["baseline"].model)}, {pc.img_size} px, settings: `{pc}`.
+seeds included; {d.jobs} stage(s) trained at once, so the wall clock is shorter); this invocation took
+{d.seconds / 60:.1f} minutes (stages finished earlier with the same settings are reused). {_model_text(c.trained["baseline"].model)}, {pc.img_size} px, settings: `{pc}`.
 
 mAP is measured on {_val_images(pc)} with the COCO evaluator; latency is the median of
 batch-1 forwards of the BN-folded model (`Darknet.fuse()`) on the CPU with 2 threads, every model
-timed again at the end of the run in one interleaved measurement ({_conditions_text(timing)}); GFLOPs are 2 x conv multiply-accumulates; `time_s` is the training time of that stage.
+timed again at the end of the run in one interleaved measurement ({_conditions_text(d.timing)}); GFLOPs are 2 x conv multiply-accumulates; `time_s` is the training time of that stage.
 `epochs_total` counts every epoch a model trained, its parents' included. `map50 vs control` is the
 difference to the *same-epoch control*, the unpruned sparse model finetuned for as many epochs as
 the pruned ones: it is the cost of pruning, free of the extra epochs. The *from scratch* control
@@ -553,17 +544,30 @@ are in [pack/](pack/).
 
 ## What the numbers say
 
-{_summary(records)}
+{_summary(d.records)}
+"""
 
-## All stages
 
-{_fmt_table(table, [c for c in cols if c in table])}
+def _md_stages(d: _Doc) -> str:
+    """The main table of every trained stage and its figures."""
+    cols = ["stage", "model", "epochs_total", "params", "GFLOPs", "GFLOPs ratio", "latency_ms", "latency ratio",
+            "map50", "map50 vs control", "map", "time_s"]
+    return f"""## All stages
+
+{_fmt_table(d.table, [c for c in cols if c in d.table])}
 
 ![training curve](training_curve.png)
 ![Pareto front](pareto.png)
 ![latency vs GFLOPs](latency_vs_gflops.png)
+"""
 
-## Sparse training: the three schedules, and a FLOPs-weighted penalty
+
+def _md_sparse(d: _Doc) -> str:
+    """The sparse schedules and the FLOPs-weighted penalty, with the weights' range."""
+    pc = d.pc
+    sparse_df = pd.DataFrame([_sparse_row(st) for st in d.c.sparse.values()])
+    w_lo, w_hi = _weight_range(d.c.trained["baseline"].model)
+    return f"""## Sparse training: the three schedules, and a FLOPs-weighted penalty
 
 s = {pc.sparsity}, {pc.sparse_epochs} epochs from the baseline; `gamma_lt_1e-2` is the fraction of
 penalised channels with |gamma| < 0.01. The `-flops` row weights each channel's penalty by the
@@ -574,37 +578,69 @@ cheap deep channels get less than s, down to {w_lo:.2f} s, the costly high-resol
 
 ![schedules](sparse_schedules.png)
 ![gamma histograms](gamma_hist.png)
+"""
 
-## The penalty s: from too weak to too strong
 
-Constant schedule, {pc.sparse_epochs // 3 or 1} epochs from the baseline for each s (notebook 03's slider):
+def _md_penalty(d: _Doc) -> str:
+    """The short constant-penalty runs over s (notebook 03's slider)."""
+    penalty_cols = ["s", "epochs", "map50", "map", "gamma_lt_1e-2", "gamma_lt_1e-3"]
+    return f"""## The penalty s: from too weak to too strong
 
-{_fmt_table(c.tables["penalty"], penalty_cols)}
+Constant schedule, {d.pc.sparse_epochs // 3 or 1} epochs from the baseline for each s (notebook 03's slider):
 
-## Pruned, before finetuning
+{_fmt_table(d.c.tables["penalty"], penalty_cols)}
+"""
 
-{_fmt_table(before, ["model", "params", "GFLOPs", "latency_ms", "map50", "map", "pruned"])}
+
+def _md_before(d: _Doc) -> str:
+    """Every prune before finetuning, the channels it kept and the what-if sweep."""
+    return f"""## Pruned, before finetuning
+
+{_fmt_table(pd.DataFrame(d.c.before), ["model", "params", "GFLOPs", "latency_ms", "map50", "map", "pruned"])}
 
 ![channels per layer](channels_per_layer.png)
 
 What-if mAP (masked, no finetuning) of each strategy over the ratio:
 
 ![sensitivity](sensitivity.png)
+"""
 
-## Ranking channels by |gamma| or by |gamma| per FLOP, at equal GFLOPs
 
-`{pc.strategy}` channel pruning of the sparse model to each GFLOPs budget (`prune --target-gflops`),
+def _md_importance(d: _Doc) -> str:
+    """The channel rankings (``IMPORTANCES``) pruned to equal GFLOPs budgets, no finetuning."""
+    imp_cols = ["importance", "budget", "GFLOPs", "params", "kept |gamma|", "map50", "map"]
+    return f"""## Ranking channels by |gamma| or by |gamma| per FLOP, at equal GFLOPs
+
+`{d.pc.strategy}` channel pruning of the sparse model to each GFLOPs budget (`prune --target-gflops`),
 no finetuning; `kept |gamma|` is the share of the total |gamma| the plan keeps:
 
-{_fmt_table(c.tables["importance"], imp_cols)}
+{_fmt_table(d.c.tables["importance"], imp_cols)}
 
 ![importance](importance.png)
+"""
 
-## Distillation while finetuning `{kd_target}`
+
+def _kd_tables(kd: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(mean and std over the seeds with each kind's KD weight and T, the per-seed rows with "-"
+    for plain finetuning's weight and T) of the KD seed rows."""
+    summary = kd.groupby("finetune")[["map50", "map"]].agg(["mean", "std"])
+    summary.columns = [f"{a} {b}" for a, b in summary.columns]
+    summary = summary.reset_index()
+    kd = kd.astype({"weight": object, "T": object}).fillna("-")     # plain finetuning has no KD weight or T
+    setting = kd.drop_duplicates("finetune")[["finetune", "weight", "T"]]
+    return summary.merge(setting, on="finetune"), kd
+
+
+def _md_distillation(d: _Doc) -> str:
+    """The KD weight/T sweep, then each kind at its best setting over the seeds."""
+    pc = d.pc
+    kd_summary, kd = _kd_tables(pd.DataFrame(d.c.kd))
+    control_map50 = next(r.map50 for r in d.records if r.kind == CONTROL_SAME_EPOCHS)
+    return f"""## Distillation while finetuning `{d.c.done["prune/kd-target"].name}`
 
 First a sweep of the KD weight and temperature T (seed {pc.kd_seeds[0]}, {pc.finetune_epochs} epochs each):
 
-{_fmt_table(c.tables["kd-sweep"], ["finetune", "weight", "T", "map50", "map", "time_s"])}
+{_fmt_table(d.c.tables["kd-sweep"], ["finetune", "weight", "T", "map50", "map", "time_s"])}
 
 Each kind's best setting then ran over seeds {list(pc.kd_seeds)} beside plain finetuning (the seed-{pc.kd_seeds[0]}
 run took part in choosing the setting, which favours KD slightly). The same-epoch control scores
@@ -616,7 +652,6 @@ Per seed:
 
 {_fmt_table(kd, ["finetune", "weight", "T", "seed", "map50", "map", "time_s"])}
 """
-    atomic_write_text(docs / "results.md", text)
 
 
 # ----------------------------------------------------------------------------- README
@@ -625,31 +660,35 @@ README_START, README_END = "<!-- results:start (make demo writes this block from
     "<!-- results:end -->"
 
 
-def readme_block(records: list[dict]) -> str:
+def _readme_row(r: ResultRow, base: ResultRow, ctl: ResultRow | None) -> str:
+    """One line of the README's results table (``ctl``: the control it is compared with, if any)."""
+    vs = _signed(r.map50 - ctl.map50) if ctl else ""
+    what = r.kind + (f" of {r.control_of}" if r.control_of and r.kind == CONTROL_SCRATCH else "")
+    return (f"| {r.name} | {what} | {r.epochs_total} | {r.params / 1e6:.2f} M | {r.gflops:.3f} "
+            f"({r.gflops / base.gflops - 1:+.0%}) | {r.latency_ms:.1f} ms | {r.map50:.3f} | {vs} |")
+
+
+def readme_block(records) -> str:
     """The README's results table and "what the numbers say", both from the rows of results.json
     (one seed per model: the KD seeds are summarised in the last lines)."""
-    base = next(r for r in records if r["kind"] == "baseline")
-    controls = {r["control_of"]: r for r in records if r["kind"] == "control-same-epochs"}
-    control = next(r for r in records if r["kind"] == "control-same-epochs")
+    rows = pl.as_rows(records)
+    base = next(r for r in rows if r.kind == pl.BASELINE)
+    controls = _controls(rows)
+    control = next(r for r in rows if r.kind == CONTROL_SAME_EPOCHS)
     shown, seen = [], set()
-    for r in records:
-        first_seed = r["seed"] in (None, 0)
-        if r["name"] in seen or not first_seed:
+    for r in rows:
+        if r.name in seen or r.seed not in (None, 0):
             continue
-        seen.add(r["name"])
-        ctl = controls.get(r["name"]) or (control if r["kind"] == "pruned" and r["epochs_total"] == control["epochs_total"]
-                                          else None)
-        vs = _signed(r['map50'] - ctl['map50']) if ctl else ""
-        what = r["kind"] + (f" of {r['control_of']}" if r.get("control_of") and r["kind"] == "control-scratch" else "")
-        shown.append(f"| {r['name']} | {what} | {r['epochs_total']} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} "
-                     f"({r['gflops'] / base['gflops'] - 1:+.0%}) | {r['latency_ms']:.1f} ms | {r['map50']:.3f} | {vs} |")
+        seen.add(r.name)
+        same_epochs = r.kind == PRUNED and r.epochs_total == control.epochs_total
+        shown.append(_readme_row(r, base, controls.get(r.name) or (control if same_epochs else None)))
     head = ["| model | kind | epochs | params | GFLOPs (vs baseline) | latency | mAP@0.5 | vs same-epoch control |",
             "|---|---|---|---|---|---|---|---|"]
     return "\n".join([README_START, *head, *shown, "", "What the numbers say:", "",
-                      _summary(records), README_END])
+                      _summary(rows), README_END])
 
 
-def update_readme(readme: Path, records: list[dict]) -> bool:
+def update_readme(readme: Path, records) -> bool:
     """Replace the results block of ``readme`` (between the markers) with ``readme_block``; False
     when the file or its markers are missing (nothing written)."""
     if not readme.is_file():

@@ -17,31 +17,33 @@ from yolocompress.data.dataset import DataConfig
 from yolocompress.compress.graph import build_graph
 from yolocompress.darknet.model import Darknet
 from yolocompress.compress.plan import PruneConfig, bn_gammas, make_plan, plan_combined
+from yolocompress.compress.strategies import DEFAULT_STRATEGY, LAYERS_ONLY, STRATEGIES
 from yolocompress.deploy.footprint import gflops, median_p90, time_interleaved, torch_runner
 from yolocompress.compress.surgery import apply_plan
 from .sweep import plan_row
 
 
-def pool_gammas(model: Darknet) -> np.ndarray:
-    """|gamma| of the union strategy's threshold pool: every prunable BN conv's channels (n,)."""
+def pool_gammas(model: Darknet, strategy: str = DEFAULT_STRATEGY) -> np.ndarray:
+    """|gamma| of ``strategy``'s threshold pool (``Strategy.pool``; the default strategy's: every
+    prunable BN conv), its convs' channels in order (n,)."""
     gam = bn_gammas(model)
-    pool = build_graph(model.blocks).prunable()
+    pool = STRATEGIES[strategy].pool(build_graph(model.blocks))
     return np.concatenate([gam[c] for c in pool]) if pool else np.zeros(0)
 
 
-def ratio_at_threshold(model: Darknet, threshold: float) -> float:
-    """The union ratio whose global threshold marks exactly the pool channels with |gamma| < threshold
-    (the plan then keeps a few of them back: the per-layer floor, the residual groups' unions)."""
-    g = pool_gammas(model)
+def ratio_at_threshold(model: Darknet, threshold: float, strategy: str = DEFAULT_STRATEGY) -> float:
+    """The ``strategy`` ratio whose global threshold marks exactly the pool channels with |gamma| <
+    threshold (the plan then keeps a few of them back: the per-layer floor, the residual groups' ties)."""
+    g = pool_gammas(model, strategy)
     return float((g < threshold).mean()) if len(g) else 0.0
 
 
 class WhatIf:
     """Cached what-if results of one model: ``w(ratio)`` -> {"plan", "ratio", "pruned", "params",
     "GFLOPs", "map50", "map"}, each ratio planned, evaluated and counted once.
-    ``w.at_threshold(t)`` is the union prune whose threshold marks the pool channels with |gamma| < t."""
+    ``w.at_threshold(t)`` is the prune whose threshold marks the pool channels with |gamma| < t."""
 
-    def __init__(self, model: Darknet, data: DataConfig, strategy: str = "union", blocks: int = 0,
+    def __init__(self, model: Darknet, data: DataConfig, strategy: str = DEFAULT_STRATEGY, blocks: int = 0,
                  img_size: int = 128, min_keep: float = 0.01, max_images: int | None = None):
         self.model, self.data, self.strategy, self.blocks = model.eval(), data, strategy, blocks
         self.img_size, self.min_keep, self.max_images = img_size, min_keep, max_images
@@ -59,9 +61,8 @@ class WhatIf:
         return self.cache[ratio]
 
     def at_threshold(self, threshold: float) -> dict:
-        if self.strategy != "union":
-            raise ValueError(f"a |gamma| threshold maps to a ratio for the union strategy only, not {self.strategy!r}")
-        return {**self(ratio_at_threshold(self.model, threshold)), "threshold": threshold}
+        """The prune whose global threshold marks exactly the pool channels with |gamma| < ``threshold``."""
+        return {**self(ratio_at_threshold(self.model, threshold, self.strategy)), "threshold": threshold}
 
     def table(self, ratios: Sequence[float]) -> pd.DataFrame:
         """One row per ratio (everything but the plan)."""
@@ -79,7 +80,7 @@ def depth_vs_width(model: Darknet, base: PruneConfig, channel_ratios: Sequence[f
     slow moment of the machine hits every model alike."""
     strategy, blocks, img_size = base.strategy, base.drop_blocks, base.img_size
     specs = [("original", None, 0.0, 0)] + [("channels only", strategy, r, 0) for r in channel_ratios] \
-        + [("layers only", "none", 0.0, b) for b in block_counts] \
+        + [("layers only", LAYERS_ONLY, 0.0, b) for b in block_counts] \
         + [("combined", strategy, r, blocks) for r in combined_ratios]
     graph = build_graph(model.blocks)
     plans = [None if s is None else make_plan(model, replace(base, strategy=s, ratio=r, drop_blocks=b), graph)

@@ -35,6 +35,52 @@ def _slider(options: list, value, description: str, show: Callable, fmt: str = "
     display(W.VBox([slider, out]))
 
 
+def _log_gammas(stage) -> np.ndarray:
+    """log10 |gamma| of a sparse run's penalised channels (clipped at 1e-5, so zeros show)."""
+    return np.log10(np.clip(penalised_gammas(stage.model), 1e-5, None))
+
+
+def _draw_runs(ax, runs: dict, s: float, bins, quick: bool) -> list[str]:
+    """This notebook's run at ``s`` (over the smallest s's, for scale) on ``ax``; returns its title
+    line ("not run at this s" under QUICK when it has none)."""
+    mine, tag = sorted(runs), (": this QUICK run" if quick else "")
+    if not (mine and s in runs):
+        return ["this QUICK run: not run at this s"] if quick else []
+    if mine[0] != s:
+        ax.hist(_log_gammas(runs[mine[0]]), bins, alpha=0.35, label=f"s = {mine[0]:g}{tag}")
+    ax.hist(_log_gammas(runs[s]), bins, alpha=0.7, label=f"s = {s:g}{tag}")
+    frac = float((np.abs(penalised_gammas(runs[s].model)) < 1e-2).mean())
+    who = "this QUICK run" if quick else f"s = {s:g}"
+    return [f"{who}: mAP@0.5 {runs[s].row['map50']:.3f}, {frac:.0%} of |gamma| < 0.01"]
+
+
+def _draw_reference(ax, reference: dict, s: float) -> list[str]:
+    """The full run's histogram at ``s`` as an outline on ``ax``; returns its title line."""
+    ref = reference.get(s)
+    if ref is None:
+        return ["full run: no run at this s in docs/pack"] if reference else []
+    if ref.get("hist") is not None:
+        edges, counts = ref["hist"]
+        ax.stairs(counts, np.log10(edges), color="k", lw=1.4, label=f"s = {s:g}: full run (make demo)")
+    return [f"full run ({ref['epochs']} epochs): mAP@0.5 {ref['map50']:.3f}, "
+            f"{ref['gamma_lt_1e-2']:.0%} of |gamma| < 0.01"]
+
+
+def _penalty_figure(runs: dict, reference: dict, s: float, note: str):
+    """One slider position: the |gamma| histograms at penalty ``s``, with mAP and sparsity in the title."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4 if not reference else 3.9))
+    bins = np.linspace(-5, 1, 61)
+    lines = _draw_runs(ax, runs, s, bins, bool(reference)) + _draw_reference(ax, reference, s)
+    ax.axvline(-2, color="k", lw=0.8, ls="--")
+    ax.set_title(f"s = {s:g}\n" + "\n".join(lines) + (f"\n{note}" if note else ""), fontsize=9)
+    ax.set_xlabel("log10 |gamma|")
+    ax.set_ylabel("channels")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def sparsity_slider(runs: dict, note: str = "", reference: dict | None = None) -> None:
     """``runs``: {s: Stage of a sparse run with that penalty}. The slider shows that run's
     |gamma| histogram of the penalised channels (against the smallest s) and its final mAP and
@@ -44,45 +90,8 @@ def sparsity_slider(runs: dict, note: str = "", reference: dict | None = None) -
     run's histogram as an outline and its mAP and sparsity beside this run's."""
     reference = reference or {}
     values = sorted(set(runs) | set(reference))
-
-    def gammas(s):
-        return penalised_gammas(runs[s].model)
-
-    def show(s):
-        fig, ax = plt.subplots(figsize=(6.5, 3.4 if not reference else 3.9))
-        bins = np.linspace(-5, 1, 61)
-        mine, lines = sorted(runs), []
-        if mine and s in runs:
-            if mine[0] != s:
-                ax.hist(np.log10(np.clip(gammas(mine[0]), 1e-5, None)), bins, alpha=0.35,
-                        label=f"s = {mine[0]:g}" + (": this QUICK run" if reference else ""))
-            ax.hist(np.log10(np.clip(gammas(s), 1e-5, None)), bins, alpha=0.7,
-                    label=f"s = {s:g}" + (": this QUICK run" if reference else ""))
-            frac = float((np.abs(gammas(s)) < 1e-2).mean())
-            lines.append(f"{'this QUICK run' if reference else f's = {s:g}'}: mAP@0.5 {runs[s].row['map50']:.3f}, "
-                         f"{frac:.0%} of |gamma| < 0.01")
-        elif reference:
-            lines.append("this QUICK run: not run at this s")
-        ref = reference.get(s)
-        if ref is not None:
-            if ref.get("hist") is not None:
-                edges, counts = ref["hist"]
-                ax.stairs(counts, np.log10(edges), color="k", lw=1.4, label=f"s = {s:g}: full run (make demo)")
-            lines.append(f"full run ({ref['epochs']} epochs): mAP@0.5 {ref['map50']:.3f}, "
-                         f"{ref['gamma_lt_1e-2']:.0%} of |gamma| < 0.01")
-        elif reference:
-            lines.append("full run: no run at this s in docs/pack")
-        ax.axvline(-2, color="k", lw=0.8, ls="--")
-        ax.set_title(f"s = {s:g}\n" + "\n".join(lines) + (f"\n{note}" if note else ""), fontsize=9)
-        ax.set_xlabel("log10 |gamma|")
-        ax.set_ylabel("channels")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        return fig
-
     start = sorted(runs)[len(runs) // 2] if runs else values[len(values) // 2]
-    _slider(values, start, "penalty s", show)
+    _slider(values, start, "penalty s", lambda s: _penalty_figure(runs, reference, s, note))
 
 
 def ratio_slider(evaluate: Callable[[float], dict], ratios: list[float]) -> None:
@@ -101,13 +110,13 @@ def ratio_slider(evaluate: Callable[[float], dict], ratios: list[float]) -> None
 
 
 def threshold_slider(what_if, thresholds: list[float], start: float | None = None, note: str = "") -> None:
-    """A live threshold over the sparse model's |gamma| histogram (the union strategy's pool).
-    ``what_if``: a ``whatif.WhatIf`` of that model; each position plans the union prune whose global
+    """A live threshold over the sparse model's |gamma| histogram (the what-if strategy's pool).
+    ``what_if``: a ``whatif.WhatIf`` of that model; each position plans the prune whose global
     threshold marks exactly the pool channels below it (the per-layer floor and the residual groups'
     unions may keep a few of them) and shows the channels the plan removes, GFLOPs and the what-if
     mAP@0.5 (computed once per position, then cached)."""
     from .whatif import pool_gammas
-    g = np.log10(np.clip(pool_gammas(what_if.model), 1e-6, None))
+    g = np.log10(np.clip(pool_gammas(what_if.model, what_if.strategy), 1e-6, None))
     base = what_if(0.0)
 
     def show(t):
