@@ -18,7 +18,7 @@ from yolocompress.cli.main import main
 from yolocompress.deploy.detect import darknet_json_frame, draw_detections, nms_settings, predict
 from yolocompress.engine.metrics import darknet_nms, darknet_postprocess
 from yolocompress.darknet.model import Darknet
-from yolocompress.data.resize import StretchDataset, darknet_resize, default_resize, to_darknet_float
+from yolocompress.data.resize import StretchDataset, darknet_resize, to_darknet_float
 from yolocompress.data.synth import ShapesConfig, make_shapes
 from yolocompress.darknet.weights import darknet_weights_bytes, randomize
 
@@ -264,10 +264,6 @@ def test_letterbox_maps_boxes_back_through_the_padding():
     np.testing.assert_allclose(det[:, [0, 2]], ((raw[:, [0, 2]] - 16) * 2).clip(0, 64), rtol=1e-6)
     np.testing.assert_allclose(det[:, [1, 3]], (raw[:, [1, 3]] * 2).clip(0, 128), rtol=1e-6)
 
-
-def test_default_resize_follows_the_weights_file():
-    assert default_resize("yolov3.weights") == "stretch" and default_resize("X.WEIGHTS") == "stretch"
-    assert default_resize("runs/base/best.pt") == "letterbox" and default_resize(None) == "letterbox"
 
 
 def test_result_json_layout_and_labels_drawn_legibly():

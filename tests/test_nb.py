@@ -209,8 +209,9 @@ def test_what_if_evaluates_each_position_once(monkeypatch):
     from yolocompress.deploy.footprint import gflops
     from yolocompress.compress.surgery import apply_plan
     calls = []
-    monkeypatch.setattr(sweep, "evaluate_on",      # WhatIf measures each plan through sweep.plan_row
-                        lambda m, d, **k: calls.append(k) or types.SimpleNamespace(map50=0.5, map=0.25))
+    monkeypatch.setattr(sweep, "evaluate_at",      # WhatIf measures each plan through sweep.plan_row
+                        lambda m, d, spec, **k: calls.append({"img_size": spec.size, **k})
+                        or types.SimpleNamespace(map50=0.5, map=0.25))
     model = viz.toy_residual_model()
     w = whatif.WhatIf(model, data=types.SimpleNamespace(), img_size=64, min_keep=0.0, max_images=7)
     first = w(0.5)

@@ -162,3 +162,26 @@ def test_a_ratio_removes_what_it_says_when_the_pool_ties_at_zero():
         removed = sum(plan.filters[c] - len(plan.keep[c]) for c in pool)
         assert plan.pool_pruned == int(0.3 * plan.pool_size) and removed >= 0.29 * plan.pool_size, name
         assert plan.threshold == 0.0, name
+
+
+def test_a_ratio_the_floors_stop_says_its_shortfall():
+    """Union at ratio 0.9 with a 50% per-layer floor cannot remove 90% of the pool: the plan counts
+    what its final masks remove and says how far short of the ratio they fall; a ratio the floors
+    do not touch says nothing of the kind."""
+    from yolocompress.compress.plan import make_plan
+    from yolocompress.compress.strategies import STRATEGIES
+    from yolocompress.darknet.loader import load_model
+    model = load_model("yolov3-tiny", classes=1)
+    rng = np.random.default_rng(1)
+    for conv in model.conv_layers().values():      # spread scores: fresh BNs tie every gamma at 1
+        if conv.bn is not None:
+            conv.bn.weight.data = torch.tensor(rng.uniform(0.05, 1.0, conv.bn.weight.numel()), dtype=torch.float32)
+    graph = build_graph(model.blocks)
+    pool = STRATEGIES["union"].pool(graph)
+    plan = make_plan(model, PruneConfig(strategy="union", ratio=0.9, min_keep=0.5), graph)
+    removed = sum(plan.filters[c] - len(plan.keep[c]) for c in pool)
+    assert plan.pool_removed == removed < plan.pool_pruned
+    assert f"so {removed:,} of the pool" in plan.describe() and "short of the ratio" in plan.describe()
+    assert "pool_removed" not in plan.to_dict()                      # plan.json is unchanged by it
+    easy = make_plan(model, PruneConfig(strategy="union", ratio=0.1, min_keep=0.01), graph)
+    assert easy.pool_removed >= easy.pool_pruned and "short of the ratio" not in easy.describe()

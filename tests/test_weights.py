@@ -92,7 +92,8 @@ def test_pt_round_trip_is_plain_data(tmp_path, model):
     p = tmp_path / "m.pt"
     save_pt(model, p, note="hello")
     payload = torch.load(p, weights_only=True)
-    assert set(payload) == {"format", "cfg", "state_dict", "meta"} and payload["meta"] == {"note": "hello"}
+    assert set(payload) == {"format", "cfg", "state_dict", "input", "meta"} and payload["meta"] == {"note": "hello"}
+    assert set(payload["input"]) == {"size", "resize", "height"}      # plain ints and strings too
     again = load_model(p).eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():

@@ -46,15 +46,31 @@ def protect_options(args):
 
 RESIZE_HELP = ("how images reach the network: 'stretch' = darknet's resize_image to the full input size "
                "(what darknet detector test does and what darknet-trained weights expect), 'letterbox' = "
-               "keep the aspect ratio and pad (what models trained here expect). Default: by the weights "
-               "file - stretch for a darknet .weights, letterbox for a yolocompress .pt; pass it "
-               "explicitly for a .weights exported from a model trained here")
+               "keep the aspect ratio and pad. Default: the model's own - [net] letter_box=1 in its cfg means "
+               "letterbox, absent means stretch (darknet's default); a .pt trained here records what it "
+               "was trained with, and so does the cfg it exports")
+IMG_SIZE_HELP = "square input side, px (multiple of 32); default: the model's own ([net] width, or what a .pt was trained at)"
 
 
 def add_resize_arg(p) -> None:
-    """--resize, for the verbs that feed images to a model (eval, detect)."""
-    from yolocompress.data.resize import RESIZE_MODES
+    """--resize and --img-size, for the verbs that feed images to a model (eval, detect, sweep)."""
+    from yolocompress.darknet.netinput import RESIZE_MODES
     p.add_argument("--resize", choices=list(RESIZE_MODES), default=None, help=RESIZE_HELP)
+    p.add_argument("--img-size", type=int, default=None, help=IMG_SIZE_HELP)
+
+
+def announce_input(model, args, to_stderr: bool = False):
+    """The input the verb feeds (the model's own, or --img-size/--resize), printed before any work:
+    ``input: 416x416 px, stretch (the model's own)``. Returns the ``InputSpec``."""
+    import sys
+    from yolocompress.darknet.netinput import resolve_input
+    spec = resolve_input(model, getattr(args, "img_size", None), getattr(args, "resize", None))
+    if spec.size <= 0 or spec.size % 32:
+        raise UserError(f"--img-size {spec.size} must be a positive multiple of 32 (the YOLO stride)")
+    given = {"img_size", "resize"} & getattr(args, "explicit", set())
+    why = "set by " + "/".join("--" + k.replace("_", "-") for k in sorted(given)) if given else "the model's own"
+    print(f"input: {spec.describe()} ({why})", file=sys.stderr if to_stderr else sys.stdout)
+    return spec
 
 
 def out_dir(path: str, exist_ok: bool):

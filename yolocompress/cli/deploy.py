@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import add_model_args, add_resize_arg, model_from_flags, out_dir
+from .common import add_model_args, add_resize_arg, announce_input, model_from_flags, out_dir
 
 
 def add_export(sub) -> None:
@@ -24,6 +24,7 @@ def add_export(sub) -> None:
 
 
 def run_export(args) -> None:
+    from yolocompress.darknet.netinput import model_input
     from yolocompress.deploy.export import export_darknet, export_onnx, onnx_matches, reload_matches
     from yolocompress.files import atomic_dir
     out = out_dir(args.out, args.exist_ok)
@@ -43,6 +44,8 @@ def run_export(args) -> None:
             onnx_diff = onnx_matches(model, staged["onnx"], size)
     paths = {k: out / p.name for k, p in staged.items()}
     print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")
+    print(f"input: {model_input(model).describe()} (written into the cfg's [net]: width, height"
+          + (", letter_box=1)" if model_input(model).resize == "letterbox" else "; no letter_box: darknet stretches)"))
     if args.onnx:
         print(f"wrote {paths['onnx']} (onnxruntime max |diff| {onnx_diff:.2e})")
     print(json.dumps({k: str(v) for k, v in paths.items() if k != "onnx"}))
@@ -58,9 +61,6 @@ def add_detect(sub) -> None:
     add_model_args(p, weights_required=True)
     p.add_argument("--source", required=True, help="an image file or a folder of images")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--img-size", type=int, default=None,
-                   help="square input side, px (default: the cfg's [net] width x height with stretch, "
-                        "128 with letterbox)")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold (darknet's -thresh)")
     p.add_argument("--iou", type=float, default=0.45, help="NMS threshold (darknet's 0.45)")
     p.add_argument("--names", help="class names: a darknet .names or .data file, or a dataset yaml")
@@ -73,9 +73,9 @@ def add_detect(sub) -> None:
 def run_detect(args) -> None:
     from yolocompress.deploy.detect import detect_folder
     from yolocompress.data.names import check_names, load_names
-    from yolocompress.data.resize import default_resize
     model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval().fuse()   # BN folded: inference only
+    spec = announce_input(model, args)
     names = check_names(load_names(args.names), model.num_classes, args.names) if args.names else ()
-    n = detect_folder(model, args.source, args.out, args.img_size, args.conf, args.iou, names,
-                      resize=args.resize or default_resize(args.weights), write_json=args.json, progress=True)
+    n = detect_folder(model, args.source, args.out, None if spec.height else spec.size, args.conf, args.iou, names,
+                      resize=spec.resize, write_json=args.json, progress=True)
     print(f"wrote {n} annotated images to {args.out}" + (f" and {Path(args.out) / 'result.json'}" if args.json else ""))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import UserError, add_model_args, add_resize_arg, model_from_flags, print_table
+from .common import add_model_args, add_resize_arg, announce_input, model_from_flags, print_table
 
 
 def add_eval(sub) -> None:
@@ -12,7 +12,6 @@ def add_eval(sub) -> None:
     add_model_args(p, weights_required=True)
     p.add_argument("--data", required=True, help="dataset .yaml or .data")
     p.add_argument("--split", choices=["val", "train"], default="val")
-    p.add_argument("--img-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -24,8 +23,7 @@ def add_eval(sub) -> None:
 
 def run_eval(args) -> None:
     from yolocompress.data.dataset import load_data_config
-    from yolocompress.data.resize import default_resize
-    from yolocompress.engine.evaluate import evaluate_on, evaluate_stretched
+    from yolocompress.engine.evaluate import evaluate_at
     from yolocompress.engine.precision import pick_device
     data = load_data_config(args.data)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc).eval().fuse()
@@ -33,11 +31,9 @@ def run_eval(args) -> None:
         import dataclasses
         from yolocompress.data.names import check_names, load_names
         data = dataclasses.replace(data, names=check_names(load_names(args.names), data.nc, args.names))
-    if args.img_size % 32:
-        raise UserError(f"--img-size {args.img_size} must be a multiple of 32")
-    run = evaluate_stretched if (args.resize or default_resize(args.weights)) == "stretch" else evaluate_on
-    m = run(model, data, args.split, args.img_size, args.batch_size, progress=not args.json,
-            device=pick_device(args.device))
+    spec = announce_input(model, args, to_stderr=args.json)
+    m = evaluate_at(model, data, spec, args.split, args.batch_size, progress=not args.json,
+                    device=pick_device(args.device))
     if args.json:
         print(json.dumps(m.as_dict()))
         return

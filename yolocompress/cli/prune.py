@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import UserError, add_model_args, add_protect_args, model_from_flags, out_dir, print_table, \
+from .common import UserError, add_model_args, announce_input, add_protect_args, model_from_flags, out_dir, print_table, \
     protect_options
 
 
@@ -56,7 +56,8 @@ def add_prune(sub) -> None:
     from yolocompress.compress.strategies import strategy_choices
     _add_prune_config_args(p, strategy_choices())
     p.add_argument("--data", help="also report mAP of the original, the what-if and the compact model")
-    p.add_argument("--eval-size", type=int, default=128, help="input size for --data evaluation")
+    p.add_argument("--eval-size", type=int, default=None,
+                   help="input size for --data evaluation (default: the model's own; the resize is the model's too)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--exist-ok", action="store_true",
                    help="replace the set of files a previous prune/export wrote in --out (as a whole)")
@@ -105,13 +106,15 @@ def _print_before_after(model, compact, size: int) -> None:
 def _report_map(model, plan, compact, graph, args) -> None:
     from yolocompress.data.dataset import load_data_config
     from yolocompress.compress.surgery import apply_masks
-    from yolocompress.engine.evaluate import evaluate_on
+    from yolocompress.darknet.netinput import resolve_input
+    from yolocompress.engine.evaluate import evaluate_at
     data = load_data_config(args.data)
     if model.num_classes != data.nc:
         raise UserError(f"the model has {model.num_classes} classes, the dataset {data.nc}")
-    print(f"\nmAP on {args.data} (val, {args.eval_size} px):")
+    spec = resolve_input(model, args.eval_size)
+    print(f"\nmAP on {args.data} (val, input {spec.describe()}):")
     for name, m in (("original", model), ("what-if", apply_masks(model, plan, graph)), ("compact", compact)):
-        r = evaluate_on(m, data, img_size=args.eval_size)
+        r = evaluate_at(m, data, spec)
         print(f"  {name:9} mAP@0.5 {r.map50:.4f}   mAP@0.5:0.95 {r.map:.4f}")
 
 
@@ -136,7 +139,8 @@ def add_sweep(sub) -> None:
     p.add_argument("--drop-blocks", type=int, default=d.drop_blocks, metavar="N", help="residual blocks dropped too")
     p.add_argument("--round-to", type=int, default=d.round_to, metavar="N", help="channel counts a multiple of N")
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance, help="ranking for --ratios")
-    p.add_argument("--img-size", type=int, default=128)
+    p.add_argument("--img-size", type=int, default=None,
+                   help="input side for GFLOPs and evaluation (default: the model's own; the resize is the model's)")
     p.add_argument("--max-drop", type=float, default=0.01, help="report the largest ratio within this mAP drop")
     p.add_argument("--max-images", type=int, default=None, help="evaluate on at most this many val images")
     p.add_argument("--out", default="runs/sweep", help="folder for sweep.csv and sweep.png")
@@ -152,6 +156,7 @@ def run_sweep(args) -> None:
     from yolocompress.teach.viz import plot_importance, plot_sweep
     data = load_data_config(args.data)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes, data_nc=data.nc).eval()
+    args.img_size = announce_input(model, args).size
     config = PruneConfig(strategy=args.strategy, min_keep=args.min_keep, drop_blocks=args.drop_blocks,
                          round_to=args.round_to, importance=args.importance, img_size=args.img_size)
     if args.budgets:

@@ -6,11 +6,12 @@ import json
 from functools import partial
 from pathlib import Path
 
-from .common import DefaultsFormatter, UserError, add_model_args, add_protect_args, field_default, \
+from .common import DefaultsFormatter, UserError, add_model_args, announce_input, add_protect_args, field_default, \
     model_from_flags, protect_options
 from yolocompress.compress.distill import KINDS, DistillConfig
 from yolocompress.engine.precision import MODES
 from yolocompress.compress.sparsity import ALL, SCHEDULES, WEIGHTINGS, SparseConfig, scopes
+from yolocompress.darknet.netinput import RESIZE_MODES
 from yolocompress.engine.train import TrainConfig
 
 
@@ -26,6 +27,7 @@ def add_train(sub) -> None:
     p.add_argument("--out", required=True, help="run directory (refused if it exists, unless --resume/--exist-ok)")
     _add_schedule_flags(p)
     _add_run_flags(p)
+    _add_augment_flags(p.add_argument_group("augmentation (training images only)"))
     _add_sparsity_flags(p.add_argument_group("sparse training (L1 on BN gamma)"))
     _add_distill_flags(p.add_argument_group("knowledge distillation"))
     p.add_argument("--cutoff", type=int, default=None, metavar="N",
@@ -42,7 +44,13 @@ def _add_schedule_flags(p) -> None:
     """What is trained and how fast; every default is TrainConfig's."""
     t = partial(field_default, TrainConfig)
     p.add_argument("--epochs", type=int, default=t("epochs"), help="passes over the training set")
-    p.add_argument("--img-size", type=int, default=t("img_size"), help="square input size, px (multiple of 32)")
+    p.add_argument("--img-size", type=int, default=None,
+                   help="square input size, px (multiple of 32); default: the model's own ([net] width of the cfg, "
+                        "or what a .pt was trained at)")
+    p.add_argument("--resize", choices=list(RESIZE_MODES), default=None,
+                   help="how images reach the network: stretch (darknet's own training and test input) or "
+                        "letterbox (aspect kept, padded); default: the model's own ([net] letter_box=1 means "
+                        "letterbox, absent stretch). Recorded in config.json, the .pt and an exported cfg")
     p.add_argument("--batch-size", type=int, default=t("batch_size"), help="global batch (all processes together)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default=t("optimizer"), help="sgd or adam (AdamW)")
     p.add_argument("--lr", type=float, default=t("lr"), help="peak learning rate")
@@ -62,7 +70,17 @@ def _add_run_flags(p) -> None:
     """Where and how the run executes; every default is TrainConfig's."""
     t = partial(field_default, TrainConfig)
     p.add_argument("--device", default=t("device"), help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--workers", type=int, default=t("workers"), help="data-loading worker processes")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"data-loading worker processes; default: what this machine has to spare "
+                        f"({auto_workers()} here: 0 on 2 cores or fewer, where a loader process takes the "
+                        f"cores training needs, else half the cores up to 8). With workers > 0 a resumed "
+                        f"run's augmentation differs from the uninterrupted one's")
+    p.add_argument("--ema", type=float, default=t("ema"), metavar="DECAY",
+                   help="evaluate and save an exponential moving average of the weights (e.g. 0.999); 0: off")
+    p.add_argument("--patience", type=int, default=t("patience"),
+                   help="early stopping: stop after this many evaluations without a better val mAP@0.5")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log every loss term and metric to OUT/tensorboard (needs the tensorboard package)")
     p.add_argument("--eval-every", type=int, default=t("eval_every"), help="evaluate every k epochs (and after the last)")
     p.add_argument("--max-val-images", type=int, default=t("max_val_images"),
                    help="evaluate on at most this many val images")
@@ -77,6 +95,47 @@ def _add_run_flags(p) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip images whose file or label file is unreadable (each listed in a warning) "
                         "instead of stopping at the first")
+
+
+_AUGMENT_HELP = {
+    "hflip": "probability of a left-right mirror", "brightness": "brightness gain drawn from 1 +- this",
+    "contrast": "contrast gain drawn from 1 +- this", "saturation": "saturation gain drawn from 1 +- this",
+    "hue": "hue rotation drawn from +- this, in turns", "scale": "zoom range about the centre, LOW HIGH",
+    "translate": "largest shift per axis, fraction of the side", "mosaic": "probability of a 4-image mosaic",
+    "min_box": "px: boxes thinner than this after augmenting are dropped",
+    "min_kept": "boxes with less than this fraction of their area left in view are dropped",
+}
+
+
+def _add_augment_flags(g) -> None:
+    """One flag per AugmentConfig field (its default), and --no-augment."""
+    from dataclasses import fields
+    from yolocompress.data.augment import AugmentConfig
+    for f in fields(AugmentConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, tuple):
+            g.add_argument(flag, type=float, nargs=len(f.default), default=list(f.default), metavar=("LOW", "HIGH"),
+                           help=_AUGMENT_HELP[f.name])
+        else:
+            g.add_argument(flag, type=float, default=f.default, help=_AUGMENT_HELP[f.name])
+    g.add_argument("--no-augment", action="store_true", help="train on the images as they are")
+
+
+def augment_from_args(args):
+    """The AugmentConfig the flags ask for (None with --no-augment; defaults where a saved run lacks them)."""
+    from dataclasses import fields
+    from yolocompress.data.augment import AugmentConfig
+    if getattr(args, "no_augment", False):
+        return None
+    return AugmentConfig(**{f.name: getattr(args, f.name, f.default) for f in fields(AugmentConfig)})
+
+
+def auto_workers(cpus: int | None = None) -> int:
+    """Data-loader processes for this machine: 0 on 2 cores or fewer (two 2-thread processes on 2
+    cores slow each other several-fold), else half the cores, at most 8."""
+    import os
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    return 0 if cpus <= 2 else min(8, cpus // 2)
 
 
 def _add_sparsity_flags(g) -> None:
@@ -117,14 +176,14 @@ def _add_distill_flags(g) -> None:
 
 
 def _configs(args):
-    from yolocompress.data.dataset import AugmentConfig
-    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size,
+    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, img_size=args.img_size, resize=args.resize,
                      optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                      warmup_epochs=args.warmup_epochs, amp=args.amp, eval_every=args.eval_every,
-                     seed=args.seed, workers=args.workers, device=args.device,
+                     seed=args.seed, workers=auto_workers() if args.workers is None else args.workers,
+                     device=args.device, ema=getattr(args, "ema", 0.0), patience=getattr(args, "patience", None),
                      max_val_images=args.max_val_images, max_batches=getattr(args, "max_batches", None),
                      sync_bn=args.sync_bn, micro_batches=getattr(args, "micro_batches", 1),
-                     skip_bad=getattr(args, "skip_bad", False), augment=AugmentConfig(),
+                     skip_bad=getattr(args, "skip_bad", False), augment=augment_from_args(args),
                      from_scratch=args.weights is None)
     sc = SparseConfig(s=args.sparsity, schedule=args.sparsity_schedule, scope=args.sparsity_scope,
                       weighting=args.sparsity_weighting, decay_at=args.decay_at, local_keep=args.local_keep,
@@ -139,7 +198,7 @@ def _configs(args):
 
 
 _PATH_ARGS = ("data", "cfg", "weights", "teacher_cfg", "teacher_weights")
-_RESUME_FREE = {"out", "resume", "quiet", "device", "workers", "no_figures"}   # may differ from the run's own on --resume
+_RESUME_FREE = {"out", "resume", "quiet", "device", "workers", "no_figures", "tensorboard"}   # may differ from the run's own on --resume
 
 
 def run_train(args) -> None:
@@ -152,19 +211,32 @@ def run_train(args) -> None:
     elif not args.data:
         raise UserError("--data is required (only --resume reuses the run's own dataset)")
     data = load_data_config(args.data)
-    tc, sc, dc = _configs(args)
     model = load_model(out / "last.pt") if args.resume else _start_model(args, data.nc)
+    spec = announce_input(model, args)
+    args.img_size, args.resize = spec.size, spec.resize          # config.json records what was used
+    tc, sc, dc = _configs(args)
     teacher = model_from_flags(args.teacher_cfg, args.teacher_weights, classes=args.classes, data_nc=data.nc) \
         if dc else None
     saved = {k: v for k, v in vars(args).items() if k not in ("run", "explicit")}
     saved.update({k: str(Path(saved[k]).resolve()) for k in _PATH_ARGS if saved.get(k) and Path(saved[k]).exists()})
+    hooks = [tensorboard_hook(out)] if getattr(args, "tensorboard", False) else []
     result = train_recipe(model, data, tc, out, sparsity=sc, teacher=teacher, distill=dc, resume=args.resume,
-                          exist_ok=args.exist_ok, progress=not args.quiet, meta={"args": saved})
+                          exist_ok=args.exist_ok, progress=not args.quiet, meta={"args": saved}, hooks=hooks)
     print(f"best mAP@0.5 {result.best_map50:.4f}; weights: {out / 'best.pt'} (best), {out / 'last.pt'} (last)")
     if not args.no_figures and (out / "best.pt").is_file():
         from yolocompress.engine.figures import write_training_figures
-        paths = write_training_figures(load_model(out / "best.pt"), data, out, tc.img_size, tc.max_val_images)
+        paths = write_training_figures(load_model(out / "best.pt"), data, out, tc.img_size, tc.max_val_images,
+                                       resize=tc.resize)
         print("figures: " + ", ".join(str(p) for p in paths))
+
+
+def tensorboard_hook(out: Path):
+    """The --tensorboard hook logging to OUT/tensorboard; a missing package is a one-line error."""
+    from yolocompress.engine.hooks import TensorBoardHook
+    try:
+        return TensorBoardHook(out / "tensorboard")
+    except ImportError as e:
+        raise UserError(str(e)) from None
 
 
 def _start_model(args, nc: int):

@@ -106,6 +106,8 @@ class PrunePlan:
     target_gflops: float | None = None      # GFLOPs budget the ratio was searched for (None: ratio given)
     gflops: float | None = None             # conv GFLOPs of the compact model at img_size (counted)
     img_size: int | None = None             # px, input size of gflops / target_gflops
+    pool_removed: int | None = field(default=None, compare=False)  # pool channels the final masks remove (after floors, groups,
+                                            # rounding); for the shortfall line, not written to plan.json
 
     # -- derived numbers -----------------------------------------------------------------------
     @property
@@ -131,6 +133,10 @@ class PrunePlan:
             lines.append(f"threshold {score} {self.threshold:.4g} (ties at it broken by layer, then channel) "
                          f"removes {self.pool_pruned:,} of {self.pool_size:,} pool channels "
                          f"({self.pool_pruned / self.pool_size:.1%})")
+        if self.pool_size and self.pool_removed is not None and self.pool_removed < self.pool_pruned:
+            lines.append(f"short of the ratio: floors, residual groups and rounding kept back "
+                         f"{self.pool_pruned - self.pool_removed:,} of them, so {self.pool_removed:,} of the pool "
+                         f"({self.pool_removed / self.pool_size:.1%}) are removed where {self.ratio:.1%} was asked")
         lines.append(f"actually removed {self.channels_before - self.channels_after:,} of "
                      f"{self.channels_before:,} channels of all BN convs ({self.pruned_fraction:.1%})")
         if self.round_to > 1:
@@ -153,6 +159,7 @@ class PrunePlan:
     # -- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("pool_removed")
         d["keep"] = {str(k): v for k, v in sorted(self.keep.items())}
         d["filters"] = {str(k): v for k, v in sorted(self.filters.items())}
         return {"format": "yolocompress-plan/1", **d}
@@ -267,6 +274,7 @@ def plan_channels(gammas: dict[int, np.ndarray], graph: Graph, config: PruneConf
     plan.threshold, plan.pool_size, plan.pool_pruned = thr, int(values.size), int(config.ratio * values.size) if pool else 0
     for c, m in masks.items():
         plan.keep[c] = np.flatnonzero(m).tolist()
+    plan.pool_removed = int(sum(len(masks[c]) - int(masks[c].sum()) for c in pool))
     return plan
 
 

@@ -19,6 +19,7 @@ def train_recipe(model: Darknet, data: DataConfig, config: TrainConfig, out: str
     """Train ``model`` with the hooks/terms the recipe needs; its settings go into the run's
     config.json so ``--resume`` and later readers know what ran."""
     hooks = [SparsityHook(model, sparsity, baseline_map50=baseline_map50)] if sparsity else []
+    hooks += list(kw.pop("hooks", ()))        # the caller's own (e.g. TensorBoard logging)
     if distill is not None and teacher is None:
         raise ValueError("distillation needs a teacher model")
     terms = [DistillTerm(teacher, model, distill)] if distill else []

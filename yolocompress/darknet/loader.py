@@ -18,6 +18,7 @@ import torch
 from . import zoo
 from .cfg import Block, CfgError, parse_cfg, read_cfg
 from .model import Darknet
+from .netinput import LEGACY_PT_INPUT, RESIZE_MODES, InputSpec, set_model_input
 from .weights import WeightsError, load_weights, read_pt, restore_state
 
 
@@ -54,6 +55,7 @@ def load_model(source: str | Path | list[Block] | None, weights: str | Path | No
         payload = read_pt(source)
         model = Darknet.uninitialized(parse_cfg(payload["cfg"], source=f"{source}:cfg"), device or "cpu")
         restore_state(model, payload["state_dict"], str(source))
+        apply_stored_input(model, payload)
     else:
         blocks = architecture(source, classes)
         model = Darknet.uninitialized(blocks, device or "cpu") if weights else Darknet(blocks)
@@ -72,3 +74,15 @@ def _check_classes(model: Darknet, classes: int | None, source) -> None:
     if classes is not None and model.num_classes != classes:
         raise CfgError(f"{source}: the model's [yolo] layers have classes={model.num_classes} but {classes} "
                        "are expected (the dataset's); use a cfg, .pt or --classes that matches the dataset")
+
+
+def apply_stored_input(model: Darknet, payload: dict) -> None:
+    """Set the model's input from a .pt's ``input`` entry; a .pt from before it was stored ran at
+    the size it was trained at (its train_config), else 128 px, letterboxed - the old rule."""
+    rec = payload.get("input")
+    if isinstance(rec, dict) and rec.get("resize") in RESIZE_MODES and isinstance(rec.get("size"), int):
+        height = rec.get("height")
+        set_model_input(model, InputSpec(rec["size"], rec["resize"], height if isinstance(height, int) else None))
+        return
+    size = (payload.get("train_config") or {}).get("img_size", LEGACY_PT_INPUT[0])
+    set_model_input(model, InputSpec(int(size), LEGACY_PT_INPUT[1]))

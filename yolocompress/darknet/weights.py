@@ -19,6 +19,7 @@ import torch
 
 from yolocompress.files import atomic_torch_save, atomic_write_bytes
 from .model import ConvLayer, Darknet
+from .netinput import input_record
 
 CHECKPOINT_FORMAT = "yolocompress-darknet/1"   # the "format" key of every .pt this package writes
 
@@ -152,7 +153,7 @@ def save_pt(model: Darknet, path: str | Path, **meta) -> None:
     """A .pt holding plain data only: cfg text, state dict, metadata (never a pickled module)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "cfg": model.cfg_text(), "state_dict": state,
-               "meta": meta}
+               "input": input_record(model), "meta": meta}
     atomic_torch_save(payload, path)
 
 

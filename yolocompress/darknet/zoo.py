@@ -262,7 +262,7 @@ def teach(classes: int = 8, width: int = 8, depths=(1, 2, 8, 8, 4), img_size: in
     Width 8 rather than 6: on the eight-class set the -80% GFLOPs prune came 6.1 points of mAP@0.5
     short of its control at width 8, 8.3 at width 6 (issue-15 probes, benchmarks/data_regime.py).
     """
-    c = CfgBuilder(img_size, img_size, {"batch": "64", "subdivisions": "1"})
+    c = CfgBuilder(img_size, img_size, {"batch": "64", "subdivisions": "1", "letter_box": "1"})  # trained letterboxed
     ends = _darknet53(c, width, depths)
     w = width * 16
     _v3_heads(c, classes, _ANCHORS_TEACH, taps=[ends[3], ends[2]], widths=(w, w // 2, w // 4),

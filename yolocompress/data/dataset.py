@@ -22,6 +22,7 @@ from .augment import AugmentConfig
 from .augment import augment as _augment_sample
 from .augment import mosaic as _mosaic
 from .labels import IMG_EXTS, image_hw, label_path, letterbox, letterbox_geometry, letterbox_labels, load_rgb, read_labels
+from yolocompress.darknet.netinput import RESIZE_MODES
 
 __all__ = ["DataError", "DataConfig", "load_data_config", "label_path", "AugmentConfig", "YoloDataset",
            "collate", "make_loader"]
@@ -152,7 +153,7 @@ def _load_darknet(path: Path) -> DataConfig:
 
 
 class YoloDataset(Dataset):
-    """Letterboxed images with YOLO labels. Item i: (float32 (3, S, S) RGB in [0,1], float32 (n, 5)
+    """Letterboxed (or, with resize="stretch", stretched) images with YOLO labels. Item i: (float32 (3, S, S) RGB in [0,1], float32 (n, 5)
     [cls, cx, cy, w, h] normalised to the S x S input, meta {path, orig_hw, ratio, pad}); meta maps
     letterboxed px back to the original: x_orig = (x - pad[0]) / ratio[0] (augmentation aside).
 
@@ -163,19 +164,22 @@ class YoloDataset(Dataset):
     (PIL verify + full load), so a truncated or corrupt image is caught before training, not in the
     middle of an epoch; with `cache` the decoded images are kept, so this costs no extra decode.
     `cache` keeps letterboxed uint8 images in RAM after their first load (call `preload()` before
-    forking loader workers to share one copy).
+    forking loader workers to share one copy). `resize="stretch"` scales each image to S x S without
+    keeping its aspect (darknet's training input); labels are then the files' own and meta's pad is 0.
     Augmentation draws from this dataset's own torch.Generator (seeded by `seed`; `make_loader`
     reseeds it per worker), so it never disturbs or depends on global RNG state.
     """
 
     def __init__(self, images: Sequence[str | Path], img_size: int, augment: AugmentConfig | None = None,
                  on_error: str = "raise", cache: bool = True, nc: int | None = None, seed: int = 0,
-                 verify: bool = False):
+                 verify: bool = False, resize: str = "letterbox"):
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         if img_size <= 0 or img_size % 32:
             raise ValueError(f"img_size must be a positive multiple of 32 (the YOLO stride), got {img_size}")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.img_size, self.augment, self.seed = img_size, augment, seed
+        self.img_size, self.augment, self.seed, self.resize = img_size, augment, seed, resize
         images = [Path(p) for p in images]
         self.images, self.labels, self.hw, self._skipped = [], [], [], []
         decoded = []
@@ -183,7 +187,7 @@ class YoloDataset(Dataset):
             try:
                 hw = image_hw(p)
                 lab = read_labels(label_path(p), nc)
-                pixels = _verified(p, img_size) if verify else None
+                pixels = _verified(p, img_size, resize) if verify else None
             except ValueError as e:
                 if on_error == "raise":
                     raise DataError(str(e)) from None
@@ -192,7 +196,7 @@ class YoloDataset(Dataset):
             decoded.append(pixels)
             self.images.append(p)
             self.hw.append(hw)
-            self.labels.append(letterbox_labels(lab, hw, img_size))
+            self.labels.append(lab if resize == "stretch" else letterbox_labels(lab, hw, img_size))
         if not self.images:
             raise DataError(f"no usable images among {len(images)}" + (f"; first problem: {self._skipped[0]}" if self._skipped else ""))
         if self._skipped:
@@ -221,11 +225,11 @@ class YoloDataset(Dataset):
             self._image(i)
 
     def _image(self, i: int) -> np.ndarray:
-        """Letterboxed uint8 (3, S, S)."""
+        """Letterboxed (or stretched) uint8 (3, S, S)."""
         if self._cache is not None and self._cache[i] is not None:
             return self._cache[i]
         try:
-            img = letterbox(load_rgb(self.images[i]), self.img_size)
+            img = fit_image(load_rgb(self.images[i]), self.img_size, self.resize)
         except ValueError as e:
             raise DataError(str(e)) from None
         if self._cache is not None:
@@ -234,7 +238,7 @@ class YoloDataset(Dataset):
 
     def __getitem__(self, i: int):
         s = self.img_size
-        _, ratio, pad = letterbox_geometry(self.hw[i], s)
+        ratio, pad = fit_geometry(self.hw[i], s, self.resize)
         meta = {"path": str(self.images[i]), "orig_hw": self.hw[i], "ratio": ratio, "pad": pad}
         if self.augment is None:
             return torch.from_numpy(self._image(i)).float().div_(255), torch.from_numpy(self.labels[i].copy()), meta
@@ -256,15 +260,33 @@ class YoloDataset(Dataset):
         return x, torch.cat([c[:, None], _xyxy_to_cxcywh(xyxy / s)], 1), meta
 
 
-def _verified(path: Path, img_size: int) -> np.ndarray:
-    """Letterboxed uint8 (3, S, S) of an image that passed PIL's verify() and a full decode."""
+def fit_image(rgb: np.ndarray, size: int, resize: str) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (3, size, size), letterboxed or stretched (PIL bilinear)."""
+    if resize == "letterbox":
+        return letterbox(rgb, size)
+    from PIL import Image
+    if rgb.shape[:2] != (size, size):
+        rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def fit_geometry(hw: tuple[int, int], size: int, resize: str):
+    """(ratio (rx, ry), pad (left, top)) of ``fit_image``: x_input = x_orig * rx + left."""
+    if resize == "letterbox":
+        _, ratio, pad = letterbox_geometry(hw, size)
+        return ratio, pad
+    return (size / hw[1], size / hw[0]), (0, 0)
+
+
+def _verified(path: Path, img_size: int, resize: str = "letterbox") -> np.ndarray:
+    """Letterboxed (or stretched) uint8 (3, S, S) of an image that passed PIL's verify() and a full decode."""
     from PIL import Image
     try:
         with Image.open(path) as im:
             im.verify()                      # chunk structure and checksums (PNG CRC, ...)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"{path}: corrupt image ({type(e).__name__}: {e})") from None
-    return letterbox(load_rgb(path), img_size)   # the pixels themselves (a truncated file fails here)
+    return fit_image(load_rgb(path), img_size, resize)   # the pixels themselves (a truncated file fails here)
 
 
 def _cxcywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:

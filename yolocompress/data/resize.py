@@ -20,15 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from yolocompress.darknet.netinput import RESIZE_MODES, InputSpec, model_input, resolve_input, set_model_input  # noqa: F401 (re-exported)
+
 from .labels import label_path, load_rgb, read_labels, image_hw
 
-RESIZE_MODES = ("stretch", "letterbox")
-
-
-def default_resize(weights: str | Path | None) -> str:
-    """``stretch`` for a darknet ``.weights`` file (darknet trains and tests on stretched images),
-    ``letterbox`` for anything else (a yolocompress ``.pt``: this project trains letterboxed)."""
-    return "stretch" if weights is not None and str(weights).lower().endswith(".weights") else "letterbox"
 
 
 def to_darknet_float(rgb: np.ndarray) -> np.ndarray:

@@ -53,14 +53,14 @@ def nms_settings(model: Darknet) -> tuple[str, float]:
 
 
 def input_hw(model: Darknet, img_size: int | None, resize: str) -> tuple[int, int]:
-    """Network input (h, w): ``img_size`` squared when given; otherwise the cfg's [net]
-    height x width for stretch (darknet's own choice) and LETTERBOX_SIZE squared for letterbox."""
+    """Network input (h, w): ``img_size`` squared when given, otherwise the model's [net] height x
+    width - the size it was trained at (``darknet/netinput.py``)."""
     if resize not in RESIZE_MODES:
         raise DetectError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     if img_size is not None:
         hw = (img_size, img_size)
     else:
-        hw = (model.net.height, model.net.width) if resize == "stretch" else (LETTERBOX_SIZE,) * 2
+        hw = (model.net.height, model.net.width)
     if hw[0] % 32 or hw[1] % 32 or min(hw) <= 0:
         raise DetectError(f"input size {hw[1]}x{hw[0]} must be a positive multiple of 32 (the YOLO stride)")
     return hw
@@ -209,8 +209,8 @@ def detect_folder(model: Darknet, source, out, img_size: int | None = None, conf
                   iou: float = 0.45, names: Sequence[str] = (), resize: str = "letterbox",
                   write_json: bool = False, progress: bool = False) -> int:
     """Annotated PNGs and YOLO-format .txt files (class cx cy w h score) into ``out``; with
-    ``write_json`` also ``out/result.json`` in darknet's ``-out`` layout. ``resize``: see
-    ``resize.default_resize`` for the right one for a weights file; ``img_size`` None as ``input_hw``."""
+    ``write_json`` also ``out/result.json`` in darknet's ``-out`` layout. ``resize``: the model's own is
+    ``netinput.model_input(model).resize``; ``img_size`` None as ``input_hw``."""
     if model.net.channels != 3:
         raise DetectError(f"the cfg's [net] has channels={model.net.channels}, but images are read as RGB "
                           "(3 channels); detect needs a channels=3 model")

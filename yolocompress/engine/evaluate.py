@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from yolocompress.data.dataset import DataConfig, YoloDataset, make_loader
+from yolocompress.darknet.netinput import InputSpec
 from yolocompress.data.resize import StretchDataset
 from .metrics import DetectionEvaluator, DetectionMetrics
 from yolocompress.darknet.model import Darknet, model_dtype
@@ -74,3 +75,12 @@ def evaluate_stretched(model: Darknet, data: DataConfig, split: str = "val", img
     loader = make_loader(StretchDataset(images, img_size, nc=data.nc), batch_size, shuffle=False)
     device = device or next(model.parameters()).device
     return evaluate(model.to(device), loader, data.names, img_size, device, progress=progress)
+
+
+def evaluate_at(model: Darknet, data: DataConfig, spec: InputSpec, split: str = "val", batch_size: int = 32,
+                max_images: int | None = None, progress: bool = False,
+                device: torch.device | None = None) -> DetectionMetrics:
+    """Evaluate at an input ``spec`` (``netinput.resolve_input``: the model's own unless overridden):
+    stretch through darknet's resize_image (``evaluate_stretched``), letterbox as ``evaluate_on``."""
+    run = evaluate_stretched if spec.resize == "stretch" else evaluate_on
+    return run(model, data, split, spec.size, batch_size, max_images, progress=progress, device=device)

@@ -158,13 +158,14 @@ def plot_predictions(images: torch.Tensor, gts: dict, dets: dict, names, path: P
 
 
 def write_training_figures(model: Darknet, data: DataConfig, out: str | Path, img_size: int,
-                           max_images: int | None = None, conf: float = 0.25, n_show: int = 4) -> list[Path]:
+                           max_images: int | None = None, conf: float = 0.25, n_show: int = 4,
+                           resize: str = "letterbox") -> list[Path]:
     """The four figures of a run directory ``out`` (which holds history.csv) for ``model`` (its
-    best weights) on the validation split, letterboxed to ``img_size``."""
+    best weights) on the validation split, fed as the run trained (``resize`` to ``img_size``)."""
     out = Path(out)
     paths = [plot_history(pd.read_csv(out / "history.csv"), out / "results.png")]
     images = data.val[:max_images] if max_images else data.val
-    loader = make_loader(YoloDataset(images, img_size, augment=None, nc=data.nc), 16, shuffle=False)
+    loader = make_loader(YoloDataset(images, img_size, augment=None, nc=data.nc, resize=resize), 16, shuffle=False)
     ev = DetectionEvaluator(data.names, img_size)
     evaluate(model, loader, data.names, img_size, evaluator=ev)
     gts, dets = ev.ground_truth, ev.detections

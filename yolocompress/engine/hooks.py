@@ -57,3 +57,29 @@ def as_hook(hook) -> TrainHook:
     """``hook`` itself when it is a :class:`TrainHook`, else a wrapper with its methods and no-ops
     for those it lacks."""
     return hook if isinstance(hook, TrainHook) else _Adapted(hook)
+
+
+class TensorBoardHook(TrainHook):
+    """Every scalar of each epoch's history row (loss terms, lr, mAP, ...) to a TensorBoard log
+    in ``log_dir``, one step per epoch. ``writer`` is any object with ``add_scalar(tag, value,
+    step)`` and ``flush()``; by default torch's SummaryWriter, which needs the tensorboard package."""
+
+    def __init__(self, log_dir, writer=None) -> None:
+        if writer is None:     # checked now, opened at the start of training (after the run dir is made)
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ImportError("TensorBoard logging needs the tensorboard package: pip install tensorboard") from None
+        self.log_dir, self.writer = log_dir, writer
+
+    def on_train_start(self, ctx: Context) -> None:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.log_dir))
+
+    def on_epoch_end(self, ctx: Context, log: dict) -> None:
+        step = int(log["epoch"]) if "epoch" in log else ctx.epoch + 1
+        for key, value in log.items():
+            if key != "epoch" and isinstance(value, (int, float)) and value == value:   # NaN: not evaluated
+                self.writer.add_scalar(key, float(value), step)
+        self.writer.flush()

@@ -54,6 +54,7 @@ from yolocompress.darknet.model import Darknet, full_precision, model_dtype
 from .evaluate import evaluate
 from .hooks import LossTerm, TrainHook, as_hook
 from .precision import AmpChoice, choose_amp, pick_device
+from yolocompress.darknet.netinput import InputSpec, input_record, set_model_input
 from yolocompress.darknet.weights import CHECKPOINT_FORMAT, safe_load, save_pt
 
 PENDING_BEST = ".best.pt.next"   # the new best model, until last.pt commits its epoch
@@ -69,6 +70,7 @@ class TrainConfig:
     epochs: int = 30                # passes over the training set
     batch_size: int = 32            # images per optimizer step (global, over all processes)
     img_size: int = 128             # px, square input, multiple of 32
+    resize: str = "letterbox"       # "letterbox" (aspect kept, padded) or "stretch" (darknet's); written into the model's [net]
     optimizer: str = "sgd"          # "sgd" (momentum, nesterov) or "adam" (AdamW)
     lr: float = 0.01                # peak learning rate
     momentum: float = 0.937         # SGD momentum / Adam beta1
@@ -80,6 +82,8 @@ class TrainConfig:
     eval_every: int = 1             # evaluate every k epochs (and always after the last)
     seed: int = 0
     workers: int = 0                # DataLoader worker processes
+    ema: float = 0.0                # decay of an exponential moving average of the weights (0: off; e.g. 0.999)
+    patience: int | None = None     # stop after this many evaluations without a better val mAP@0.5 (None: never)
     device: str = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
     max_batches: int | None = None  # stop each epoch after this many batches (quick runs, tests)
     max_val_images: int | None = None  # evaluate on at most this many val images
@@ -255,14 +259,15 @@ def best_epoch(history: list[dict]) -> int | None:
 
 
 def _save_last(out: Path, ctx: Context, scheduler_state: dict, scaler, history: list, best: float,
-               extra_meta: dict) -> None:
+               extra_meta: dict, ema=None) -> None:
     model = ctx.model
-    payload = {"format": CHECKPOINT_FORMAT, "cfg": model.cfg_text(),
+    payload = {"format": CHECKPOINT_FORMAT, "cfg": model.cfg_text(), "input": input_record(model),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "meta": extra_meta, "optimizer": ctx.optimizer.state_dict(), "scheduler": scheduler_state,
                "scaler": scaler.state_dict() if scaler is not None else None, "epoch": ctx.epoch,
                "step": ctx.step, "rng": _rng_state(), "history": history, "best_map50": best,
-               "best_epoch": best_epoch(history), "train_config": ctx.config.to_dict(), "artifacts": ctx.artifacts}
+               "best_epoch": best_epoch(history), "train_config": ctx.config.to_dict(), "artifacts": ctx.artifacts,
+               "ema": ema.state_dict() if ema is not None else None}
     atomic_torch_save(payload, out / "last.pt")
 
 
@@ -312,6 +317,12 @@ class Run:
     history: list = field(default_factory=list)  # one dict per epoch
     best: float = -1.0              # best val mAP@0.5 so far
     start_epoch: int = 0
+    ema: Any = None                 # torch's AveragedModel of the weights (config.ema > 0), else None
+
+    @property
+    def shipped(self) -> Darknet:
+        """The model evaluated and saved as best.pt: the weights' moving average when EMA is on."""
+        return self.ema.module if self.ema is not None else self.ctx.model
 
 
 def train(model: Darknet, data: DataConfig, config: TrainConfig = TrainConfig(), out: str | Path | None = None,
@@ -332,8 +343,10 @@ def train(model: Darknet, data: DataConfig, config: TrainConfig = TrainConfig(),
     run = _build_run(model, data, config, device, ddp)
     run.hooks = [as_hook(h) for h in hooks]    # every method present from here on (no-ops filled in)
     run.terms, run.out, run.meta, run.progress = terms, out, dict(meta or {}), progress
+    run.ema = make_ema(run.ctx.model, config.ema)
     if resume:
-        run.start_epoch, run.best, run.history = _restore(out / "last.pt", run.ctx, run.scheduler, run.scaler)
+        run.start_epoch, run.best, run.history = _restore(out / "last.pt", run.ctx, run.scheduler, run.scaler,
+                                                          run.ema)
     run.net = dist.wrap(run.ctx.model, device) if ddp else run.ctx.model
     _announce(run)
     for hook in run.hooks:
@@ -344,6 +357,8 @@ def train(model: Darknet, data: DataConfig, config: TrainConfig = TrainConfig(),
         if config.sync_bn:
             dist.revert_sync_bn(run.ctx.model)
         dist.cleanup(ddp)
+    if run.ema is not None:       # what the run hands on is what it evaluated
+        run.ctx.model.load_state_dict(run.ema.module.state_dict())
     hist = pd.DataFrame(run.history)
     best = float(hist["map50"].max()) if "map50" in hist and hist["map50"].notna().any() else -1.0
     return TrainResult(run.ctx.model, hist, best, out, metrics)
@@ -357,6 +372,7 @@ def _prepare(model: Darknet, config: TrainConfig, out: Path | None, resume: bool
         prepare_run_dir(out, resume, exist_ok)
     dist.barrier()
     seed_everything(config.seed)
+    set_model_input(model, InputSpec(config.img_size, config.resize))   # the .pt and exported cfg say it
     if config.from_scratch and not resume:
         reset_weights(model)
         if config.init_head_bias:
@@ -372,9 +388,10 @@ def _build_run(model: Darknet, data: DataConfig, config: TrainConfig, device: to
                             "read as RGB (3 channels); train a channels=3 model")
     on_error = "skip" if config.skip_bad else "raise"
     train_set = YoloDataset(data.train, config.img_size, augment=config.augment, nc=data.nc, on_error=on_error,
-                            verify=True)
+                            verify=True, resize=config.resize)
     val_images = data.val[: config.max_val_images] if config.max_val_images else data.val
-    val_set = YoloDataset(val_images, config.img_size, augment=None, nc=data.nc, on_error=on_error, verify=True)
+    val_set = YoloDataset(val_images, config.img_size, augment=None, nc=data.nc, on_error=on_error, verify=True,
+                          resize=config.resize)
     _warn_if_unlabelled(train_set)
     sampler = dist.make_sampler(train_set, config.batch_size, config.seed)
     train_loader = make_loader(train_set, 1, shuffle=False, workers=config.workers, seed=config.seed,
@@ -410,6 +427,11 @@ def _epochs(run: Run) -> DetectionMetrics | None:
     """The epoch loop: train, evaluate (rank 0), hooks, checkpoints (rank 0). Returns the last metrics."""
     ctx, config, metrics = run.ctx, run.ctx.config, None
     for epoch in range(run.start_epoch, config.epochs):
+        if stop_early(run.history, config.patience):
+            if run.progress and dist.is_main():
+                tqdm.write(f"early stop before epoch {epoch + 1}: val mAP@0.5 not better in the last "
+                           f"{config.patience} evaluations (best {run.best:.4f} at epoch {best_epoch(run.history)})")
+            break
         ctx.epoch = epoch
         run.sampler.set_epoch(epoch)
         _seed_epoch(run.train_set, config, epoch)
@@ -417,7 +439,7 @@ def _epochs(run: Run) -> DetectionMetrics | None:
         sums = _run_epoch(run)
         log = {"epoch": epoch + 1, "lr": ctx.optimizer.param_groups[0]["lr"], **sums, "time_s": time.time() - t0}
         if dist.is_main() and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            metrics = evaluate(ctx.model, run.val_loader, run.data.names, config.img_size, ctx.device,
+            metrics = evaluate(run.shipped, run.val_loader, run.data.names, config.img_size, ctx.device,
                                config.conf_thres, config.nms_iou, ctx.amp)
             log.update(map50=metrics.map50, map=metrics.map, precision=metrics.precision, recall=metrics.recall)
         for hook in run.hooks:
@@ -426,11 +448,34 @@ def _epochs(run: Run) -> DetectionMetrics | None:
         improved = log.get("map50", -1.0) > run.best
         run.best = max(run.best, log.get("map50", -1.0))
         if run.out is not None and dist.is_main():
-            _write_epoch(run.out, ctx, run.scheduler, run.scaler, run.history, run.best, improved, run.meta)
+            _write_epoch(run, improved)
         if run.progress and dist.is_main():
             tqdm.write(_epoch_line(log, config.epochs))
         dist.barrier()
     return metrics
+
+
+def make_ema(model: Darknet, decay: float):
+    """torch's AveragedModel keeping w_ema <- decay * w_ema + (1 - decay) * w after every step,
+    BN statistics included (use_buffers); None when ``decay`` is 0."""
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema decay must be in (0, 1) (0: off), got {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def stop_early(history: list, patience: int | None) -> bool:
+    """True when the last ``patience`` evaluations all came after the best val mAP@0.5 (read from the
+    history alone, so a resumed run decides as the uninterrupted one would)."""
+    if not patience:
+        return False
+    evaluated = [row for row in history if row.get("map50") is not None and row["map50"] == row["map50"]]
+    if len(evaluated) <= patience:
+        return False
+    best_i = max(range(len(evaluated)), key=lambda i: (evaluated[i]["map50"], -i))
+    return len(evaluated) - 1 - best_i >= patience
 
 
 def _seed_epoch(dataset, config: TrainConfig, epoch: int) -> None:
@@ -455,13 +500,14 @@ def _warn_if_unlabelled(dataset: YoloDataset) -> None:
                       "learn background and its mAP will be 0; check the labels/ folder", stacklevel=3)
 
 
-def _write_epoch(out, ctx, scheduler, scaler, history, best, improved, meta) -> None:
+def _write_epoch(run: Run, improved: bool) -> None:
     """The epoch's files in commit order (module docstring): best candidate, last.pt, then publish."""
+    out, ctx, history, meta = run.out, run.ctx, run.history, run.meta
     check_weights(ctx.model, f"epoch {ctx.epoch + 1}")
     if improved or not (out / "best.pt").exists():
-        save_pt(ctx.model, out / PENDING_BEST, epoch=ctx.epoch + 1, map50=history[-1].get("map50"), **meta)
+        save_pt(run.shipped, out / PENDING_BEST, epoch=ctx.epoch + 1, map50=history[-1].get("map50"), **meta)
     try:
-        _save_last(out, ctx, scheduler.state_dict(), scaler, history, best, meta)
+        _save_last(out, ctx, run.scheduler.state_dict(), run.scaler, history, run.best, meta, run.ema)
     except BaseException:
         (out / PENDING_BEST).unlink(missing_ok=True)   # the epoch did not commit: drop its candidate
         raise
@@ -481,7 +527,7 @@ def _publish(out: Path, history: list[dict]) -> None:
     atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
 
 
-def _restore(path: Path, ctx: Context, scheduler, scaler) -> tuple[int, float, list]:
+def _restore(path: Path, ctx: Context, scheduler, scaler, ema=None) -> tuple[int, float, list]:
     ck = safe_load(path)
     if dist.is_main():
         _publish(path.parent, ck["history"])    # roll best.pt/history.csv forward to the commit
@@ -493,6 +539,10 @@ def _restore(path: Path, ctx: Context, scheduler, scaler) -> tuple[int, float, l
     _set_rng_state(ck["rng"])
     ctx.step = ck["step"]
     ctx.artifacts = ck.get("artifacts", {})
+    if ema is not None:
+        if not ck.get("ema"):
+            raise TrainingError(f"{path}: --ema is on but the run was saved without an average of its weights")
+        ema.load_state_dict(ck["ema"])
     return ck["epoch"] + 1, ck["best_map50"], ck["history"]
 
 
@@ -570,4 +620,6 @@ def _train_step(run: Run, images: torch.Tensor, targets: torch.Tensor, batch_i: 
         ctx.optimizer.step()
     run.scheduler.step()
     ctx.step += 1
+    if run.ema is not None:
+        run.ema.update_parameters(ctx.model)
     return out

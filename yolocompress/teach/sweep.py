@@ -25,7 +25,8 @@ from yolocompress.compress.plan import PlanError, PruneConfig, PrunePlan, bn_gam
 from yolocompress.compress.strategies import LAYERS_ONLY
 from yolocompress.deploy.footprint import count_params
 from yolocompress.compress.surgery import apply_masks, apply_plan
-from yolocompress.engine.evaluate import evaluate_on
+from yolocompress.darknet.netinput import resolve_input
+from yolocompress.engine.evaluate import evaluate_at
 
 
 def parse_ratios(spec: str) -> list[float]:
@@ -60,13 +61,13 @@ def plan_row(model: Darknet, graph: Graph, plan: PrunePlan, data: DataConfig | N
     compact = apply_plan(model, plan, graph)
     row = {"pruned": plan.pruned_fraction, "params": count_params(compact), "GFLOPs": plan.gflops}
     if data is not None:
-        m = evaluate_on(apply_masks(model, plan, graph), data, img_size=plan.img_size, max_images=max_images)
+        m = evaluate_at(apply_masks(model, plan, graph), data, resolve_input(model, plan.img_size), max_images=max_images)
         row.update(map50=m.map50, map=m.map)
     return row
 
 
 def sensitivity_sweep(model: Darknet, data: DataConfig, config: PruneConfig, ratios: Sequence[float],
-                      img_size: int = 128, max_images: int | None = None, progress: bool = True) -> pd.DataFrame:
+                      img_size: int | None = None, max_images: int | None = None, progress: bool = True) -> pd.DataFrame:
     """One row per ratio (``config`` with that ratio): pruned fraction, params, GFLOPs of the
     compact model, what-if mAP; the first row is the unpruned model."""
     config = replace(config, img_size=img_size, budget=None)
