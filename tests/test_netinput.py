@@ -162,3 +162,13 @@ def test_tensorboard_hook_logs_every_scalar_of_the_epoch():
 def test_workers_default_to_what_the_machine_can_spare():
     from yolocompress.cli.train import auto_workers
     assert [auto_workers(n) for n in (1, 2, 4, 16, 64)] == [0, 0, 2, 8, 8]
+
+
+def test_every_flag_of_every_verb_has_help_and_the_help_shows_its_default():
+    from yolocompress.cli.main import build_parser
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    for verb, parser in sub.choices.items():
+        for action in parser._actions:
+            assert action.help or not action.option_strings, (verb, action.option_strings)
+    text = sub.choices["eval"].format_help()
+    assert "(default: 32)" in text and "(default: val)" in text

@@ -11,9 +11,9 @@ def add_eval(sub) -> None:
                        description="Evaluate weights on a dataset split with the COCO evaluator (pycocotools).")
     add_model_args(p, weights_required=True)
     p.add_argument("--data", required=True, help="dataset .yaml or .data")
-    p.add_argument("--split", choices=["val", "train"], default="val")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--split", choices=["val", "train"], default="val", help="which image list of the dataset")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     add_resize_arg(p)
     p.add_argument("--names", help="class names for the table: a darknet .names or .data file, or a yaml "

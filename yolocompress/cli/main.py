@@ -210,7 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "finetune with distillation, export back to Darknet.")
     from yolocompress import __version__
     parser.add_argument("--version", action="version", version=f"yolocompress {__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
+    from functools import partial
+    from .common import DefaultsFormatter   # every verb's --help shows its defaults
+    sub = parser.add_subparsers(dest="verb", metavar="<verb>", required=True,
+                                parser_class=partial(argparse.ArgumentParser, formatter_class=DefaultsFormatter))
     for add in _verbs():
         add(sub)
     return parser

@@ -129,13 +129,13 @@ def add_sweep(sub) -> None:
                                    "--budgets: prune to each GFLOPs budget with every --importance ranking "
                                    "and compare them at equal GFLOPs.")
     add_model_args(p, weights_required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
+    p.add_argument("--data", required=True, help="dataset .yaml or .data (its val split is evaluated)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help="channel strategy pruned at each ratio")
     p.add_argument("--ratios", default="0.1:0.95:0.05", help="start:stop:step or a comma list")
     p.add_argument("--budgets", default=None, metavar="G,G,...",
                    help="instead of --ratios: GFLOPs budgets (e.g. 60%%,40%%,20%% or 0.1,0.05), each pruned "
                         f"with every importance ({', '.join(IMPORTANCES)})")
-    p.add_argument("--min-keep", type=float, default=d.min_keep)
+    p.add_argument("--min-keep", type=float, default=d.min_keep, help="union: per-layer floor, fraction of channels")
     p.add_argument("--drop-blocks", type=int, default=d.drop_blocks, metavar="N", help="residual blocks dropped too")
     p.add_argument("--round-to", type=int, default=d.round_to, metavar="N", help="channel counts a multiple of N")
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance, help="ranking for --ratios")
