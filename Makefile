@@ -7,7 +7,7 @@ DATA   := data/shapes/data.yaml
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: demo test lint unit notebooks notebook-alone data install docs clean help
+.PHONY: demo results test lint unit notebooks notebook-alone data install docs clean help
 
 help:           ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,8 +25,11 @@ $(DATA): | $(STAMP)   # order-only: a reinstall must not regenerate the data
 
 data: $(DATA)   ## generate the bundled synthetic dataset (data/shapes)
 
-demo: $(DATA)   ## run the whole pipeline on the bundled data; writes docs/ (results, figures, pack) and README's results
-	$(PY) -m yolocompress demo --out runs/demo --docs docs --readme README.md
+demo: $(DATA)   ## every stage of the method at small scale, in minutes; its report goes to runs/demo-small/report
+	$(PY) -m yolocompress demo --preset small
+
+results: $(DATA)   ## the full reproduction (hours; cached, resumes): rewrites docs/ (results, figures, pack) and README's results
+	$(PY) -m yolocompress demo --preset full --out runs/demo --docs docs --readme README.md
 
 lint: $(STAMP)  ## ruff (pyproject's [tool.ruff]): syntax errors, unused and undefined names
 	$(VENV)/bin/ruff check yolocompress tests benchmarks

@@ -6,7 +6,7 @@ cached stage functions and settings. Prints one JSON line per stage, then the ga
 `--shapes` changes the generator's settings (`synth.ShapesConfig` fields, from the bundled set's
 `synth.BUNDLED`: one class; `--shapes n_classes=8` is the eight-class set); the set is then made
 in its own folder and the runs go to their own directory, so nothing of the bundled set or of
-runs/demo is touched. Without `--shapes`, it runs on data/shapes into runs/demo, and `make demo`
+runs/demo is touched. Without `--shapes`, it runs on data/shapes into runs/demo, and `make results`
 reuses every stage it trained.
 `--width W` builds the teaching model at base width W, and `--set FIELD=VALUE` changes any
 PipelineConfig number or text (e.g. `baseline_epochs=90`); with either, runs go to runs/NAME.

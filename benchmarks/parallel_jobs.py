@@ -1,5 +1,5 @@
 """Training throughput of the teaching model with one or two processes at once, and how many
-threads each: why ``make demo`` trains two stages at once with one thread each (``demo --jobs 2``).
+threads each: why ``make results`` trains two stages at once with one thread each (``demo --jobs 2``).
 
 Each process trains ``--steps`` AdamW steps on a random batch (no data loading, so this is the
 compute alone) after 3 warm-up steps, and reports images per second. Configurations run one after

@@ -169,7 +169,7 @@ def test_plot_history_keeps_one_colour_per_run_across_panels():
 @pytest.mark.parametrize("quick", ["1", "0"])
 def test_setup_makes_the_data_and_names_the_run_directory(tmp_path, monkeypatch, quick):
     """A fresh clone: no data/, no runs/. setup() asks the generator for data/shapes (which makes
-    it only when missing) and names runs/notebooks-quick or, in full mode, make demo's runs/demo."""
+    it only when missing) and names runs/notebooks-quick or, in full mode, make results's runs/demo."""
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "yolocompress").mkdir()
     (tmp_path / "notebooks").mkdir()
@@ -246,7 +246,7 @@ def test_plot_history_maps_a_quick_stage_to_its_full_run_by_name(tmp_path, capsy
     assert sorted(tuple(l.get_ydata()) for l in dashed) == [(0.1, 0.8), (0.3, 0.6)]
     assert "other-ft1" in capsys.readouterr().out
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "dashed: full run (make demo, docs/pack)" in texts
+    assert "dashed: full run (make results, docs/pack)" in texts
     fig = nb.plot_history(_quick_settings(tmp_path, quick=False), stages, ["map50"], "t")   # full mode: its own runs
     assert not [l for l in fig.axes[0].get_lines() if l.get_linestyle() == "--"]
 
@@ -290,12 +290,12 @@ def test_gamma_figures_draw_the_full_runs_beside_the_quick_ones(tmp_path, capsys
     assert list(ref) == ["baseline"] and "nothing" in capsys.readouterr().out
     fig = viz.plot_gamma_hist({"baseline": np.full(8, 0.2)}, reference=ref)
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert labels == ["baseline: this QUICK run", "baseline: full run (make demo)"]
+    assert labels == ["baseline: this QUICK run", "baseline: full run (make results)"]
     epochs = nb.full_gamma_epochs(s, {"a": "sparse-a-s0.1", "b": "sparse-b-s0.1"})
     assert list(epochs) == ["a"] and nb.full_gamma_epochs(_quick_settings(tmp_path, False), {"a": "x"}) == {}
     fig = viz.plot_gamma_heatmaps({"a": hist, "b": hist}, reference=epochs, title="t")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["a: this QUICK run", "b: this QUICK run", "a: full run (make demo)", "b: full run (make demo)"]
+    assert titles == ["a: this QUICK run", "b: this QUICK run", "a: full run (make results)", "b: full run (make results)"]
     assert len(viz.plot_gamma_heatmaps({"a": hist}).axes) == 2      # one heatmap and its colour bar
 
 
@@ -358,7 +358,7 @@ def test_sweep_and_pareto_show_the_full_run_beside_a_quick_one(tmp_path, capsys)
     assert nb.full_models(s)["model"].tolist() == ["baseline", "ft-a"]
     assert nb.full_models(_quick_settings(tmp_path, False)).empty
     fig = nb.plot_pareto(s, table, "t")
-    assert [ax.get_title() for ax in fig.axes] == ["this QUICK run", "full run (make demo, docs/results.json)"]
+    assert [ax.get_title() for ax in fig.axes] == ["this QUICK run", "full run (make results, docs/results.json)"]
 
 
 def test_budget_prunes_pairs_each_sparse_models_budget_prune_with_its_own_control():

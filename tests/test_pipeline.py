@@ -60,9 +60,9 @@ def test_the_gradual_prune_trains_as_long_as_the_one_shot_prune(pc):
 
 
 def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatch):
-    """``make demo``'s writer end to end on the tiny set: every row kind with its control, the KD
+    """``make results``'s writer end to end on the tiny set: every row kind with its control, the KD
     rows over every seed, results.md's sections, and a results pack the notebooks can read. The
-    stages are trained by ``prefetch`` in two processes (``make demo --jobs 2``); ``run_all`` then
+    stages are trained by ``prefetch`` in two processes (``make results --jobs 2``); ``run_all`` then
     must find every one of them in the cache, so training is switched off while it runs."""
     import json
     from pathlib import Path
@@ -121,7 +121,7 @@ def test_results_json_reads_back_unchanged_as_typed_rows():
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "docs" / "results.json"
     if not path.is_file():
-        pytest.skip("docs/results.json is written by make demo")
+        pytest.skip("docs/results.json is written by make results")
     rows = json.loads(path.read_text())
     typed = pl.as_rows(rows)
     assert json.dumps([r.to_json() for r in typed], indent=1) == json.dumps(rows, indent=1)
@@ -182,7 +182,7 @@ def test_prefetch_waves_name_each_stage_once():
 
 
 def test_the_distillation_target_can_have_its_own_budget():
-    """``kd_budget`` moves the KD target (and every KD and plain-seed stage of ``make demo``) to another
+    """``kd_budget`` moves the KD target (and every KD and plain-seed stage of ``make results``) to another
     budget, while the budget prune, its gradual twin and their rows stay at ``budget``; unset, the KD
     target is the budget prune itself (so earlier runs keep their cache keys)."""
     same, own = pl.PipelineConfig(kd_budget=None), pl.PipelineConfig(kd_budget="5%")
@@ -286,3 +286,24 @@ def test_pareto_figure_groups_rows_by_kind_and_labels_the_front():
     front = {"m7", "m5", "m4"}                          # 0.05 -> 0.80, 0.2 -> 0.89, 0.3 -> 0.92
     assert {t.get_text() for t in left.texts if t.get_text()} == front
     assert {t.get_text() for t in right.texts if t.get_text()} == {"a", "b"}
+
+
+def test_demo_presets_keep_the_full_run_and_its_docs_apart(monkeypatch, tmp_path, capsys):
+    """``make demo`` (preset small) writes its report under its own run directory; only the full
+    preset, asked for docs/ by ``make results``, touches the published results."""
+    from yolocompress.cli.main import main
+    from yolocompress.teach import prefetch, report
+    seen = []
+    monkeypatch.setattr(report, "run_all", lambda pc, docs, readme, **kw: seen.append((pc, docs, readme)))
+    monkeypatch.setattr(prefetch, "prefetch", lambda pc, jobs: None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0 and main(["demo", "--quick", "--jobs", "1"]) == 0
+    assert main(["demo", "--preset", "full", "--out", "runs/demo", "--docs", "docs", "--readme", "README.md"]) == 0
+    (small, small_docs, r1), (quick, quick_docs, _), (full, full_docs, r3) = seen
+    assert (small.runs, str(small_docs), r1) == ("runs/demo-small", "runs/demo-small/report", None)
+    assert (quick.runs, str(quick_docs)) == ("runs/demo-quick", "runs/demo-quick/report")
+    assert (full.runs, str(full_docs), str(r3)) == ("runs/demo", "docs", "README.md")
+    assert full == pl.PipelineConfig(data=full.data, runs="runs/demo")          # full is the published recipe
+    assert small.max_batches and small.baseline_epochs < full.baseline_epochs and len(small.kd_seeds) == 1
+    assert [s.id for s in stages.demo_stages(small)] and {s.id.split("/")[0] for s in stages.demo_stages(small)} \
+        == {s.id.split("/")[0] for s in stages.demo_stages(full)}                # every kind of stage, at small scale

@@ -1,5 +1,5 @@
 """Cache keys of the pipeline's stages name the dataset by content, not by the spelling of its path:
-the notebooks (absolute paths) reuse what ``make demo`` (relative paths) trained."""
+the notebooks (absolute paths) reuse what ``make results`` (relative paths) trained."""
 import os
 
 import pytest

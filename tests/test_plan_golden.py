@@ -1,4 +1,4 @@
-"""The plans of ``make demo``'s prunes, byte for byte, on a fixed teaching model.
+"""The plans of ``make results``'s prunes, byte for byte, on a fixed teaching model.
 
 ``tests/fixtures/demo_plan_sha256.json`` holds the sha256 of ``plan.json`` (``PrunePlan.save``'s
 text) for each prune the demo makes, computed before the house redesign (issue 35) moved and

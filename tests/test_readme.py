@@ -1,5 +1,5 @@
 """README's results block is generated from docs/results.json (``report.readme_block``), so the
-table a learner reads cannot drift from the rows ``make demo`` measured."""
+table a learner reads cannot drift from the rows ``make results`` measured."""
 import json
 from pathlib import Path
 
@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_results_block_matches_results_json():
     rows = ROOT / "docs" / "results.json"
     if not rows.is_file():
-        pytest.skip("docs/results.json is written by make demo")
+        pytest.skip("docs/results.json is written by make results")
     text = (ROOT / "README.md").read_text()
     block = text[text.index(README_START):text.index(README_END) + len(README_END)]
-    assert block == readme_block(json.loads(rows.read_text())), "README is stale: rerun make demo"
+    assert block == readme_block(json.loads(rows.read_text())), "README is stale: rerun make results"
 
 
 def test_update_readme_replaces_only_the_block(tmp_path):

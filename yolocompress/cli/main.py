@@ -161,17 +161,20 @@ def _run_data_check(args) -> None:
 # ----------------------------------------------------------------------------- demo
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on the bundled data and write docs/results.md",
+    p = sub.add_parser("demo", help="run the whole pipeline on the bundled data and write its report",
                        description="Baseline, sparse training, the three channel strategies, layer-only and "
                                    "combined pruning with their controls, finetuning with and without "
-                                   "distillation; writes docs/results.md, docs/results.json and PNG figures. "
-                                   "Finished stages are reused.")
-    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--docs", default="docs", help="where results.md, results.json and figures go (default docs)")
+                                   "distillation, export; writes results.md, results.json and PNG figures. "
+                                   "Finished stages are reused, so a stopped run resumes.")
+    p.add_argument("--preset", choices=["small", "full", "quick"], default="small",
+                   help="small: every stage in minutes (make results); full: the published results that "
+                        "regenerate docs/ (make results, hours on 2 cores); quick: a smoke run in seconds")
+    p.add_argument("--quick", action="store_true", help="the same as --preset quick")
+    p.add_argument("--out", default=None, help="run directory (default: runs/demo for full, runs/demo-PRESET otherwise)")
+    p.add_argument("--docs", default=None, help="where results.md, results.json and figures go (default: OUT/report)")
     p.add_argument("--data", default="data/shapes/data.yaml", help="dataset yaml (default the bundled one)")
-    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run of every stage)")
     p.add_argument("--readme", default=None,
-                   help="also rewrite the results block of this README from the new rows (make demo: README.md)")
+                   help="also rewrite the results block of this README from the new rows (make results: README.md)")
     p.add_argument("--jobs", type=int, default=2,
                    help="train this many stages at once, each in its own process with cores/jobs threads "
                         "(default 2: one process keeps only ~1.2 of 2 cores busy); 1: one after another")
@@ -179,17 +182,21 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> None:
-    from yolocompress.teach.pipeline import PipelineConfig
+    from yolocompress.teach.pipeline import PRESETS
     from yolocompress.teach.prefetch import prefetch
     from yolocompress.teach.report import run_all
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
-    pc = PipelineConfig.quick(data=args.data, runs=args.out) if args.quick else \
-        PipelineConfig(data=args.data, runs=args.out)
+    preset = "quick" if args.quick else args.preset
+    out = args.out or ("runs/demo" if preset == "full" else f"runs/demo-{preset}")
+    docs = Path(args.docs) if args.docs else Path(out) / "report"
+    pc = PRESETS[preset](data=args.data, runs=out)
+    print(f"demo --preset {preset}: runs in {out}, report in {docs}")
     started = time.time()
     if args.jobs > 1:
         prefetch(pc, args.jobs)
-    run_all(pc, Path(args.docs), Path(args.readme) if args.readme else None, started=started, jobs=args.jobs)
+    run_all(pc, docs, Path(args.readme) if args.readme else None, started=started, jobs=args.jobs)
+    print(f"done in {(time.time() - started) / 60:.1f} min: {docs / 'results.md'}")
 
 
 # ----------------------------------------------------------------------------- main

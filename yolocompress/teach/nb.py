@@ -4,7 +4,7 @@
 ``make test``: few batches and epochs, each notebook within ~2 minutes on 2 CPU cores), seeds
 everything, picks the device (the GPU when there is one: training stages run there; latency is
 always measured on the CPU), generates the bundled dataset into ``data/shapes`` when it is
-missing, and names the run directory: ``runs/demo`` in full mode - the one ``make demo`` writes,
+missing, and names the run directory: ``runs/demo`` in full mode - the one ``make results`` writes,
 so finished stages are loaded, not retrained - or ``runs/notebooks-quick`` under QUICK. It does
 not train anything: each notebook calls the ``pipeline`` stages it needs, which load a finished
 run or rebuild it, so any notebook can be opened first, alone, in a fresh clone or runtime.
@@ -109,7 +109,7 @@ def setup(seed: int = 0, threads: int | None = None) -> Settings:
     from yolocompress.data.synth import BUNDLED, ensure_shapes
     quick = quick_flag()
     root = project_root()
-    runs = root / "runs" / ("notebooks-quick" if quick else "demo")   # full mode shares make demo's results
+    runs = root / "runs" / ("notebooks-quick" if quick else "demo")   # full mode shares make results's results
     runs.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
@@ -157,7 +157,7 @@ def _numeric(col: pd.Series) -> pd.Series:
 
 
 def full_run(settings: Settings, name: str, metric: str) -> float | None:
-    """``metric`` of run ``name`` in the committed full-run results written by ``make demo``:
+    """``metric`` of run ``name`` in the committed full-run results written by ``make results``:
     ``docs/results.json`` (a list of rows with ``name``) where it has the value, else the tables of
     ``docs/results.md`` (rows named in a ``model`` or ``schedule`` column); None when neither has it."""
     docs = settings.root / "docs"
@@ -187,7 +187,7 @@ def full_history(settings: Settings, name: str) -> pd.DataFrame | None:
 
 def missing_note(missing) -> str:
     """The line a figure prints when the results pack lacks the full run of some of its curves
-    (a fresh checkout before ``make demo`` was committed): the figure is drawn without them."""
+    (a fresh checkout before ``make results`` was committed): the figure is drawn without them."""
     missing = list(missing)
     return (f"no full run in docs/pack for: {', '.join(missing)} (drawn without it)" if missing else "")
 
@@ -273,7 +273,7 @@ def penalty_table(short: dict, reference: dict) -> pd.DataFrame:
 def kd_seeds_table(rows: list[dict], target: str) -> pd.DataFrame:
     """mAP mean +- std over seeds of the finetunes of one prune (named ``target``, as
     ``pipeline.prune_aggressive`` names it): plain (distill None) and each KD kind, one row per
-    (kind, KD weight, T), from the rows of ``docs/results.json`` (``pack.rows``; make demo marks
+    (kind, KD weight, T), from the rows of ``docs/results.json`` (``pack.rows``; make results marks
     them with ``kd_target``). The weight/T sweep is ``pack.table(docs, "kd-sweep")``."""
     mine = [r for r in rows if r.get("kind") == PRUNED and r.get("seed") is not None
             and r.get("kd_target") == target]
@@ -408,7 +408,7 @@ def plot_pareto(settings: Settings, table: pd.DataFrame, title: str):
         return _plot(table, "GFLOPs", "map50", "model", title=titled(settings, title))
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.2))
     _plot(table, "GFLOPs", "map50", "model", ax=a, title="this QUICK run")
-    _plot(full, "GFLOPs", "map50", "model", ax=b, title="full run (make demo, docs/results.json)")
+    _plot(full, "GFLOPs", "map50", "model", ax=b, title="full run (make results, docs/results.json)")
     fig.suptitle(titled(settings, title))
     fig.tight_layout()
     return fig

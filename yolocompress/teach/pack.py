@@ -1,4 +1,4 @@
-"""The results pack: a small, committed record of one full ``make demo`` run, which the notebooks
+"""The results pack: a small, committed record of one full ``make results`` run, which the notebooks
 plot beside their own runs, so that a QUICK notebook (a few batches, a smoke test) still shows what
 the method does on the real schedule.
 

@@ -1,10 +1,10 @@
-"""The whole method as a few cached stage functions, shared by the notebooks and ``make demo``.
+"""The whole method as a few cached stage functions, shared by the notebooks and ``make results``.
 
     baseline(pc) -> sparse(pc) -> prune(pc, ...) -> finetune(pc, ...)
 
 Each training stage writes a run directory under ``pc.runs`` and a ``done.json`` keyed by the
 settings that produced it: calling a stage again with the same settings loads the result instead
-of training again (so any notebook can be opened on its own, and ``make demo`` can be resumed),
+of training again (so any notebook can be opened on its own, and ``make results`` can be resumed),
 while changed settings retrain. Every result carries the numbers the comparison needs: params,
 GFLOPs, CPU latency, mAP@0.5, mAP@0.5:0.95 and training time.
 """
@@ -85,10 +85,23 @@ class PipelineConfig:
 
     @classmethod
     def quick(cls, **kw) -> "PipelineConfig":
-        """Tiny settings that exercise every stage in seconds (CI, QUICK notebooks)."""
+        """Tiny settings that exercise every stage in seconds (CI, QUICK notebooks, ``demo --preset quick``)."""
         base = dict(baseline_epochs=2, sparse_epochs=2, finetune_epochs=2, gradual_between=1, max_batches=4, max_val_images=32,
                     batch_size=16, latency_runs=3, runs="runs/quick", amp="off", kd_sweep=((3.0, 3.0),),
                     kd_seeds=(0, 1), penalty_values=(0.01, 0.3), sweep_ratios=(0.5, 0.9), budgets=("20%",))   # fp32: bf16 kernels take ~30 s to warm up, more than a quick run
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def small(cls, **kw) -> "PipelineConfig":
+        """The whole method end to end in minutes on 2 CPU cores (``make results``): every stage of the
+        full run, with 16 batches an epoch, a third of the epochs, one KD seed and two of each
+        sweep. Its numbers show the shape of the method, not the published results
+        (``make results`` makes those)."""
+        base = dict(baseline_epochs=10, sparse_epochs=6, finetune_epochs=4, gradual_between=1, max_batches=16,
+                    max_val_images=128, eval_every=2, latency_runs=5, runs="runs/demo-small", kd_seeds=(0,),
+                    kd_sweep=((0.3, 3.0),), penalty_values=(0.01, 0.3), sweep_ratios=(0.5, 0.8),
+                    budgets=("20%", "5%"))
         base.update(kw)
         return cls(**base)
 
@@ -118,7 +131,7 @@ def data_key(path: str | Path) -> str:
     """The dataset's part of a cache key: a hash of its config file's text (yaml or darknet .data)
     and, for the bundled set, of the generator stamp beside it (``shapes.json``) - never of how
     the path was spelled, so absolute, relative and symlinked spellings (the notebooks vs
-    ``make demo``) and another clone of the same repository share their finished runs."""
+    ``make results``) and another clone of the same repository share their finished runs."""
     p = Path(path)
     if not p.is_file():
         return f"missing:{p.resolve()}"       # load_data_config reports it when the stage runs
@@ -369,7 +382,7 @@ CONTROL_SCRATCH = "control-scratch"            # a pruned architecture trained f
 @dataclass(frozen=True)
 class ResultRow:
     """One row of docs/results.json: what the model is, how it was made, and what it measures.
-    ``to_json`` writes exactly the keys make demo always wrote, in that order: the 17 fields up to
+    ``to_json`` writes exactly the keys make results always wrote, in that order: the 17 fields up to
     ``control_of`` on every row, ``gradual`` only on the gradual prune's row and the three ``kd_``
     fields only on the KD seed runs' rows (where ``kd_target`` is set), so results.json reads back
     unchanged (``from_json(d).to_json() == d``)."""
@@ -448,3 +461,8 @@ def for_notebook(settings) -> PipelineConfig:
     and the bundled dataset (``settings`` comes from ``nb.setup()``)."""
     kw = dict(runs=str(settings.runs), data=str(settings.data))
     return PipelineConfig.quick(**kw) if settings.quick else PipelineConfig(**kw)
+
+
+PRESETS = {"quick": PipelineConfig.quick, "small": PipelineConfig.small, "full": PipelineConfig}
+"""``demo --preset``: a smoke run of every stage, the minutes-long tour (``make results``), and the full
+reproduction that regenerates docs/ (``make results``)."""

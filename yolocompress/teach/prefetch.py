@@ -1,4 +1,4 @@
-"""``make demo`` on N cores at once: train the demo's stages in N processes, in dependency waves,
+"""``make results`` on N cores at once: train the demo's stages in N processes, in dependency waves,
 before ``report.run_all`` reads every one of them back from the stage cache.
 
 Why: one training process keeps only ~1.2 of 2 cores busy (``workers=0``: loading and augmenting
@@ -51,7 +51,7 @@ def _worker(pc: pl.PipelineConfig, needed: list[stages.StageSpec], threads: int)
 
 
 def prefetch(pc: pl.PipelineConfig, jobs: int = 2, threads: int | None = None) -> None:
-    """Train every stage of ``make demo`` in ``jobs`` worker processes (each job with ``threads``
+    """Train every stage of ``make results`` in ``jobs`` worker processes (each job with ``threads``
     torch threads; default: the cores over the jobs the wave runs at once, at least 1, so the lone
     baseline gets every core and never more threads than cores run at once - measured, two
     2-thread bf16 trainings on 2 cores ran 6x slower each). Stages already in the cache take a

@@ -1,4 +1,4 @@
-"""``make demo`` declared once, as data: every stage it trains or measures, in the order it reports them.
+"""``make results`` declared once, as data: every stage it trains or measures, in the order it reports them.
 
 ``demo_stages(pc)`` is a list of ``StageSpec``. Each names its pipeline call (``pipeline.<call>``),
 the stages that call starts from (``inputs``, by spec id), its other arguments, and what the report
@@ -90,7 +90,7 @@ def spec(id: str, call: str, inputs: dict | None = None, tags: Iterable[str] = (
 # ----------------------------------------------------------------------------- the demo's stages
 
 def demo_stages(pc: pl.PipelineConfig) -> list[StageSpec]:
-    """Every stage of ``make demo``, in the order results.md and results.json list them (each
+    """Every stage of ``make results``, in the order results.md and results.json list them (each
     spec after the specs it reads)."""
     return [*_chain(pc), *_prunes(pc), *_gradual(pc), *_flops_weighted(pc), *_distillation(pc)]
 

@@ -134,7 +134,7 @@ def plot_history(histories: dict[str, pd.DataFrame], metrics: Sequence[str] = ("
     labels = list(colours)
     if reference:
         handles += [plt.Line2D([], [], color="grey", marker="o", ms=3), plt.Line2D([], [], color="grey", ls="--")]
-        labels += ["solid: this QUICK run", "dashed: full run (make demo, docs/pack)"]
+        labels += ["solid: this QUICK run", "dashed: full run (make results, docs/pack)"]
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
@@ -169,10 +169,10 @@ def plot_gamma_heatmaps(hists: dict[str, dict], reference: dict[str, dict] | Non
         for ax, label in zip(axes[1], hists):
             if reference.get(label) is None:
                 ax.text(0.5, 0.5, "no full run in docs/pack", ha="center", va="center", transform=ax.transAxes)
-                ax.set_title(f"{label}: full run (make demo)")
+                ax.set_title(f"{label}: full run (make results)")
                 ax.axis("off")
             else:
-                plot_gamma_heatmap(reference[label], ax=ax, title=f"{label}: full run (make demo)")
+                plot_gamma_heatmap(reference[label], ax=ax, title=f"{label}: full run (make results)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -190,7 +190,7 @@ def plot_gamma_hist(gammas: dict[str, np.ndarray], ax=None, title: str = "|gamma
         ax.hist(v if edges is None else np.clip(v, edges[0], edges[-1] - 1e-9), bins=60 if edges is None else edges,
                 alpha=0.55, label=f"{name}: this QUICK run" if reference else name)
     for (name, (edges, counts)), c in zip((reference or {}).items(), ("k", "C3", "C2", "C4")):
-        ax.stairs(counts, np.log10(edges), color=c, lw=1.4, label=f"{name}: full run (make demo)")
+        ax.stairs(counts, np.log10(edges), color=c, lw=1.4, label=f"{name}: full run (make results)")
     ax.set_xlabel("log10 |gamma|")
     ax.set_ylabel("channels")
     ax.legend(fontsize=8)
@@ -230,8 +230,8 @@ def plot_sweep(sweeps: dict[str, pd.DataFrame], title: str = "sensitivity: what-
         b.plot(df["GFLOPs"], df["map50"], marker="o", ms=3, color=f"C{k}", label=name + mine)
         full = reference.get(name)
         if full is not None:
-            a.plot(full["ratio"], full["map50"], ls="--", color=f"C{k}", label=f"{name} (full run, make demo)")
-            b.plot(full["GFLOPs"], full["map50"], ls="--", color=f"C{k}", label=f"{name} (full run, make demo)")
+            a.plot(full["ratio"], full["map50"], ls="--", color=f"C{k}", label=f"{name} (full run, make results)")
+            b.plot(full["GFLOPs"], full["map50"], ls="--", color=f"C{k}", label=f"{name} (full run, make results)")
     a.set_xlabel("requested prune ratio")
     a.set_ylabel("mAP@0.5 (what-if)")
     b.set_xlabel("GFLOPs of the compact model")

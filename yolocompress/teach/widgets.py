@@ -61,7 +61,7 @@ def _draw_reference(ax, reference: dict, s: float) -> list[str]:
         return ["full run: no run at this s in docs/pack"] if reference else []
     if ref.get("hist") is not None:
         edges, counts = ref["hist"]
-        ax.stairs(counts, np.log10(edges), color="k", lw=1.4, label=f"s = {s:g}: full run (make demo)")
+        ax.stairs(counts, np.log10(edges), color="k", lw=1.4, label=f"s = {s:g}: full run (make results)")
     return [f"full run ({ref['epochs']} epochs): mAP@0.5 {ref['map50']:.3f}, "
             f"{ref['gamma_lt_1e-2']:.0%} of |gamma| < 0.01"]
 
