@@ -307,3 +307,12 @@ def test_demo_presets_keep_the_full_run_and_its_docs_apart(monkeypatch, tmp_path
     assert small.max_batches and small.baseline_epochs < full.baseline_epochs and len(small.kd_seeds) == 1
     assert [s.id for s in stages.demo_stages(small)] and {s.id.split("/")[0] for s in stages.demo_stages(small)} \
         == {s.id.split("/")[0] for s in stages.demo_stages(full)}                # every kind of stage, at small scale
+
+
+def test_the_report_names_the_command_and_says_one_seed_has_no_std():
+    assert report._command(pl.PipelineConfig.small()) == \
+        "Made by `python -m yolocompress demo --preset small --out runs/demo-small` (`make demo`)"
+    assert report._command(pl.PipelineConfig()).endswith("(`make results`)")
+    assert report._command(pl.PipelineConfig(lr=1.0)).startswith("Made by `run_all`")
+    assert report._mean_std(pd.Series({"mean": 0.5, "std": float("nan"), "count": 1})) == "0.500 (1 seed)"
+    assert report._mean_std(pd.Series({"mean": 0.5, "std": 0.01, "count": 3})) == "0.500 +- 0.010 (3 seeds)"
