@@ -98,7 +98,7 @@ class PipelineConfig:
         full run, with 12 batches an epoch, 8 / 5 / 4 epochs of baseline / sparse / finetuning (30 /
         20 / 10 in full), one KD seed and two of each sweep. Its numbers show the shape of the
         method, not the published results (``make results`` makes those).
-        Measured: 14.7 min on 2 cores at 16 batches and 10 / 6 / 4 epochs, before this trim."""
+        Measured on 2 cores: 12.1 min, 14.6 with install and data on a fresh clone (``time make demo``)."""
         base = dict(baseline_epochs=8, sparse_epochs=5, finetune_epochs=4, gradual_between=1, max_batches=12,
                     max_val_images=128, eval_every=2, latency_runs=5, runs="runs/demo-small", kd_seeds=(0,),
                     kd_sweep=((0.3, 3.0),), penalty_values=(0.01, 0.3), sweep_ratios=(0.5, 0.8),
