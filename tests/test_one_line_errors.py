@@ -25,6 +25,8 @@ def files(tmp_path_factory):
     (p / "mixed.yaml").write_text(y.split("names")[0] + "names:\n  0: circle\n  a: x\n")
     (p / "inf.yaml").write_text(y.replace("nc: ", "nc: .inf #"))
     (p / "latin.names").write_bytes("caf\xe9\n".encode("latin-1"))
+    (p / "latin.data").write_bytes("classes=1\ntrain=caf\xe9.txt\nvalid=v.txt\n".encode("latin-1"))
+    (p / "cut.cfg").write_text(tiny[:tiny.index("[route]") + len("[route]\n")])     # truncated mid-section
     save_pt(Darknet(zoo.blocks("yolov3-tiny", 1)), p / "good.pt")
     for name, tamper in (("negvar", lambda m: m.module_list[0].bn.running_var.__setitem__(0, -1.0)),
                          ("huge", lambda m: m.module_list[2].conv.weight.view(-1).__setitem__(0, 3e38))):
@@ -42,6 +44,8 @@ CASES = {   # name: (argv with {p} for the fixture folder, words the one line mu
     "latin-1 yaml": (["data", "check", "{p}/latin.yaml"], ["latin.yaml", "UTF-8", "0xe9"]),
     "latin-1 names": (["export", "--cfg", "{p}/t.cfg", "--weights", "{p}/good.pt", "--names", "{p}/latin.names",
                        "--out", "{p}/e0"], ["latin.names", "UTF-8"]),
+    "latin-1 .data": (["data", "check", "{p}/latin.data"], ["latin.data", "UTF-8", "0xe9"]),
+    "cfg cut mid-section": (["info", "{p}/cut.cfg"], ["cut.cfg:", "[route] needs layers="]),
     "mixed name keys": (["data", "check", "{p}/mixed.yaml"], ["mixed.yaml", "names", "expected ids 0..1"]),
     "nc .inf": (["data", "check", "{p}/inf.yaml"], ["inf.yaml", "nc", "found inf"]),
     "1-channel detect": (["detect", "--cfg", "{p}/one.cfg", "--weights", "{p}/one.weights", "--source",
