@@ -450,3 +450,16 @@ def test_bom_cfg_is_accepted(tmp_path):
     text = load_model("teach", classes=8).cfg_text()
     (tmp_path / "bom.cfg").write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert main(["info", str(tmp_path / "bom.cfg"), "--json"]) == 0
+
+
+def test_resume_from_a_file_that_is_no_last_pt_is_one_line(tmp_path, ref, capsys):
+    """A run whose last.pt is a best.pt (or an exported .pt), or lacks its RNG state, is refused
+    naming the file and what is missing (issue 42: it was KeyError 'history' / 'rng')."""
+    for name, make in (("best", lambda run: shutil.copy(ref / "best.pt", run / "last.pt")),
+                       ("no-rng", lambda run: torch.save({k: v for k, v in safe_load(ref / "last.pt").items()
+                                                          if k != "rng"}, run / "last.pt"))):
+        run = tmp_path / name
+        shutil.copytree(ref, run)
+        make(run)
+        line = _fails(capsys, ["train", "--out", run, "--resume"], str(run / "last.pt"), "not a resumable")
+        assert ("missing rng" in line) == (name == "no-rng") and ("history" in line) == (name == "best"), line

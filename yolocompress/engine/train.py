@@ -527,8 +527,15 @@ def _publish(out: Path, history: list[dict]) -> None:
     atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
 
 
+RESUME_KEYS = ("state_dict", "optimizer", "scheduler", "epoch", "step", "rng", "history", "best_map50")
+
+
 def _restore(path: Path, ctx: Context, scheduler, scaler, ema=None) -> tuple[int, float, list]:
     ck = safe_load(path)
+    missing = [k for k in RESUME_KEYS if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise TrainingError(f"{path}: not a resumable training checkpoint (missing {', '.join(missing)}); "
+                            "--resume needs the last.pt a run writes, not a best.pt or an exported .pt")
     if dist.is_main():
         _publish(path.parent, ck["history"])    # roll best.pt/history.csv forward to the commit
     ctx.model.load_state_dict(ck["state_dict"])
