@@ -44,8 +44,9 @@ def run_export(args) -> None:
             onnx_diff = onnx_matches(model, staged["onnx"], size)
     paths = {k: out / p.name for k, p in staged.items()}
     print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")
-    print(f"input: {model_input(model).describe()} (written into the cfg's [net]: width, height"
-          + (", letter_box=1)" if model_input(model).resize == "letterbox" else "; no letter_box: darknet stretches)"))
+    spec = model_input(model)
+    print(f"input: {spec.describe()} (written into the cfg's [net]: width, height"
+          + (", letter_box=1)" if spec.resize == "letterbox" else "; no letter_box: darknet stretches)"))
     if args.onnx:
         print(f"wrote {paths['onnx']} (onnxruntime max |diff| {onnx_diff:.2e})")
     print(json.dumps({k: str(v) for k, v in paths.items() if k != "onnx"}))

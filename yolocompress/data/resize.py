@@ -20,8 +20,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from yolocompress.darknet.netinput import RESIZE_MODES, InputSpec, model_input, resolve_input, set_model_input  # noqa: F401 (re-exported)
-
 from .labels import label_path, load_rgb, read_labels, image_hw
 
 

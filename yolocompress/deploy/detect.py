@@ -24,7 +24,8 @@ from yolocompress.darknet.cfg import CfgError, Yolo
 from yolocompress.engine.metrics import NMS_KINDS, darknet_postprocess
 from yolocompress.darknet.model import Darknet
 from yolocompress.data.names import label
-from yolocompress.data.resize import RESIZE_MODES, darknet_resize, stretch_geometry, to_darknet_float
+from yolocompress.darknet.netinput import RESIZE_MODES
+from yolocompress.data.resize import darknet_resize, stretch_geometry, to_darknet_float
 
 
 class DetectError(ValueError):
