@@ -77,28 +77,42 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
     assert pack.history(tmp_path, "ft-a-stage-no-longer-trained") is None
     rows = json.loads((tmp_path / "results.json").read_text())
     assert [pl.ResultRow.from_json(r).to_json() for r in rows] == rows       # the typed row reads back unchanged
+    names = [r["name"] for r in rows]
+    assert len(names) == len(set(names))                                     # one row per model
+    controlled = {n: r["name"] for r in rows if r["kind"] == CONTROL_SAME_EPOCHS for n in r["control_of"]}
     weighted = [r for r in rows if r["kind"] == PRUNED and r["sparse_model"] == "sparse-local-decay-s0.1-flops"]
-    assert len(weighted) == 1 and any(r["control_of"] == weighted[0]["name"] for r in rows)
+    assert len(weighted) == 1 and controlled[weighted[0]["name"]] == "control-sparse-local-decay-s0.1-flops-ft2"
     kinds = {r["kind"] for r in rows}
     assert kinds == {BASELINE, SPARSE, PRUNED, CONTROL_SAME_EPOCHS, CONTROL_SCRATCH}
     gradual = [r for r in rows if r.get("gradual")]
-    assert len(gradual) == 1 and any(r["control_of"] == gradual[0]["name"] for r in rows)
+    assert len(gradual) == 1 and gradual[0]["name"] in controlled
     pruned = {r["name"] for r in rows if r["kind"] == PRUNED}
-    assert {r["control_of"] for r in rows if r["kind"] == CONTROL_SAME_EPOCHS} <= pruned
-    kd = [r for r in rows if r["kind"] == PRUNED and r["seed"] is not None]
+    assert set(controlled) <= pruned and all(r["map"] is not None and r["map50"] is not None for r in rows)
+    kd = [r for r in rows if r["kind"] == PRUNED and r.get("kd_target")]
     assert sorted((r["distill"] or "plain", r["seed"]) for r in kd) == sorted(
         (k, s) for k in ("plain", "hinton", "bounded") for s in pc.kd_seeds)
+    seeded = [r for r in rows if r.get("seeds")]      # the KD seeds, the combined rung at each seed budget, the control
+    assert all(r["seeds"] == len(pc.kd_seeds) and r["map_std"] >= 0 for r in seeded)
+    assert {r["kind"] for r in seeded} == {PRUNED, CONTROL_SAME_EPOCHS}
+    scratch = [r for r in rows if r["kind"] == CONTROL_SCRATCH]
+    assert len(scratch) == len(pc.seed_budgets) and all(r["control_of"] in pruned for r in scratch)
+    cliff = pack.table(tmp_path, "cliff")
+    lines = set(cliff["line"])
+    assert {"shared", "union", "combined", "layers-only"} <= lines and (tmp_path / "cliff.png").is_file()
+    assert set(cliff["stage"]) == {"before", "after"} and "## The cliff" in (tmp_path / "results.md").read_text()
     text = (tmp_path / "results.md").read_text()
     width = inspect.signature(zoo.teach).parameters["width"].default       # the demo's model, as trained
     assert f"YOLOv3's layout at width {width}, {len(ShapesConfig().names)} classes" in text
     assert "Pruned to the budget in steps (40% -> 20%, 1 sparse epochs between)" in text
-    for section in ("## What the numbers say", "## The penalty s", "## Ranking channels", "weight and temperature"):
+    for section in ("## What the numbers say", "## The penalty s", "## Ranking channels", "KD weight, temperature T"):
         assert section in text
     assert pack.history(tmp_path, "baseline")["epoch"].tolist() == [1]
     assert pack.gamma_hist(tmp_path, "sparse-local-decay-s0.1")[1].sum() > 0
     assert pack.gamma_epochs(tmp_path, "sparse-local-decay-s0.1")["epochs"] == list(range(pc.sparse_epochs + 1))  # 0: start
-    assert list(pack.table(tmp_path, "penalty")["s"]) == list(pc.penalty_values)
-    assert len(pack.table(tmp_path, "kd-sweep")) == 2 * (1 + len(pc.kd_sweep))
+    penalty = pack.table(tmp_path, "penalty")
+    assert list(penalty["s"]) == list(pc.penalty_values) + [s for s, _ in pc.penalty_sgd]
+    assert list(penalty["optimizer"]) == ["adam"] * len(pc.penalty_values) + ["sgd"] * len(pc.penalty_sgd)
+    assert len(pack.table(tmp_path, "kd-sweep")) == 2 * (1 + len(pc.kd_sweep)) + len(pc.kd_margins)
     assert set(pack.table(tmp_path, "kd-sweep")["kd_target"]) == {r["kd_target"] for r in kd}
     assert pack.history(tmp_path, "nothing") is None and pack.rows(Path(tmp_path) / "nowhere") == []
     # one latency per model: the stage read back from its run directory has results.json's figure
@@ -110,8 +124,9 @@ def test_demo_writes_results_json_markdown_and_the_pack(pc, tmp_path, monkeypatc
         assert done["latency_ms"] == r["latency_ms"] and done["latency_conditions"]["threads"] == 2
 
 
-def _row(name, kind, gflops, map50, control_of=None, distill=None):
-    return {"name": name, "kind": kind, "gflops": gflops, "params": gflops * 10, "map50": map50,
+def _row(name, kind, gflops, m, control_of=None, distill=None):
+    """A results.json row whose mAP@0.5:0.95 and mAP@0.5 are both ``m`` (the summary reads the first)."""
+    return {"name": name, "kind": kind, "gflops": gflops, "params": gflops * 10, "map50": m, "map": m,
             "control_of": control_of, "distill": distill}
 
 
@@ -145,7 +160,7 @@ def test_summary_compares_the_penalty_weightings_on_the_same_budget_prune():
     prune (a prune of the other sparse model results.json lists) gets its own line, against its own
     same-epoch control; a sparse branch results.json does not list (a shorter run) gets none."""
     from yolocompress.teach.report import _summary
-    extra = dict(seed=None, epochs_total=60, target_gflops=0.2)
+    extra = dict(seed=None, epochs_total=60, target_gflops=0.2, blocks_dropped=16)
     rows = [_row("base", "baseline", 1.0, 0.70) | dict(seed=None), _row("sp", "sparse", 1.0, 0.72) | dict(seed=None),
             _row("sp-flops", "sparse", 1.0, 0.71) | dict(seed=None),
             _row("g", "pruned", 0.2, 0.30) | extra | dict(importance="gamma", sparse_model="sp"),
@@ -156,7 +171,7 @@ def test_summary_compares_the_penalty_weightings_on_the_same_budget_prune():
             _row("ctl-w", "control-same-epochs", 1.0, 0.76, control_of="w") | dict(seed=None)]
     text = _summary(rows)
     assert "gamma 0.300 (0.2000 GFLOPs), gamma-per-flop 0.600 (0.2000 GFLOPs)" in text     # not w's 0.750
-    assert ("budget prune (0.2000 GFLOPs) finetunes to mAP@0.5 0.750, against 0.600 from the uniform penalty, "
+    assert ("budget prune (0.2000 GFLOPs) finetunes to mAP@0.5:0.95 0.750, against 0.600 from the uniform penalty, "
             "-0.010 against its own same-epoch control (0.760)") in text
     assert "0.500" not in text          # a uniform sparse branch (sp-e10) is not the FLOPs-weighted penalty
     assert "**w** has 80% fewer GFLOPs" in text                                         # the headline row
@@ -185,13 +200,13 @@ def test_the_distillation_target_can_have_its_own_budget():
     """``kd_budget`` moves the KD target (and every KD and plain-seed stage of ``make results``) to another
     budget, while the budget prune, its gradual twin and their rows stay at ``budget``; unset, the KD
     target is the budget prune itself (so earlier runs keep their cache keys)."""
-    same, own = pl.PipelineConfig(kd_budget=None), pl.PipelineConfig(kd_budget="5%")
+    same, own = pl.PipelineConfig(kd_budget=None, flops_weighted=True), pl.PipelineConfig(kd_budget="5%", flops_weighted=True)
     assert pl.kd_target_spec(same) == pl.budget_spec(same)
     assert pl.kd_target_spec(own)["budget"] == "5%"
     assert pl.budget_spec(own) == pl.budget_spec(same) and pl.budget_spec(own)["budget"] == own.budget
     specs = {s.id: s for s in stages.demo_stages(own)}
     kd = [s for s in specs.values() if "kd" in s.tags and s.trains]
-    assert len(kd) == 2 * (1 + len(own.kd_sweep)) + len(own.kd_seeds) * (1 + 2)   # sweep, plain + 2 KD kinds
+    assert len(kd) == 2 * (1 + len(own.kd_sweep)) + len(own.kd_margins) + len(own.kd_seeds) * (1 + 2)   # sweep, plain + 2 KD kinds
     assert all(dict(s.inputs)["pruned"] == "prune/kd-target" for s in kd)
     assert specs["prune/kd-target"].kwargs["budget"] == "5%"
     assert specs["prune/budget/gamma-per-flop"].kwargs["budget"] == specs["prune/flops"].kwargs["budget"] == own.budget
@@ -249,8 +264,9 @@ def test_summary_says_whether_kd_beats_ties_or_loses_to_plain(kd_maps, verdict):
     from yolocompress.teach.report import _signed, _summary
     rows = [_row("base", "baseline", 1.0, 0.70) | dict(seed=None),
             _row("ctl", "control-same-epochs", 1.0, 0.70, control_of="t") | dict(seed=None)]
-    rows += [_row(f"t-{s}", "pruned", 0.05, m) | dict(seed=s) for s, m in enumerate((0.62, 0.63, 0.64))]
-    rows += [_row(f"t-h{s}", "pruned", 0.05, m, distill="hinton") | dict(seed=s) for s, m in enumerate(kd_maps)]
+    rows += [_row(f"t-{s}", "pruned", 0.05, m) | dict(seed=s, kd_target="t") for s, m in enumerate((0.62, 0.63, 0.64))]
+    rows += [_row(f"t-h{s}", "pruned", 0.05, m, distill="hinton") | dict(seed=s, kd_target="t")
+             for s, m in enumerate(kd_maps)]
     assert f"it {verdict}" in _summary(rows)
     assert _signed(-0.0004) == "+0.000" and _signed(-0.0006) == "-0.001"
 
@@ -260,7 +276,7 @@ def test_pareto_figure_groups_rows_by_kind_and_labels_the_front():
     text); the left panel labels only the Pareto front, the right one every prune before finetuning."""
     import matplotlib
     matplotlib.use("Agg")
-    groups = {s.label: report._group(s) for s in stages.demo_stages(pl.PipelineConfig())
+    groups = {s.label: report._group(s) for s in stages.demo_stages(pl.PipelineConfig(flops_weighted=True))
               if s.label and not s.is_prune}
     assert groups == {"baseline": "baseline", "sparse (local-decay)": "sparse, unpruned",
                       "sparse (local-decay, FLOPs-weighted penalty)": "sparse, unpruned",

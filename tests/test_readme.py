@@ -21,16 +21,16 @@ def test_readme_results_block_matches_results_json():
 
 def test_update_readme_replaces_only_the_block(tmp_path):
     rows = [{"name": "baseline", "kind": "baseline", "seed": None, "epochs_total": 3, "params": 2e6, "gflops": 0.2,
-             "latency_ms": 9.0, "map50": 0.7, "control_of": None, "distill": None},
+             "latency_ms": 9.0, "map50": 0.7, "map": 0.5, "control_of": None, "distill": None},
             {"name": "ctl", "kind": "control-same-epochs", "seed": None, "epochs_total": 5, "params": 2e6,
-             "gflops": 0.2, "latency_ms": 9.0, "map50": 0.75, "control_of": "p", "distill": None},
+             "gflops": 0.2, "latency_ms": 9.0, "map50": 0.75, "map": 0.55, "control_of": ["p"], "distill": None},
             {"name": "p", "kind": "pruned", "seed": None, "epochs_total": 5, "params": 2e5, "gflops": 0.03,
-             "latency_ms": 4.0, "map50": 0.745, "control_of": None, "distill": None}]
+             "latency_ms": 4.0, "map50": 0.745, "map": 0.545, "control_of": None, "distill": None}]
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{README_START}\nold\n{README_END}\noutro\n")
     assert update_readme(readme, rows)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old" not in text
-    assert "| p | pruned | 5 | 0.20 M | 0.030 (-85%) | 4.0 ms | 0.745 | -0.005 |" in text
+    assert "| p | pruned | 5 | 0.20 M | 0.030 (-85%) | 4.0 ms | 0.545 | 0.745 | -0.005 |" in text
     assert "**p** has 85% fewer GFLOPs" in text           # the headline: within 1 point of its control
     assert not update_readme(tmp_path / "missing.md", rows)

@@ -167,7 +167,7 @@ def _add_demo(sub) -> None:
                                    "distillation, export; writes results.md, results.json and PNG figures. "
                                    "Finished stages are reused, so a stopped run resumes.")
     p.add_argument("--preset", choices=["small", "full", "quick"], default="small",
-                   help="small: every stage in minutes (make results); full: the published results that "
+                   help="small: every stage in minutes (make demo); full: the published results that "
                         "regenerate docs/ (make results, hours on 2 cores); quick: a smoke run in seconds")
     p.add_argument("--quick", action="store_true", help="the same as --preset quick")
     p.add_argument("--out", default=None, help="run directory (default: runs/demo for full, runs/demo-PRESET otherwise)")
@@ -178,7 +178,20 @@ def _add_demo(sub) -> None:
     p.add_argument("--jobs", type=int, default=2,
                    help="train this many stages at once, each in its own process with cores/jobs threads "
                         "(default 2: one process keeps only ~1.2 of 2 cores busy); 1: one after another")
+    p.add_argument("--dry-run", action="store_true",
+                   help="train nothing: list every training stage with its epochs and estimated minutes "
+                        "(fitted to the per-epoch times of the committed full run, docs/pack), and the total")
     p.set_defaults(run=_run_demo)
+
+
+def _dry_run(pc, docs_of_record: Path, jobs: int) -> None:
+    """``demo --dry-run``: the estimate of ``teach.estimate``, or why there is none."""
+    from yolocompress.teach.estimate import describe, estimate, fit_epoch_cost
+    cost = fit_epoch_cost(docs_of_record)
+    if cost is None:
+        raise UserError(f"no estimate: {docs_of_record}/pack has no histories of a full run to time epochs by "
+                        "(make results writes them)")
+    print(describe(estimate(pc, cost), cost, docs_of_record, jobs))
 
 
 def _run_demo(args) -> None:
@@ -191,6 +204,8 @@ def _run_demo(args) -> None:
     out = args.out or ("runs/demo" if preset == "full" else f"runs/demo-{preset}")
     docs = Path(args.docs) if args.docs else Path(out) / "report"
     pc = PRESETS[preset](data=args.data, runs=out)
+    if args.dry_run:
+        return _dry_run(pc, Path("docs"), args.jobs)
     print(f"demo --preset {preset}: runs in {out}, report in {docs}")
     started = time.time()
     if args.jobs > 1:

@@ -246,6 +246,8 @@ def penalty_reference(settings: Settings) -> dict:
         if settings.quick:
             print(missing_note(["the penalty table (pack/tables/penalty.csv)"]))
         return {}
+    if "optimizer" in df:           # the slider's runs are the pipeline's own optimizer's (AdamW), not the SGD rows
+        df = df[df["optimizer"].isna() | (df["optimizer"] == "adam")]
     return {float(r["s"]): {"hist": gamma_hist(docs(settings), r["run"]), "map50": float(r["map50"]),
                             "gamma_lt_1e-2": float(r["gamma_lt_1e-2"]), "epochs": int(r["epochs"]), "run": r["run"]}
             for _, r in df.iterrows()}

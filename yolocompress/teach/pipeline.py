@@ -11,8 +11,10 @@ GFLOPs, CPU latency, mAP@0.5, mAP@0.5:0.95 and training time.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -62,7 +64,8 @@ class PipelineConfig:
                                           # finetuning recovers only partly (None: `budget`). Measured on the
                                           # one-class set, plain ft 10 against the control's 0.987 mAP@0.5:
                                           # 20% 0.986, 10% 0.986, 5% 0.952
-    finetune_epochs: int = 10
+    finetune_epochs: int = 6              # every finetune and same-epoch control (10 before the cliff ladder:
+                                          # 6 keeps make results near 3 h on 2 cores, demo --dry-run)
     gradual_steps: tuple = ("40%",)       # GFLOPs budgets the gradual prune passes through on its way to
                                           # `budget` (benchmarks/gradual_prune.py, mAP@0.5 against the control:
                                           # width 6, easier set: -6.2 points, one-shot -9.5; width 8: -6.6, -6.1)
@@ -71,9 +74,17 @@ class PipelineConfig:
                                           # prune, 10 epochs: 0.671 mAP@0.5 at 4e-3; 0.624 at 1e-3 in an earlier run)
     distill_weight: float = 1.0
     temperature: float = 3.0
-    kd_sweep: tuple = ((3.0, 3.0),)       # (weight, T) tried besides the default (1, 3), seed kd_seeds[0]
+    kd_sweep: tuple = ((0.1, 3.0), (0.3, 3.0), (0.3, 1.0))   # (weight, T) tried besides the
+                                          # default (1, 3) for each KD kind, seed kd_seeds[0]
+    kd_margins: tuple = (0.05,)           # bounded KD's margin m tried besides 0 (at the default weight and T)
     kd_seeds: tuple = (0, 1, 2)           # plain, Hinton and bounded finetuning, each over these seeds
-    penalty_values: tuple = (0.003, 0.01, 0.03, 0.1, 0.3)   # s of the short constant-penalty runs (slider)
+    penalty_values: tuple = (0.003, 0.01, 0.03, 0.1)   # s of the constant-penalty runs (slider), AdamW
+    penalty_epochs: int | None = 8        # epochs of each penalty run (None: sparse_epochs // 2)
+    penalty_sgd: tuple = ((1e-3, 1e-2),)  # (s, lr) of the SGD penalty runs: the original's s at lr 0.01
+    cliff_budgets: tuple = ("30%", "20%", "10%", "5%", "2.5%")   # GFLOPs ladder of every strategy, finetuned
+    cliff_blocks: tuple = (12, 16, 20)    # residual blocks dropped by the layer-only prunes of the ladder
+    seed_budgets: tuple = ("20%", "5%")   # ladder budgets (one before the cliff, one on it) where the combined
+                                          # prune and the control run over kd_seeds and the scratch control trains
     sweep_ratios: tuple = (0.5, 0.7, 0.8, 0.9)   # what-if sensitivity of each channel strategy
     budgets: tuple = ("40%", "20%", "10%", "5%")  # GFLOPs budgets of the importance comparison
     seed: int = 0
@@ -81,6 +92,8 @@ class PipelineConfig:
     max_val_images: int | None = None     # QUICK: val images per evaluation
     latency_runs: int = 20                # batch-1 forwards timed per model
     scratch_controls: bool = True         # train the combined prune's architecture from scratch as a control
+    flops_weighted: bool = False          # the FLOPs-weighted sparse branch (notebook 03, section 6; its question
+                                          # is answered - no gain at equal budget - so make results leaves it out)
     eval_every: int = 5                   # evaluate during training every k epochs (and at the end)
 
     @classmethod
@@ -88,7 +101,9 @@ class PipelineConfig:
         """Tiny settings that exercise every stage in seconds (CI, QUICK notebooks, ``demo --preset quick``)."""
         base = dict(baseline_epochs=2, sparse_epochs=2, finetune_epochs=2, gradual_between=1, max_batches=4, max_val_images=32,
                     batch_size=16, latency_runs=3, runs="runs/quick", amp="off", kd_sweep=((3.0, 3.0),),
-                    kd_seeds=(0, 1), penalty_values=(0.01, 0.3), sweep_ratios=(0.5, 0.9), budgets=("20%",))   # fp32: bf16 kernels take ~30 s to warm up, more than a quick run
+                    kd_margins=(), kd_seeds=(0, 1), penalty_values=(0.01, 0.3), penalty_sgd=((0.03, 0.01),),
+                    sweep_ratios=(0.5, 0.9), budgets=("20%",), cliff_budgets=("20%", "5%"), cliff_blocks=(16,),
+                    flops_weighted=True, penalty_epochs=None)   # fp32: bf16 kernels take ~30 s to warm up, more than a quick run
         base.update(kw)
         return cls(**base)
 
@@ -96,13 +111,14 @@ class PipelineConfig:
     def small(cls, **kw) -> "PipelineConfig":
         """The whole method end to end in minutes on 2 CPU cores (``make demo``): every stage of the
         full run, with 12 batches an epoch, 8 / 5 / 4 epochs of baseline / sparse / finetuning (30 /
-        20 / 10 in full), one KD seed and two of each sweep. Its numbers show the shape of the
+        20 / 6 in full), one KD seed, two of each sweep and two rungs of the cliff ladder. Its numbers show the shape of the
         method, not the published results (``make results`` makes those).
         Measured on 2 cores: 12.1 min, 14.6 with install and data on a fresh clone (``time make demo``)."""
         base = dict(baseline_epochs=8, sparse_epochs=5, finetune_epochs=4, gradual_between=1, max_batches=12,
                     max_val_images=128, eval_every=2, latency_runs=5, runs="runs/demo-small", kd_seeds=(0,),
-                    kd_sweep=((0.3, 3.0),), penalty_values=(0.01, 0.3), sweep_ratios=(0.5, 0.8),
-                    budgets=("20%", "5%"))
+                    kd_sweep=((0.3, 3.0),), kd_margins=(), penalty_values=(0.01, 0.3), penalty_sgd=((0.03, 0.01),),
+                    sweep_ratios=(0.5, 0.8), budgets=("20%", "5%"), cliff_budgets=("20%", "5%"), cliff_blocks=(16,),
+                    penalty_epochs=None)
         base.update(kw)
         return cls(**base)
 
@@ -225,18 +241,23 @@ def baseline(pc: PipelineConfig, progress: bool = True) -> Stage:
 
 def sparse(pc: PipelineConfig, schedule: str | None = None, s: float | None = None, scope: str = "all",
            name: str | None = None, epochs: int | None = None, progress: bool = True,
-           weighting: str = "uniform", base: Stage | None = None) -> Stage:
+           weighting: str = "uniform", base: Stage | None = None, optimizer: tuple | None = None) -> Stage:
     """Sparse training (L1 on BN gamma) starting from the baseline (``base``; None: ``baseline(pc)``);
-    ``weighting="flops"`` weights each channel's penalty by what it costs (``sparsity.channel_weights``)."""
+    ``weighting="flops"`` weights each channel's penalty by what it costs (``sparsity.channel_weights``).
+    ``optimizer``: (name, lr) replacing the pipeline's (the SGD penalty runs); the name then says so."""
     base = base or baseline(pc, progress)
     sc = SparseConfig(s=pc.sparsity if s is None else s, schedule=schedule or pc.sparse_schedule, scope=scope,
                       weighting=weighting)
     epochs = epochs or pc.sparse_epochs
+    optimizer, lr = optimizer or (None, None)
+    other = optimizer not in (None, pc.optimizer) or lr not in (None, pc.sparse_lr)
     name = name or (f"sparse-{sc.schedule}-s{sc.s:g}" + ("" if scope == "all" else f"-{scope}")
                     + ("" if weighting == "uniform" else f"-{weighting}")
-                    + ("" if epochs == pc.sparse_epochs else f"-e{epochs}"))
+                    + ("" if epochs == pc.sparse_epochs else f"-e{epochs}")
+                    + (f"-{optimizer or pc.optimizer}-lr{lr or pc.sparse_lr:g}" if other else ""))
     start = copy.deepcopy(base.model)          # training changes it in place; the baseline stays
-    return _train_cached(pc, name, start, StageRun(epochs, pc.sparse_lr, sparsity=sc), base, progress=progress)
+    q = replace(pc, optimizer=optimizer or pc.optimizer)
+    return _train_cached(q, name, start, StageRun(epochs, lr or pc.sparse_lr, sparsity=sc), base, progress=progress)
 
 
 def prune(pc: PipelineConfig, source: Stage, strategy: str | None = None, ratio: float | None = None,
@@ -300,6 +321,38 @@ def finetune_gradual(pc: PipelineConfig, pruned: Stage, progress: bool = True) -
     return finetune(pc, pruned, epochs=gradual_finetune_epochs(pc), progress=progress)
 
 
+def reachable(pc: PipelineConfig, strategy: str, budget: str, blocks: int = 0) -> bool:
+    """Whether ``strategy`` (with ``blocks`` residual blocks dropped) can prune the baseline
+    architecture to ``budget`` at all: its smallest plan (every pool channel at its floor) fits.
+    Known before any training - the floor depends on the architecture and ``min_keep``, not on the
+    gammas - so the ladder leaves out a prune that could never run (conservative never cuts the
+    residual-tied convs, which carry most of the GFLOPs)."""
+    return _reachable(pc.arch, _classes(pc), strategy, str(budget), blocks, pc.min_keep, pc.img_size)
+
+
+def _classes(pc: PipelineConfig) -> int:
+    """The dataset's class count (1 when its config is not there yet: the head's few GFLOPs aside,
+    reachability does not depend on it)."""
+    try:
+        return data_of(pc).nc
+    except Exception:          # a missing or bad dataset is reported by the stage that reads it
+        return 1
+
+
+@functools.lru_cache(maxsize=None)
+def _reachable(arch: str, classes: int, strategy: str, budget: str, blocks: int, min_keep: float,
+               img_size: int) -> bool:
+    from yolocompress.compress.errors import PlanError
+    model = load_model(arch, classes=classes)
+    config = PruneConfig(strategy=strategy, ratio=0.5, min_keep=min_keep, drop_blocks=blocks, budget=budget,
+                         importance="gamma", img_size=img_size)
+    try:
+        make_plan(model, config)
+    except PlanError:
+        return False
+    return True
+
+
 def budget_spec(pc: PipelineConfig, budget: str | None = None) -> dict:
     """The ``prune`` arguments of the budget prune: ``pc.strategy`` + ``pc.blocks`` blocks at
     ``budget`` (default ``pc.budget``) of the GFLOPs, channels ranked by ``pc.kd_importance``."""
@@ -326,43 +379,47 @@ def prune_aggressive(pc: PipelineConfig, source: Stage) -> Stage:
 
 def finetune(pc: PipelineConfig, pruned: Stage, teacher: Stage | None = None, kind: str | None = None,
              seed: int | None = None, epochs: int | None = None, progress: bool = True,
-             weight: float | None = None, temperature: float | None = None) -> Stage:
+             weight: float | None = None, temperature: float | None = None, margin: float = 0.0) -> Stage:
     """Finetune a pruned model, optionally distilling from ``teacher`` (kind: hinton | bounded) with
-    the pipeline's KD weight and T unless ``weight``/``temperature`` are given (the name then says so)."""
+    the pipeline's KD weight and T unless ``weight``/``temperature`` are given, and bounded KD's
+    ``margin`` (the name says each setting that differs from the pipeline's)."""
     w = pc.distill_weight if weight is None else weight
     t = pc.temperature if temperature is None else temperature
-    distill = DistillConfig(kind=kind, weight=w, temperature=t) if kind else None
+    distill = DistillConfig(kind=kind, weight=w, temperature=t, margin=margin) if kind else None
     wt = f"-w{w:g}-T{t:g}" if kind and (w, t) != (pc.distill_weight, pc.temperature) else ""
+    wt += f"-m{margin:g}" if kind and margin else ""
     name = f"ft-{pruned.name}" + (f"-{kind}{wt}" if kind else "") + (f"-seed{seed}" if seed is not None else "")
     model = copy.deepcopy(pruned.model)
     run = StageRun(epochs or pc.finetune_epochs, pc.finetune_lr, distill=distill, seed=seed, eval_every=1)
     stage = _train_cached(pc, name, model, run, pruned, teacher.model if teacher else None, progress)
     stage.extra["plan"] = pruned.extra.get("plan")
-    stage.extra["settings"] = {"kind": kind, "weight": w if kind else None, "T": t if kind else None}
+    stage.extra["settings"] = {"kind": kind, "weight": w if kind else None, "T": t if kind else None,
+                               "margin": margin if kind else None}
     return stage
 
 
 def finetune_best(pc: PipelineConfig, pruned: Stage, teacher: Stage, sweep: Sequence[Stage], kind: str,
                   seed: int | None = None, progress: bool = True) -> Stage:
     """``finetune`` with distillation ``kind`` at the KD weight and T of the best ``kind`` run of
-    ``sweep`` (highest mAP@0.5, the first on a tie; each run's settings are in its
+    ``sweep`` (highest mAP@0.5:0.95, the first on a tie; each run's settings are in its
     ``extra["settings"]``): the KD seed runs, which need the sweep's results before they can start."""
-    best = max((st for st in sweep if st.extra["settings"]["kind"] == kind), key=lambda st: st.row["map50"])
-    w, t = best.extra["settings"]["weight"], best.extra["settings"]["T"]
-    return finetune(pc, pruned, teacher, kind, seed, progress=progress, weight=w, temperature=t)
+    best = max((st for st in sweep if st.extra["settings"]["kind"] == kind), key=lambda st: st.row["map"])
+    got = best.extra["settings"]
+    return finetune(pc, pruned, teacher, kind, seed, progress=progress, weight=got["weight"], temperature=got["T"],
+                    margin=got.get("margin") or 0.0)
 
 
 # ----------------------------------------------------------------------------- controls
 
 def control_same_epochs(pc: PipelineConfig, source: Stage, epochs: int | None = None,
-                        progress: bool = True) -> Stage:
+                        progress: bool = True, seed: int | None = None) -> Stage:
     """The control of every pruned + finetuned model: the unpruned ``source`` finetuned for the same
     epochs at the same lr, without a penalty. Both then have trained equally long, so the difference
-    between them is the effect of pruning, not of the extra epochs."""
+    between them is the effect of pruning, not of the extra epochs. ``seed``: as ``finetune``'s."""
     epochs = epochs or pc.finetune_epochs
-    run = StageRun(epochs, pc.finetune_lr, eval_every=1)
-    return _train_cached(pc, f"control-{source.name}-ft{epochs}", copy.deepcopy(source.model), run, source,
-                         progress=progress)
+    run = StageRun(epochs, pc.finetune_lr, eval_every=1, seed=seed)
+    name = f"control-{source.name}-ft{epochs}" + (f"-seed{seed}" if seed is not None else "")
+    return _train_cached(pc, name, copy.deepcopy(source.model), run, source, progress=progress)
 
 
 def control_scratch(pc: PipelineConfig, pruned: Stage, progress: bool = True) -> Stage:
@@ -382,11 +439,13 @@ CONTROL_SCRATCH = "control-scratch"            # a pruned architecture trained f
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One row of docs/results.json: what the model is, how it was made, and what it measures.
-    ``to_json`` writes exactly the keys make results always wrote, in that order: the 17 fields up to
-    ``control_of`` on every row, ``gradual`` only on the gradual prune's row and the three ``kd_``
-    fields only on the KD seed runs' rows (where ``kd_target`` is set), so results.json reads back
-    unchanged (``from_json(d).to_json() == d``)."""
+    """One row of docs/results.json, one per model: what the model is, how it was made, and what it
+    measures. ``to_json`` writes the 17 fields up to ``control_of`` on every row; ``gradual`` only
+    on the gradual prune's row; the three ``kd_`` fields only on the KD seed runs' rows (where
+    ``kd_target`` is set); ``ladder`` only on the cliff's own rows; and ``seeds``, ``map_std``,
+    ``map50_std`` only on the rows of a model
+    trained over several seeds (each run of the group carries the group's std), so results.json
+    reads back unchanged (``from_json(d).to_json() == d``)."""
     name: str
     kind: str                              # BASELINE | SPARSE | PRUNED | CONTROL_SAME_EPOCHS | CONTROL_SCRATCH
     strategy: str | None = None            # the plan's, for pruned models
@@ -396,27 +455,34 @@ class ResultRow:
     target_gflops: float | None = None     # the plan's GFLOPs budget, when it had one
     sparse_model: str | None = None        # the run the prune started from
     distill: str | None = None             # the KD kind of a finetune (None: plain)
-    seed: int | None = None                # set on the KD seed runs only
+    seed: int | None = None                # set on the runs of a seed group
     epochs_total: int | None = None
     params: int | None = None
     gflops: float | None = None
     latency_ms: float | None = None
     map50: float | None = None
     map: float | None = None
-    control_of: str | None = None          # a control's: the name of the model it controls
+    control_of: str | list | None = None   # a control's: the model(s) it controls (a list for a same-epoch
+                                           # control, the one model for a from-scratch control)
     gradual: str | None = None             # the gradual prune's steps (``report.gradual_label``)
     kd_weight: float | None = None         # a KD seed run's weight and T (None for plain finetuning)
     kd_T: float | None = None
     kd_target: str | None = None           # the prune a KD seed run finetunes
+    ladder: str | None = None              # a cliff-only row's line and rung ("shared 10%"; not on chain rows)
+    seeds: int | None = None               # runs in its seed group (the same settings, seeds kd_seeds)
+    map_std: float | None = None           # std over the group's seeds (ddof 1)
+    map50_std: float | None = None
+
+    OPTIONAL = {"gradual": ("gradual",), "kd_target": ("kd_weight", "kd_T", "kd_target"), "ladder": ("ladder",),
+                "seeds": ("seeds", "map_std", "map50_std")}
 
     def to_json(self) -> dict:
         """The row as results.json holds it (see the class docstring for which keys appear)."""
         d = asdict(self)
-        if self.gradual is None:
-            del d["gradual"]
-        if self.kd_target is None:
-            for k in ("kd_weight", "kd_T", "kd_target"):
-                del d[k]
+        for flag, keys in self.OPTIONAL.items():
+            if getattr(self, flag) is None:
+                for k in keys:
+                    del d[k]
         return d
 
     @classmethod
@@ -426,6 +492,41 @@ class ResultRow:
         if unknown:
             raise ValueError(f"result row {d.get('name')!r}: unknown keys {sorted(unknown)}")
         return cls(**d)
+
+    @property
+    def controls(self) -> list[str]:
+        """The names of the models it controls ([] for a row that is no control)."""
+        c = self.control_of
+        return [] if c is None else [c] if isinstance(c, str) else list(c)
+
+    @property
+    def group(self) -> str:
+        """Its seed group: the name without a ``-seed<n>`` suffix (a run at the pipeline's seed has none)."""
+        return re.sub(r"-seed\d+$", "", self.name)
+
+
+def seed_groups(rows: list[ResultRow], base_seed: int = 0) -> list[ResultRow]:
+    """``rows`` with ``seeds``, ``map_std`` and ``map50_std`` set on every run of a group of two or
+    more runs of one model over seeds (``ResultRow.group``), and ``seed`` on each (``base_seed``,
+    the pipeline's, where the name has no suffix)."""
+    groups: dict[str, list[ResultRow]] = {}
+    for r in rows:
+        groups.setdefault(r.group, []).append(r)
+    out = []
+    for r in rows:
+        g = groups[r.group]
+        if len(g) > 1:
+            seed = r.seed if r.seed is not None else int(r.name[len(r.group) + 5:] or base_seed)
+            r = replace(r, seed=seed, seeds=len(g), map_std=_std([x.map for x in g]),
+                        map50_std=_std([x.map50 for x in g]))
+        out.append(r)
+    return out
+
+
+def _std(xs) -> float:
+    """Sample std (ddof 1) of two or more numbers."""
+    m = sum(xs) / len(xs)
+    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5
 
 
 def as_rows(records) -> list[ResultRow]:

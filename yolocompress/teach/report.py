@@ -77,6 +77,8 @@ class _Collected:
     penalty: list = field(default_factory=list)
     timed: list = field(default_factory=list)
     records: list = field(default_factory=list)   # ResultRow: the rows of docs/results.json
+    control_for: dict = field(default_factory=dict)  # {results.json name: spec id of its same-epoch control}
+    cliff: list = field(default_factory=list)     # the ladder's rows, before and after finetuning (``_cliff_row``)
     trained: dict = field(default_factory=dict)   # {run name: Stage}
     sparse: dict = field(default_factory=dict)    # {legend: Stage}: the sparse table's runs
     tables: dict = field(default_factory=dict)    # {pack table name: DataFrame}
@@ -102,6 +104,8 @@ class _Collected:
             s = stage.extra["settings"]
             self.kd.append(stage.row | {"finetune": s["kind"] or "plain", "seed": spec.facts["seed"],
                                         "weight": s["weight"], "T": s["T"]})
+        if "line" in spec.facts:
+            self.cliff.append(_cliff_row(spec, stage))
         if spec.is_prune:
             self._add_prune(spec, stage)
         elif spec.label or spec.record:
@@ -113,7 +117,7 @@ class _Collected:
         an already pruned model."""
         if any(r["model"] == stage.row["model"] for r in self.before):
             return
-        if spec.call == "prune":
+        if "plan" in spec.tags:
             self.plans[stage.name] = stage.extra["plan"]
         self.add(stage.row | {"stage": spec.label}, stage.model, before=True)
 
@@ -127,7 +131,32 @@ class _Collected:
         elif not any(r["model"] == stage.row["model"] for r, _ in self.timed):
             self.timed.append((dict(stage.row), stage.model))
         if spec.record:
-            self.records += _records(spec, stage, done, shown)
+            self._add_record(_record(spec, stage, done), spec.control if spec.record == PRUNED else None)
+
+    def _add_record(self, rec: ResultRow, control: str | None) -> None:
+        """One row per model: a model two specs name (a ladder rung that is also the KD target's
+        plain seed run) keeps its first row, with what the later spec states filled in."""
+        k = next((i for i, r in enumerate(self.records) if r.name == rec.name), None)
+        if k is None:
+            self.records.append(rec)
+        else:
+            old = self.records[k]
+            self.records[k] = replace(old, **{f: getattr(rec, f) for f in ("distill", "seed", "gradual", "kd_weight",
+                                                                            "kd_T", "kd_target", "ladder")
+                                              if getattr(old, f) is None})
+        if control and rec.name not in self.control_for:
+            self.control_for[rec.name] = control
+
+    def results(self) -> list[ResultRow]:
+        """The results.json rows: each same-epoch control with the list of the models it controls,
+        and the std over seeds on every run of a seed group (``pl.seed_groups``)."""
+        names = {i: self.done[i].row["model"] for i in set(self.control_for.values())}
+        of: dict[str, list] = {}
+        for name, control in self.control_for.items():
+            of.setdefault(names[control], []).append(name)
+        rows = [replace(r, control_of=of.get(r.name, [])) if r.kind == CONTROL_SAME_EPOCHS else r
+                for r in self.records]
+        return pl.seed_groups(rows)
 
 
 def _main_row(spec: stages.StageSpec, stage: pl.Stage, done: dict) -> dict:
@@ -140,10 +169,9 @@ def _main_row(spec: stages.StageSpec, stage: pl.Stage, done: dict) -> dict:
     return row
 
 
-def _records(spec: stages.StageSpec, stage: pl.Stage, done: dict, shown: bool) -> list[ResultRow]:
-    """The stage's results.json row - with what its spec states (seed, distillation, gradual steps)
-    and, for a KD seed run, the KD weight and T it ran at and its target - followed, for a prune shown
-    in the main table, by its same-epoch control's row."""
+def _record(spec: stages.StageSpec, stage: pl.Stage, done: dict) -> ResultRow:
+    """The stage's results.json row, with what its spec states (seed, distillation, gradual steps)
+    and, for a KD seed run, the KD weight and T it ran at and its target."""
     facts = spec.facts
     control_of = done[spec.control_of].row["model"] if spec.control_of else None
     rec = pl.record(stage, spec.record, control_of=control_of, distill=facts.get("distill"), seed=facts.get("seed"))
@@ -152,23 +180,44 @@ def _records(spec: stages.StageSpec, stage: pl.Stage, done: dict, shown: bool) -
     if "kd-seed" in spec.tags:
         s = stage.extra["settings"]
         rec = replace(rec, kd_weight=s["weight"], kd_T=s["T"], kd_target=done[dict(spec.inputs)["pruned"]].name)
-    out = [rec]
-    if shown and spec.record == PRUNED and spec.control:
-        out.append(pl.record(done[spec.control], CONTROL_SAME_EPOCHS, control_of=rec.name))
-    return out
+    if "line" in facts:
+        rec = replace(rec, ladder=f"{facts['line']} {facts['rung']}")
+    return rec
+
+
+def _cliff_row(spec: stages.StageSpec, stage: pl.Stage) -> dict:
+    """A row of the cliff table: the ladder line and rung of a prune, before or after finetuning."""
+    r = stage.row
+    return {"line": spec.facts["line"], "rung": spec.facts["rung"], "stage": "before" if spec.is_prune else "after",
+            "model": r["model"], "params": r["params"], "GFLOPs": r["GFLOPs"], "map50": r["map50"], "map": r["map"]}
+
+
+def cliff_table(rows: list[dict], records: list[ResultRow]) -> pd.DataFrame:
+    """The cliff rows with the std over seeds of each finetuned rung that ran over seeds (from the
+    results.json rows' seed groups; NaN elsewhere)."""
+    df = pd.DataFrame(rows, columns=["line", "rung", "stage", "model", "params", "GFLOPs", "map50", "map"])
+    by_name = {r.name: r for r in records}
+    for m in ("map", "map50"):
+        df[f"{m}_std"] = [getattr(by_name.get(n), f"{m}_std", None) for n in df["model"]]
+    df["seeds"] = [getattr(by_name.get(n), "seeds", None) for n in df["model"]]
+    return df.astype({"map_std": float, "map50_std": float})
 
 
 def _penalty_row(spec: stages.StageSpec, stage: pl.Stage) -> dict:
-    """A row of the penalty table (notebook 03's slider): the run's s and length, as its spec states them."""
-    kw = spec.kwargs
-    return {"s": kw["s"], "run": stage.name, "epochs": kw["epochs"], "map50": stage.row["map50"],
-            "map": stage.row["map"], **sparsity_stats(penalised_gammas(stage.model))}
+    """A row of the penalty table (notebook 03's slider): the run's optimizer, lr, s and length, as
+    its spec states them, and where its gammas went."""
+    kw, facts = spec.kwargs, spec.facts
+    return {"s": kw["s"], "optimizer": facts.get("optimizer"), "lr": facts.get("lr"), "run": stage.name,
+            "epochs": kw["epochs"], "map50": stage.row["map50"], "map": stage.row["map"],
+            "min_map50_during": float(stage.history["map50"].min()) if "map50" in stage.history else None,
+            **sparsity_stats(penalised_gammas(stage.model))}
 
 
 def _kd_sweep_row(spec: stages.StageSpec, stage: pl.Stage, done: dict) -> dict:
     """A row of the KD weight/T sweep, with the prune it finetunes (``kd_target``)."""
     kw = spec.kwargs
-    return {"finetune": kw["kind"], "weight": kw["weight"], "T": kw["temperature"], "seed": spec.facts["seed"],
+    return {"finetune": kw["kind"], "weight": kw["weight"], "T": kw["temperature"], "margin": kw.get("margin", 0.0),
+            "seed": spec.facts["seed"],
             "run": stage.name, "map50": stage.row["map50"], "map": stage.row["map"], "time_s": stage.row["time_s"],
             "kd_target": done[dict(spec.inputs)["pruned"]].name}
 
@@ -189,7 +238,9 @@ def run_all(pc: pl.PipelineConfig, docs: Path, readme: Path | None = None, start
     timing = _remeasure_latency(pc, c.timed)
     table = _stage_table(c)
     _figures(docs, specs, c, table, pd.DataFrame(c.before))
-    records = _latency_synced(c.records, [row for row, _ in c.timed])
+    records = _latency_synced(c.results(), [row for row, _ in c.timed])
+    c.tables["cliff"] = cliff_table(c.cliff, records)
+    _cliff_figure(c.tables["cliff"], records).savefig(docs / "cliff.png", dpi=120, bbox_inches="tight")
     _write_pack(docs, c)
     doc = _Doc(pc, c, table, records, timing, time.time() - t_start, jobs)
     atomic_write_text(docs / "results.md", _markdown(doc))
@@ -204,8 +255,9 @@ def _stage_table(c: _Collected) -> pd.DataFrame:
     against its own same-epoch control (the chain's, unless its spec names another)."""
     table = pl.results_table([pl.Stage("", c.done["baseline"].model, row=r) for r in c.rows])
     table["stage"] = [r["stage"] for r in c.rows]
-    table["control map50"] = [c.done[i].row["map50"] for i in c.controls]
-    table["map50 vs control"] = table["map50"] - table["control map50"]
+    for m in ("map", "map50"):
+        table[f"control {m}"] = [c.done[i].row[m] for i in c.controls]
+        table[f"{m} vs control"] = table[m] - table[f"control {m}"]
     return table
 
 
@@ -290,6 +342,16 @@ def _figures(docs: Path, specs: list[stages.StageSpec], c: _Collected, table: pd
     plt.close("all")
 
 
+def _cliff_figure(cliff: pd.DataFrame, records: list[ResultRow]):
+    """docs/cliff.png from the cliff table, the chain's same-epoch control (mean +- std over its
+    seeds) and the from-scratch controls of the ladder's seed budgets."""
+    rows = pl.as_rows(records)
+    ctl = next((r for r in rows if r.kind == CONTROL_SAME_EPOCHS), None)
+    control = {"GFLOPs": ctl.gflops, "map": ctl.map, "map_std": ctl.map_std} if ctl else None
+    scratch = pd.DataFrame([{"GFLOPs": r.gflops, "map": r.map} for r in rows if r.kind == CONTROL_SCRATCH])
+    return viz.plot_cliff(cliff, control, scratch)
+
+
 # the legend groups of pareto.png's left panel
 BASELINE_GROUP, SPARSE_GROUP, CONTROL_GROUP = "baseline", "sparse, unpruned", "same-epoch control"
 SCRATCH_GROUP, PRUNED_GROUP, KD_GROUP = "pruned architecture from scratch", "pruned + finetune", "pruned + finetune with KD"
@@ -335,8 +397,9 @@ def _training_curve(docs: Path, base, chosen, c: _Collected) -> None:
     n_base, n_sparse = base.row["epochs"], chosen.row["epochs"]
     chain = [(0, base.history), (n_base, chosen.history)]
     chains = {"baseline -> sparse": chain}
-    for r in c.records:     # the same-epoch control and each prune finetuned without KD, one seed
-        if r.kind in (PRUNED, CONTROL_SAME_EPOCHS) and not r.distill and r.seed is None:
+    shown = {row["model"] for row in c.rows}
+    for r in c.records:     # the same-epoch control and each prune of the stage table finetuned without KD, one seed
+        if r.kind in (PRUNED, CONTROL_SAME_EPOCHS) and not r.distill and r.seed in (None, 0) and r.name in shown:
             chains[r.name] = [(n_base + n_sparse, c.trained[r.name].history)]
     viz.plot_total_epochs(chains).savefig(docs / "training_curve.png", dpi=120, bbox_inches="tight")
 
@@ -345,19 +408,49 @@ def _training_curve(docs: Path, base, chosen, c: _Collected) -> None:
 
 def _controls(rows: list[ResultRow]) -> dict[str, ResultRow]:
     """{name of a model: the row of its same-epoch control}."""
-    return {r.control_of: r for r in rows if r.kind == CONTROL_SAME_EPOCHS}
+    return {name: r for r in rows if r.kind == CONTROL_SAME_EPOCHS for name in r.controls}
+
+
+def noise(rows: list[ResultRow], *names: str, metric: str = "map") -> float | None:
+    """The seed std a difference in ``metric`` between the rows ``names`` must exceed to count: the
+    larger std of their seed groups; for rows that never ran over seeds, the largest std measured
+    for any seed group (the best estimate of run-to-run noise there is); None without any seeds."""
+    std = f"{metric}_std"
+    own = [getattr(r, std) for r in rows if r.name in names and getattr(r, std) is not None]
+    if own:
+        return max(own)
+    every = [getattr(r, std) for r in rows if getattr(r, std) is not None]
+    return max(every) if every else None
+
+
+def _differs(diff: float, tol: float | None) -> str:
+    """Whether a difference counts: "" when it exceeds the noise ``tol``, else a parenthesis saying it is within it."""
+    if tol is None:
+        return " (one seed: no std to judge it by)"
+    return "" if abs(diff) > tol else f" (within the seed std {tol:.3f}: no difference shown)"
+
+
+def _maps(r: ResultRow) -> str:
+    """"mAP@0.5:0.95 0.801 (mAP@0.5 0.986)": the headline metric with mAP@0.5 beside it."""
+    return f"mAP@0.5:0.95 {r.map:.3f} (mAP@0.5 {r.map50:.3f})"
 
 
 def headline(records, baseline_gflops: float, min_cut: float = 0.8,
-             max_drop: float = 0.01) -> tuple[ResultRow, ResultRow] | None:
+             max_drop: float | None = None) -> tuple[ResultRow, ResultRow] | None:
     """(row, its control's row) of the smallest pruned + finetuned model (no distillation) whose
-    mAP@0.5 is within ``max_drop`` of its same-epoch control, among those with at least ``min_cut``
-    fewer GFLOPs than the baseline; None when there is none (results.md then says so). The factor
-    1 + 1e-9 lets a model at exactly the cut pass despite the rounding of (1 - min_cut) * baseline_gflops."""
+    mAP@0.5:0.95 is not below its same-epoch control's by more than ``max_drop`` (None: the seed
+    std measured for the pair, ``noise``; 0.01 when no run had seeds), among those with at least
+    ``min_cut`` fewer GFLOPs than the baseline; None when there is none (results.md then says so).
+    The factor 1 + 1e-9 lets a model at exactly the cut pass despite the rounding of
+    (1 - min_cut) * baseline_gflops."""
     rows = pl.as_rows(records)
     controls = _controls(rows)
-    ok = [r for r in rows if r.kind == PRUNED and not r.distill and r.name in controls
-          and r.gflops <= (1 - min_cut) * baseline_gflops * (1 + 1e-9) and r.map50 >= controls[r.name].map50 - max_drop]
+
+    def close(r: ResultRow) -> bool:
+        tol = max_drop if max_drop is not None else noise(rows, r.name, controls[r.name].name)
+        return r.map >= controls[r.name].map - (0.01 if tol is None else tol)
+    ok = [r for r in rows if r.kind == PRUNED and not r.distill and r.name in controls and r.seed in (None, 0)
+          and r.gflops <= (1 - min_cut) * baseline_gflops * (1 + 1e-9) and close(r)]
     if not ok:
         return None
     best = min(ok, key=lambda r: r.gflops)
@@ -369,46 +462,84 @@ def _summary(records) -> str:
     rows = pl.as_rows(records)
     chain = next((r.name for r in rows if r.kind == pl.SPARSE), None)   # the seed's (uniform) sparse model
     budget = {r.importance: r for r in rows if r.kind == PRUNED and r.target_gflops and not r.distill
-              and r.seed is None and r.sparse_model in (None, chain)}
+              and r.seed in (None, 0) and r.sparse_model in (None, chain) and r.blocks_dropped
+              and r.name in _budget_names(rows)}
     one_shot = budget.get("gamma-per-flop")
-    lines = [*_headline_lines(rows), *_budget_lines(budget), *_weighting_lines(rows, one_shot, chain),
-             *_gradual_lines(rows, one_shot), *_scratch_lines(rows), *_kd_lines(rows)]
+    lines = [*_headline_lines(rows), *_cliff_lines(rows), *_budget_lines(budget),
+             *_weighting_lines(rows, one_shot, chain), *_gradual_lines(rows, one_shot), *_scratch_lines(rows),
+             *_kd_lines(rows)]
     return "\n".join(lines)
 
 
+def _budget_names(rows: list[ResultRow]) -> set[str]:
+    """The prunes to the chain's budget (the smallest target_gflops that more than one ranking reached)."""
+    by_target: dict[float, set] = {}
+    for r in rows:
+        if r.kind == PRUNED and r.target_gflops and not r.distill:
+            by_target.setdefault(round(r.target_gflops, 9), set()).add(r.importance)
+    shared = [t for t, imps in by_target.items() if len(imps) > 1]
+    return {r.name for r in rows if r.target_gflops and round(r.target_gflops, 9) in shared}
+
+
 def _headline_lines(rows: list[ResultRow]) -> list[str]:
-    """The smallest prune within a point of its control, or the largest cut that stays within it."""
+    """The smallest prune within the seed std of its control, or the largest cut that stays within it."""
     base = next(r for r in rows if r.kind == pl.BASELINE)
     h = headline(rows, base.gflops)
     if h:
         r, ctl = h
         return [f"- **{r.name}** has {1 - r.gflops / base.gflops:.0%} fewer GFLOPs and "
-                f"{1 - r.params / base.params:.0%} fewer parameters than the baseline at mAP@0.5 "
-                f"{r.map50:.3f}, against {ctl.map50:.3f} for its same-epoch control ({_signed(r.map50 - ctl.map50)})."]
-    lines = ["- No prune with at least 80% fewer GFLOPs stays within 1 point of its same-epoch control here."]
+                f"{1 - r.params / base.params:.0%} fewer parameters than the baseline at {_maps(r)}, "
+                f"against {_maps(ctl)} for its same-epoch control ({_signed(r.map - ctl.map)} mAP@0.5:0.95)."]
+    lines = ["- No prune with at least 80% fewer GFLOPs stays within the seed std of its same-epoch control "
+             "on mAP@0.5:0.95 here."]
     best = headline(rows, base.gflops, min_cut=0.0)
     if best:
         r, ctl = best
-        lines.append(f"- The largest cut within 1 point: **{r.name}**, {1 - r.gflops / base.gflops:.0%} "
-                     f"fewer GFLOPs at mAP@0.5 {r.map50:.3f} against {ctl.map50:.3f} ({_signed(r.map50 - ctl.map50)}).")
+        lines.append(f"- The largest cut within it: **{r.name}**, {1 - r.gflops / base.gflops:.0%} "
+                     f"fewer GFLOPs at {_maps(r)} against {_maps(ctl)} ({_signed(r.map - ctl.map)}).")
     return lines
+
+
+def _cliff_lines(rows: list[ResultRow]) -> list[str]:
+    """Where each ladder line falls off: the smallest budget whose finetuned prune stays within the
+    noise of the control on mAP@0.5:0.95, and the first below it (lines named by strategy and blocks)."""
+    controls = _controls(rows)
+    ladder = [r for r in rows if r.kind == PRUNED and r.target_gflops and not r.distill and r.seed in (None, 0)
+              and r.name in controls and not r.gradual]
+    lines: dict[tuple, list[ResultRow]] = {}
+    for r in ladder:
+        lines.setdefault((r.strategy, r.blocks_dropped, r.importance, r.sparse_model), []).append(r)
+    out = []
+    for (strategy, blocks, _, _), rs in lines.items():
+        if len(rs) < 2:
+            continue
+        rs.sort(key=lambda r: -r.gflops)
+        ctl = controls[rs[0].name]
+        held = [r for r in rs if r.map >= ctl.map - (noise(rows, r.name, ctl.name) or 0.01)]
+        fell = [r for r in rs if r not in held]
+        name = strategy + (f" + {blocks} blocks" if blocks else "")
+        last = f"holds the control's mAP@0.5:0.95 ({ctl.map:.3f}) down to {held[-1].gflops:.4f} GFLOPs" if held \
+            else f"is below the control's mAP@0.5:0.95 ({ctl.map:.3f}) at every budget"
+        first = (f"; at {fell[0].gflops:.4f} GFLOPs it reads {fell[0].map:.3f} ({_signed(fell[0].map - ctl.map)})"
+                 if fell else "; no budget of the ladder pushed it over the edge")
+        out.append(f"- The cliff, {name}: it {last}{first}.")
+    return out
 
 
 def _budget_lines(budget: dict[str, ResultRow]) -> list[str]:
     """The channel rankings pruned to one GFLOPs budget and finetuned alike ({importance: row})."""
     if len(budget) < 2:
         return []
-    parts = ", ".join(f"{imp} {r.map50:.3f} ({r.gflops:.4f} GFLOPs)" for imp, r in budget.items())
-    per_flop, plain = budget.get("gamma-per-flop"), budget.get("gamma")
-    why = (": ranking by |gamma| alone spends the budget on costly high-resolution channels"
-           if (per_flop.map50 if per_flop else 0) > (plain.map50 if plain else 1) else "")
-    return [f"- Pruned to the same GFLOPs budget and finetuned alike, the channel rankings reach mAP@0.5 {parts}{why}."]
+    parts = ", ".join(f"{imp} {r.map:.3f} ({r.gflops:.4f} GFLOPs)" for imp, r in budget.items())
+    return [f"- Pruned to the same GFLOPs budget and finetuned alike, the channel rankings reach "
+            f"mAP@0.5:0.95 {parts}."]
 
 
 def _vs_control(row: ResultRow, controls: dict, which: str) -> str:
-    """", -0.012 against <which> (0.780)" for a row with a control in ``controls`` ({name: control row}), else ""."""
+    """", -0.012 against <which> (0.780)" on mAP@0.5:0.95 for a row with a control in ``controls``
+    ({name: control row}), else ""."""
     ctl = controls.get(row.name)
-    return f", {_signed(row.map50 - ctl.map50)} against {which} ({ctl.map50:.3f})" if ctl else ""
+    return f", {_signed(row.map - ctl.map)} against {which} ({ctl.map:.3f})" if ctl else ""
 
 
 def _weighting_lines(rows: list[ResultRow], uniform: ResultRow | None, chain: str | None) -> list[str]:
@@ -420,9 +551,9 @@ def _weighting_lines(rows: list[ResultRow], uniform: ResultRow | None, chain: st
     out = []
     for w in (r for r in rows if r.kind == PRUNED and r.sparse_model in branches and not r.distill):
         vs = _vs_control(w, controls, "its own same-epoch control")
-        than = f", against {uniform.map50:.3f} from the uniform penalty" if uniform else ""
+        than = f", against {uniform.map:.3f} from the uniform penalty" if uniform else ""
         out.append(f"- With the sparsity penalty weighted by each channel's FLOPs ({w.sparse_model}), the same "
-                   f"budget prune ({w.gflops:.4f} GFLOPs) finetunes to mAP@0.5 {w.map50:.3f}{than}{vs}.")
+                   f"budget prune ({w.gflops:.4f} GFLOPs) finetunes to mAP@0.5:0.95 {w.map:.3f}{than}{vs}.")
     return out
 
 
@@ -432,9 +563,9 @@ def _gradual_lines(rows: list[ResultRow], one_shot: ResultRow | None) -> list[st
     out = []
     for g in (r for r in rows if r.kind == PRUNED and r.gradual):
         vs = _vs_control(g, controls, "the same-epoch control")
-        than = f", against {one_shot.map50:.3f} pruned in one shot" if one_shot else ""
+        than = f", against {one_shot.map:.3f} pruned in one shot" if one_shot else ""
         out.append(f"- Pruned to the budget in steps ({g.gradual}), the model ({g.gflops:.4f} GFLOPs) "
-                   f"finetunes to mAP@0.5 {g.map50:.3f}{than}{vs}.")
+                   f"finetunes to mAP@0.5:0.95 {g.map:.3f}{than}{vs}.")
     return out
 
 
@@ -443,35 +574,38 @@ def _scratch_lines(rows: list[ResultRow]) -> list[str]:
     out = []
     for sc in (r for r in rows if r.kind == CONTROL_SCRATCH):
         pr = next(r for r in rows if r.name == sc.control_of)
+        gain = pr.map - sc.map
         out.append(f"- Trained from scratch for the same {sc.epochs_total} epochs, the architecture of "
-                   f"{pr.name} reaches {sc.map50:.3f} against {pr.map50:.3f} pruned + finetuned "
-                   f"({_signed(pr.map50 - sc.map50)} for inheriting the weights).")
+                   f"{pr.name} reaches {_maps(sc)} against {_maps(pr)} pruned + finetuned: "
+                   f"{_signed(gain)} mAP@0.5:0.95 for inheriting the weights{_differs(gain, noise(rows, pr.name, sc.name))}.")
     return out
 
 
 def _kd_lines(rows: list[ResultRow]) -> list[str]:
-    """Plain finetuning of the KD target over its seeds against the control, and each KD kind against plain."""
-    kd = pd.DataFrame([{"finetune": r.distill or "plain", "map50": r.map50} for r in rows
-                       if r.kind == PRUNED and r.seed is not None])   # the KD seed runs
-    means = kd.groupby("finetune")["map50"].agg(["mean", "std", "count"]) if len(kd) else pd.DataFrame()
-    if "plain" not in means.index:
+    """Plain finetuning of the KD target over its seeds against the control, and each KD kind against
+    plain, on mAP@0.5:0.95 (mAP@0.5 beside it)."""
+    kd = pd.DataFrame([{"finetune": r.distill or "plain", "map50": r.map50, "map": r.map} for r in rows
+                       if r.kind == PRUNED and r.kd_target is not None])
+    if not len(kd) or "plain" not in set(kd["finetune"]):
         return []
-    control_map50 = next(r.map50 for r in rows if r.kind == CONTROL_SAME_EPOCHS)
+    means = kd.groupby("finetune")[["map", "map50"]].agg(["mean", "std", "count"])
+    ctl = next(r for r in rows if r.kind == CONTROL_SAME_EPOCHS)
     plain = means.loc["plain"]
-    lines = [f"- On the distillation target, plain finetuning reaches {_mean_std(plain)}, "
-             f"{_signed(plain['mean'] - control_map50)} against the same-epoch control ({control_map50:.3f})."]
+    lines = [f"- On the distillation target, plain finetuning reaches mAP@0.5:0.95 {_mean_std(plain['map'])} "
+             f"(mAP@0.5 {plain['map50']['mean']:.3f}), {_signed(plain['map']['mean'] - ctl.map)} against the "
+             f"same-epoch control ({ctl.map:.3f})."]
     for kind in (k for k in KD_KINDS if k in means.index):
         m = means.loc[kind]
-        gain, noise = m["mean"] - plain["mean"], max(m["std"], plain["std"])
-        if not noise == noise:            # one seed: no std to judge a difference by
-            lines.append(f"- KD ({kind}): {_mean_std(m)}, {_signed(gain)} against plain; with one seed "
-                         "there is no std to tell a difference from noise.")
+        gain, tol = m["map"]["mean"] - plain["map"]["mean"], max(m["map"]["std"], plain["map"]["std"])
+        if not tol == tol:            # one seed: no std to judge a difference by
+            lines.append(f"- KD ({kind}): mAP@0.5:0.95 {_mean_std(m['map'])}, {_signed(gain)} against plain; "
+                         "with one seed there is no std to tell a difference from noise.")
             continue
-        verdict = ("beats plain finetuning by more than the larger std" if gain > noise else
-                   "falls below plain finetuning by more than the larger std" if gain < -noise else
+        verdict = ("beats plain finetuning by more than the larger std" if gain > tol else
+                   "falls below plain finetuning by more than the larger std" if gain < -tol else
                    "is within the larger std of plain finetuning: no difference shown")
-        lines.append(f"- KD ({kind}): {_mean_std(m)}, {_signed(gain)} against plain: it {verdict} "
-                     f"({noise:.3f}).")
+        lines.append(f"- KD ({kind}): mAP@0.5:0.95 {_mean_std(m['map'])} (mAP@0.5 {m['map50']['mean']:.3f}), "
+                     f"{_signed(gain)} against plain: it {verdict} ({tol:.3f}).")
     return lines
 
 
@@ -535,7 +669,8 @@ def _conditions_text(t: dict) -> str:
 
 def _markdown(d: _Doc) -> str:
     """results.md: its sections in order, each written from the gathered stages."""
-    sections = [_md_intro, _md_stages, _md_sparse, _md_penalty, _md_before, _md_importance, _md_distillation]
+    sections = [_md_intro, _md_stages, _md_cliff, _md_sparse, _md_penalty, _md_before, _md_importance,
+                _md_distillation]
     return "\n".join(section(d) for section in sections)
 
 
@@ -571,7 +706,7 @@ are in [pack/](pack/).
 def _md_stages(d: _Doc) -> str:
     """The main table of every trained stage and its figures."""
     cols = ["stage", "model", "epochs_total", "params", "GFLOPs", "GFLOPs ratio", "latency_ms", "latency ratio",
-            "map50", "map50 vs control", "map", "time_s"]
+            "map", "map vs control", "map50", "map50 vs control", "time_s"]
     return f"""## All stages
 
 {_fmt_table(d.table, [c for c in cols if c in d.table])}
@@ -579,6 +714,31 @@ def _md_stages(d: _Doc) -> str:
 ![training curve](training_curve.png)
 ![Pareto front](pareto.png)
 ![latency vs GFLOPs](latency_vs_gflops.png)
+"""
+
+
+def _md_cliff(d: _Doc) -> str:
+    """The ladder: every line at every budget, before and after finetuning, with the seed std where it ran."""
+    df = d.c.tables["cliff"]
+    if not len(df):
+        return ""
+    after = df[df["stage"] == "after"].drop(columns="stage")
+    before = df[df["stage"] == "before"][["line", "rung", "map50", "map"]].rename(
+        columns={"map50": "map50 before", "map": "map before"})
+    table = after.merge(before, on=["line", "rung"], how="left").astype({"map_std": object, "map50_std": object,
+                                                                         "seeds": object})
+    table = table.where(table.notna(), "-")
+    cols = ["line", "rung", "model", "GFLOPs", "map", "map_std", "map50", "map50_std", "seeds", "map before", "map50 before"]
+    return f"""## The cliff: each strategy down a ladder of GFLOPs budgets
+
+Each line of the ladder pruned to {", ".join(d.pc.cliff_budgets)} of the GFLOPs (where it can reach the
+budget: conservative never cuts the residual-tied convs) and layer pruning alone at
+{", ".join(map(str, d.pc.cliff_blocks))} blocks, every prune finetuned {d.pc.finetune_epochs} epochs beside the same-epoch
+control; `map_std` where a rung ran over seeds {list(d.pc.kd_seeds)}; `before` is the prune before finetuning.
+
+{_fmt_table(table, [c for c in cols if c in table])}
+
+![cliff](cliff.png)
 """
 
 
@@ -603,12 +763,16 @@ cheap deep channels get less than s, down to {w_lo:.2f} s, the costly high-resol
 
 def _md_penalty(d: _Doc) -> str:
     """The short constant-penalty runs over s (notebook 03's slider)."""
-    penalty_cols = ["s", "epochs", "map50", "map", "gamma_lt_1e-2", "gamma_lt_1e-3"]
+    penalty_cols = ["optimizer", "lr", "s", "epochs", "map", "map50", "min_map50_during", "gamma_lt_1e-2",
+                    "gamma_lt_1e-3", "gamma_median"]
     return f"""## The penalty s: from too weak to too strong
 
-Constant schedule, {d.pc.sparse_epochs // 3 or 1} epochs from the baseline for each s (notebook 03's slider):
+Constant schedule, {stages.penalty_epochs(d.pc)} epochs from the baseline for each s (notebook 03's slider), with
+the pipeline's optimizer and, below it, SGD: under AdamW s is a threshold on each gamma's gradient RMS and the
+learning rate sets how fast gammas fall; under SGD s is a rate (benchmarks/penalty_rule.py).
+`min_map50_during` is the lowest validation mAP@0.5 the run passed through:
 
-{_fmt_table(d.c.tables["penalty"], penalty_cols)}
+{_fmt_table(d.c.tables["penalty"], [c for c in penalty_cols if c in d.c.tables["penalty"]])}
 """
 
 
@@ -658,9 +822,9 @@ def _md_distillation(d: _Doc) -> str:
     control_map50 = next(r.map50 for r in d.records if r.kind == CONTROL_SAME_EPOCHS)
     return f"""## Distillation while finetuning `{d.c.done["prune/kd-target"].name}`
 
-First a sweep of the KD weight and temperature T (seed {pc.kd_seeds[0]}, {pc.finetune_epochs} epochs each):
+First a sweep of the KD weight, temperature T and (bounded) margin, the best of each kind picked on mAP@0.5:0.95 (seed {pc.kd_seeds[0]}, {pc.finetune_epochs} epochs each):
 
-{_fmt_table(d.c.tables["kd-sweep"], ["finetune", "weight", "T", "map50", "map", "time_s"])}
+{_fmt_table(d.c.tables["kd-sweep"], ["finetune", "weight", "T", "margin", "map", "map50", "time_s"])}
 
 Each kind's best setting then ran over seeds {list(pc.kd_seeds)} beside plain finetuning (the seed-{pc.kd_seeds[0]}
 run took part in choosing the setting, which favours KD slightly). The same-epoch control scores
@@ -681,29 +845,32 @@ README_START, README_END = "<!-- results:start (make results writes this block f
 
 
 def _readme_row(r: ResultRow, base: ResultRow, ctl: ResultRow | None) -> str:
-    """One line of the README's results table (``ctl``: the control it is compared with, if any)."""
-    vs = _signed(r.map50 - ctl.map50) if ctl else ""
+    """One line of the README's results table (``ctl``: the control it is compared with, if any):
+    mAP@0.5:0.95 (with its seed std where it ran over seeds), mAP@0.5, and the difference to the control."""
+    vs = _signed(r.map - ctl.map) if ctl else ""
     what = r.kind + (f" of {r.control_of}" if r.control_of and r.kind == CONTROL_SCRATCH else "")
+    m = f"{r.map:.3f}" + (f" +- {r.map_std:.3f}" if r.map_std is not None else "")
     return (f"| {r.name} | {what} | {r.epochs_total} | {r.params / 1e6:.2f} M | {r.gflops:.3f} "
-            f"({r.gflops / base.gflops - 1:+.0%}) | {r.latency_ms:.1f} ms | {r.map50:.3f} | {vs} |")
+            f"({r.gflops / base.gflops - 1:+.0%}) | {r.latency_ms:.1f} ms | {m} | {r.map50:.3f} | {vs} |")
 
 
 def readme_block(records) -> str:
     """The README's results table and "what the numbers say", both from the rows of results.json
-    (one seed per model: the KD seeds are summarised in the last lines)."""
+    (one row per model at the pipeline's seed, the cliff's own rungs left to results.md: the seeds
+    and the ladder are summarised in the lines below the table)."""
     rows = pl.as_rows(records)
     base = next(r for r in rows if r.kind == pl.BASELINE)
     controls = _controls(rows)
     control = next(r for r in rows if r.kind == CONTROL_SAME_EPOCHS)
     shown, seen = [], set()
     for r in rows:
-        if r.name in seen or r.seed not in (None, 0):
+        if r.name in seen or r.seed not in (None, 0) or r.ladder:
             continue
         seen.add(r.name)
         same_epochs = r.kind == PRUNED and r.epochs_total == control.epochs_total
         shown.append(_readme_row(r, base, controls.get(r.name) or (control if same_epochs else None)))
-    head = ["| model | kind | epochs | params | GFLOPs (vs baseline) | latency | mAP@0.5 | vs same-epoch control |",
-            "|---|---|---|---|---|---|---|---|"]
+    head = ["| model | kind | epochs | params | GFLOPs (vs baseline) | latency | mAP@0.5:0.95 | mAP@0.5 "
+            "| mAP@0.5:0.95 vs same-epoch control |", "|---|---|---|---|---|---|---|---|---|"]
     return "\n".join([README_START, *head, *shown, "", "What the numbers say:", "",
                       _summary(rows), README_END])
 

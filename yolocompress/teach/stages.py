@@ -104,11 +104,28 @@ def _chain(pc: pl.PipelineConfig) -> list[StageSpec]:
                 label=f"sparse ({chosen})", legend=chosen, record=pl.SPARSE)]
     out += [spec(f"sparse/{s}", "sparse", {"base": "baseline"}, {"schedule"}, args={"schedule": s}, legend=s)
             for s in SCHEDULES if s != chosen]
-    short = pc.sparse_epochs // 3 or 1
-    out += [spec(f"penalty/{s:g}", "sparse", {"base": "baseline"}, {"penalty"},
-                 args={"schedule": "constant", "s": s, "epochs": short}) for s in pc.penalty_values]
-    return out + [spec("control", "control_same_epochs", {"source": "sparse"}, {"chain"},
-                       label="control: unpruned, same total epochs")]
+    return out + _penalties(pc) + [spec("control", "control_same_epochs", {"source": "sparse"}, {"chain"},
+                                        label="control: unpruned, same total epochs", record=pl.CONTROL_SAME_EPOCHS)]
+
+
+def penalty_epochs(pc: pl.PipelineConfig) -> int:
+    """Epochs of each constant-penalty run: half the sparse run's (at least 1) unless set."""
+    return pc.penalty_epochs or pc.sparse_epochs // 2 or 1
+
+
+def _penalties(pc: pl.PipelineConfig) -> list[StageSpec]:
+    """The constant-penalty runs from the baseline: each s of ``pc.penalty_values`` with the
+    pipeline's optimizer (notebook 03's slider), then each (s, lr) of ``pc.penalty_sgd`` under SGD,
+    where s is a rate rather than a threshold (benchmarks/penalty_rule.py)."""
+    epochs, base = penalty_epochs(pc), {"base": "baseline"}
+    args = {"schedule": "constant", "epochs": epochs}
+    out = [spec(f"penalty/{s:g}", "sparse", base, {"penalty"}, args=args | {"s": s},
+                fields={"optimizer": pc.optimizer, "lr": pc.sparse_lr}) for s in pc.penalty_values]
+    if pc.optimizer != "sgd":
+        out += [spec(f"penalty/sgd/{s:g}", "sparse", base, {"penalty"},
+                     args=args | {"s": s, "optimizer": ("sgd", lr)}, fields={"optimizer": "sgd", "lr": lr})
+                for s, lr in pc.penalty_sgd]
+    return out
 
 
 def _chain_prunes(pc: pl.PipelineConfig) -> list[tuple[str, dict]]:
@@ -132,15 +149,8 @@ def _prune_args(strategy, ratio, blocks, budget=None, importance="gamma") -> dic
                 name="layers-only" if strategy == LAYERS_ONLY else None)
 
 
-def has_scratch_control(pc: pl.PipelineConfig, args: dict) -> bool:
-    """The combined prune (``pc.strategy`` at ``pc.ratio`` + ``pc.blocks`` blocks) is also trained from scratch."""
-    return pc.scratch_controls and args["budget"] is None and \
-        (args["strategy"], args["ratio"], args["blocks"]) == (pc.strategy, pc.ratio, pc.blocks)
-
-
 def _prunes(pc: pl.PipelineConfig) -> list[StageSpec]:
-    """Each prune of ``prune_specs`` before and after finetuning, beside the same-epoch control;
-    the combined prune's architecture is also trained from scratch."""
+    """Each prune of ``prune_specs`` before and after finetuning, beside the same-epoch control."""
     out = []
     for pid, args in _chain_prunes(pc):
         tags = {pid.split("/")[0]}
@@ -148,11 +158,63 @@ def _prunes(pc: pl.PipelineConfig) -> list[StageSpec]:
                      label="pruned, no finetune"),
                 spec(f"finetune/{pid}", "finetune", {"pruned": f"prune/{pid}"}, tags, label="pruned + finetune",
                      record=pl.PRUNED, control="control")]
-        if has_scratch_control(pc, args):
-            out.append(spec(f"scratch/{pid}", "control_scratch", {"pruned": f"prune/{pid}"}, tags,
+    return out + _cliff(pc)
+
+
+# the ladder's lines: (name, channel strategy, blocks dropped: None = pc.blocks)
+COMBINED = "combined"
+
+
+def cliff_lines(pc: pl.PipelineConfig) -> list[tuple[str, str, int]]:
+    """(line, strategy, blocks) of every channel line of the ladder: each registered strategy alone,
+    then ``pc.strategy`` with ``pc.blocks`` blocks dropped (channel + layer combined)."""
+    return [(s, s, 0) for s in STRATEGIES] + [(COMBINED, pc.strategy, pc.blocks)]
+
+
+def cliff_args(pc: pl.PipelineConfig, strategy: str, blocks: int, budget: str) -> dict:
+    """``pl.prune`` arguments of a ladder prune: ranked by ``pc.kd_importance`` (the GFLOPs budget
+    prunes' ranking), so the combined line's 20% and 5% rungs are the budget prune and the KD target."""
+    return _prune_args(strategy, pc.ratio, blocks, budget, pc.kd_importance)
+
+
+def _cliff(pc: pl.PipelineConfig) -> list[StageSpec]:
+    """The cliff (issue 37): every line of ``cliff_lines`` pruned to each GFLOPs budget of
+    ``pc.cliff_budgets`` it can reach (``pl.reachable``), and layer pruning alone at each block
+    count of ``pc.cliff_blocks``, each finetuned beside the same-epoch control; at each budget of
+    ``pc.seed_budgets`` the combined prune over the other seeds of ``pc.kd_seeds`` and its
+    architecture trained from scratch. Specs that repeat a chain stage share its run (``waves``)."""
+    out = []
+    for line, strategy, blocks in cliff_lines(pc):
+        for budget in (b for b in pc.cliff_budgets if pl.reachable(pc, strategy, b, blocks)):
+            out += _rung(f"cliff/{line}/{budget}", cliff_args(pc, strategy, blocks, budget), line, budget)
+    for blocks in pc.cliff_blocks:
+        name = "layers-only" if blocks == pc.blocks else f"layers-only-b{blocks}"
+        out += _rung(f"cliff/layers-only/b{blocks}", _prune_args(LAYERS_ONLY, 0.0, blocks) | {"name": name},
+                     "layers-only", f"{blocks} blocks")
+    out += [spec(f"control/seed{seed}", "control_same_epochs", {"source": "sparse"}, {"cliff-seed"},
+                 args={"seed": seed_arg(pc, seed)}, record=pl.CONTROL_SAME_EPOCHS, fields={"seed": seed})
+            for seed in pc.kd_seeds[1:] if pc.seed_budgets]
+    for budget in pc.seed_budgets:
+        rung = f"cliff/{COMBINED}/{budget}"
+        out += [spec(f"finetune/{rung}/seed{seed}", "finetune", {"pruned": f"prune/{rung}"}, {"cliff", "cliff-seed"},
+                     args={"seed": seed_arg(pc, seed)}, record=pl.PRUNED, control=f"control/seed{seed}",
+                     fields={"seed": seed}) for seed in pc.kd_seeds[1:]]
+        if pc.scratch_controls:
+            out.append(spec(f"scratch/{budget}", "control_scratch", {"pruned": f"prune/{rung}"}, {"cliff", "scratch"},
                             label="control: pruned architecture from scratch", record=pl.CONTROL_SCRATCH,
-                            control_of=f"finetune/{pid}"))
+                            control_of=f"finetune/{rung}"))
     return out
+
+
+def _rung(rid: str, args: dict, line: str, rung: str) -> list[StageSpec]:
+    """One prune of the ladder before and after finetuning; ``line`` and ``rung`` (its budget, or
+    its block count) say where it sits in the cliff table and figure. Its rows are in results.json
+    and the cliff table, not in results.md's stage table (which has the chain's prunes)."""
+    tags, facts = {"cliff", line}, {"line": line, "rung": rung}
+    return [spec(f"prune/{rid}", "prune", {"source": "sparse"}, tags, args=args, label="pruned, no finetune",
+                 fields=facts),
+            spec(f"finetune/{rid}", "finetune", {"pruned": f"prune/{rid}"}, tags, record=pl.PRUNED,
+                 control="control", fields=facts)]
 
 
 def gradual_label(pc: pl.PipelineConfig) -> str:
@@ -179,12 +241,15 @@ def _flops_weighted(pc: pl.PipelineConfig) -> list[StageSpec]:
     """Beyond the seed: sparse training whose penalty is weighted by what each channel costs, then
     the uniform chain's budget prune (ranked by |gamma| per FLOP) finetuned alike, beside this sparse
     model's own same-epoch control: one setting differs from the uniform budget row, the weighting."""
+    if not pc.flops_weighted:
+        return []
     sched, own, tags = pc.sparse_schedule, "control/flops", {"flops"}
     return [spec("sparse/flops", "sparse", {"base": "baseline"}, tags | {"schedule"}, args={"weighting": "flops"},
                  label=f"sparse ({sched}, FLOPs-weighted penalty)", legend=f"{sched}, FLOPs-weighted",
                  record=pl.SPARSE, control=own),
             spec(own, "control_same_epochs", {"source": "sparse/flops"}, tags,
-                 label="control: FLOPs-weighted sparse, unpruned, same total epochs", control=own),
+                 label="control: FLOPs-weighted sparse, unpruned, same total epochs", control=own,
+                 record=pl.CONTROL_SAME_EPOCHS),
             spec("prune/flops", "prune", {"source": "sparse/flops"}, tags | {"plan"}, args=flops_weighted_spec(pc),
                  label="pruned, no finetune"),
             spec("finetune/flops", "finetune", {"pruned": "prune/flops"}, tags, label="pruned + finetune",
@@ -197,8 +262,11 @@ def seed_arg(pc: pl.PipelineConfig, seed: int) -> int | None:
 
 
 def kd_sweep_settings(pc: pl.PipelineConfig) -> list[tuple]:
-    """(kind, weight, T) of the distillation sweep, seed ``pc.kd_seeds[0]``."""
-    return [(kind, w, t) for kind in KD_KINDS for w, t in [(pc.distill_weight, pc.temperature), *pc.kd_sweep]]
+    """(kind, weight, T, margin) of the distillation sweep, seed ``pc.kd_seeds[0]``: each kind at the
+    default weight and T and at each of ``pc.kd_sweep``, then bounded KD at each of ``pc.kd_margins``."""
+    out = [(kind, w, t, 0.0) for kind in KD_KINDS for w, t in [(pc.distill_weight, pc.temperature), *pc.kd_sweep]]
+    bounded = [("bounded", pc.distill_weight, pc.temperature, m) for m in pc.kd_margins if "bounded" in KD_KINDS]
+    return out + bounded
 
 
 def _distillation(pc: pl.PipelineConfig) -> list[StageSpec]:
@@ -209,11 +277,11 @@ def _distillation(pc: pl.PipelineConfig) -> list[StageSpec]:
     out = [spec("prune/kd-target", "prune", {"source": "sparse"}, {"kd", "plan"}, args=pl.kd_target_spec(pc),
                 label="pruned, no finetune")]
     sweep = {kind: [] for kind in KD_KINDS}
-    for kind, w, t in kd_sweep_settings(pc):
-        sweep[kind].append(f"kd-sweep/{kind}/w{w:g}-T{t:g}")
+    for kind, w, t, m in kd_sweep_settings(pc):
+        sweep[kind].append(f"kd-sweep/{kind}/w{w:g}-T{t:g}" + (f"-m{m:g}" if m else ""))
+        args = dict(kind=kind, seed=seed_arg(pc, first), weight=w, temperature=t) | ({"margin": m} if m else {})
         out.append(spec(sweep[kind][-1], "finetune", target | {"teacher": "sparse"}, {"kd", "kd-sweep"},
-                        args=dict(kind=kind, seed=seed_arg(pc, first), weight=w, temperature=t),
-                        fields={"seed": first}))
+                        args=args, fields={"seed": first}))
     for kind in (None, *KD_KINDS):
         for seed in pc.kd_seeds:
             shown = seed == first

@@ -473,3 +473,40 @@ def plot_soft_objectness(logits, labels: Sequence[str], temperatures=(1, 3, 10),
     probs = {t: torch.sigmoid(logits / t).numpy() for t in temperatures}
     return _temperature_bars(ax, probs, labels, "P(object)", "the teacher's objectness at several temperatures",
                              "anchor, ranked by the teacher's objectness")
+
+
+def plot_cliff(cliff: pd.DataFrame, control: dict | None = None, scratch: pd.DataFrame | None = None,
+               metric: str = "map", title: str = "the cliff: accuracy against GFLOPs, per strategy"):
+    """docs/cliff.png: ``metric`` (mAP@0.5:0.95 by default) of every ladder prune against its
+    GFLOPs (log scale), one colour per line of the ladder: finetuned as thick lines with error
+    bars where a rung ran over seeds (column ``<metric>_std``), before finetuning as thin dashed
+    lines of the same colour. ``cliff``: rows with ``line``, ``stage`` (``before`` | ``after``),
+    ``GFLOPs``, ``metric`` and optionally its std. ``control``: {"GFLOPs", metric, "<metric>_std"}
+    of the same-epoch control (a star and a band of +- std); ``scratch``: the from-scratch controls
+    (rows with ``GFLOPs`` and ``metric``), drawn as crosses."""
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    std = f"{metric}_std"
+    for k, (line, df) in enumerate(cliff.groupby("line", sort=False)):
+        for stage, style in (("after", dict(lw=2, marker="o", ms=5)), ("before", dict(lw=0.8, ls="--", marker=".", alpha=0.7))):
+            d = df[df["stage"] == stage].sort_values("GFLOPs")
+            if len(d) == 0:
+                continue
+            err = d[std] if std in d and d[std].notna().any() else None
+            label = f"{line}" + (" + finetune" if stage == "after" else " (no finetune)")
+            ax.errorbar(d["GFLOPs"], d[metric], yerr=err, color=f"C{k}", capsize=3, label=label, **style)
+    if control:
+        y, e = control[metric], control.get(std) or 0.0
+        ax.axhspan(y - e, y + e, color="0.5", alpha=0.2)
+        ax.plot([control["GFLOPs"]], [y], marker="*", ms=14, color="k", linestyle="",
+                label="same-epoch control (unpruned)" + (" +- std" if e else ""))
+    if scratch is not None and len(scratch):
+        ax.plot(scratch["GFLOPs"], scratch[metric], marker="X", ms=10, color="crimson", linestyle="",
+                label="pruned architecture from scratch")
+    ax.set_xscale("log")
+    ax.set_xlabel("GFLOPs of the compact model (log scale)")
+    ax.set_ylabel({"map": "mAP@0.5:0.95", "map50": "mAP@0.5"}.get(metric, metric))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
