@@ -463,3 +463,44 @@ def test_resume_from_a_file_that_is_no_last_pt_is_one_line(tmp_path, ref, capsys
         make(run)
         line = _fails(capsys, ["train", "--out", run, "--resume"], str(run / "last.pt"), "not a resumable")
         assert ("missing rng" in line) == (name == "no-rng") and ("history" in line) == (name == "best"), line
+
+
+@pytest.mark.parametrize("field, value, said", [("epochs", "abc", "expected int"), ("batch_size", 0, "--batch-size 0"),
+                                                ("lr", -1.0, "--lr -1"), ("img_size", 100, "multiple of 32")])
+def test_resume_with_a_damaged_config_json_is_one_line(tmp_path, ref, capsys, field, value, said):
+    """config.json read back on --resume is held to the flags' own rules (issue 42: these were a
+    TypeError, a ZeroDivisionError and ValueErrors from deep inside training)."""
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    config = json.loads((run / "config.json").read_text())
+    config["meta"]["args"][field] = value
+    (run / "config.json").write_text(json.dumps(config))
+    _fails(capsys, ["train", "--out", run, "--resume"], str(run / "config.json"), said)
+
+
+def test_disk_full_under_data_make_and_detect_leaves_no_partial_file(tmp_path, ref, capsys, monkeypatch):
+    """data make builds the set beside its folder and moves it in whole (shapes.json last); detect
+    writes each picture and label file atomically: a full disk leaves nothing a later run takes
+    for finished (issue 42: 52 images of a set; zero-byte .png / .txt beside complete ones)."""
+    out = tmp_path / "set"
+    _disk_full_on(monkeypatch, "shapes.json")
+    assert main(["data", "make", "--out", str(out), "--train", "8", "--val", "4", "--img-size", "64"]) == 2
+    err = capsys.readouterr().err                           # the progress bar, then one error line
+    assert err.strip().splitlines()[-1].startswith("error: ") and "disk full" in err and "Traceback" not in err
+    assert not out.exists() or list(out.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.undo()
+    assert main(["data", "make", "--out", str(out), "--train", "8", "--val", "4", "--img-size", "64"]) == 0
+    images = sorted((out / "images" / "val").iterdir())[:2]
+    det = tmp_path / "det"
+    _disk_full_on(monkeypatch, f"{images[1].stem}.txt")
+    capsys.readouterr()
+    assert main(["detect", "--weights", str(ref / "best.pt"), "--source", str(out / "images" / "val"),
+                 "--out", str(det)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: ") and "disk full" in err and "Traceback" not in err
+    from PIL import Image
+    for png in det.glob("*.png"):                            # every picture there is whole (an empty .txt is
+        Image.open(png).verify()                             # a valid label file: no detections)
+    assert (det / f"{images[0].stem}.txt").exists() and not (det / f"{images[1].stem}.txt").exists()
+    assert [p.name for p in det.iterdir() if p.name.startswith(".")] == []

@@ -49,3 +49,27 @@ def test_a_stage_trained_under_one_spelling_is_loaded_under_another(tiny_set, mo
     assert again.row == first.row
     # loaded, not trained again: no file of the run directory was rewritten
     assert {p.name: p.stat().st_mtime_ns for p in (root / "runs" / "baseline").iterdir() if p.is_file()} == written
+
+
+@pytest.mark.parametrize("damage", ["", "{not json", "[1, 2]", '{"key": "k"}', "history:garbage", "history:missing",
+                                    "final:missing"])
+def test_a_damaged_cache_stage_is_named_and_trained_again(tiny_set, tmp_path, damage):
+    """done.json empty, bad JSON, a list or without its row, or history.csv / final.pt garbage or
+    missing: the stage warns with its name and trains again, and the new run reads back."""
+    import json
+    _, yaml_path = tiny_set
+    pc = pipeline.PipelineConfig.quick(data=str(yaml_path), runs=str(tmp_path / "runs"), baseline_epochs=1,
+                                       max_batches=1, max_val_images=4, batch_size=4, latency_runs=1)
+    first = pipeline.baseline(pc, progress=False)
+    run = tmp_path / "runs" / "baseline"
+    what, _, how = damage.partition(":")
+    if what == "history":
+        (run / "history.csv").unlink() if how == "missing" else (run / "history.csv").write_bytes(b"\x00\xff,\n\"")
+    elif what == "final":
+        (run / "final.pt").unlink()
+    else:
+        (run / "done.json").write_text(damage)
+    with pytest.warns(UserWarning, match="stage baseline: its cached run .* is damaged"):
+        again = pipeline.baseline(pc, progress=False)
+    assert again.key == first.key and json.loads((run / "done.json").read_text())["key"] == first.key
+    assert pipeline.baseline(pc, progress=False).row == again.row          # and now it loads cleanly

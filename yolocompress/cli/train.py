@@ -285,7 +285,29 @@ def _args_from_saved(args, out: Path):
     merged = dict(saved)
     merged.update(resume=True, exist_ok=False, out=args.out, run=args.run,
                   **{k: getattr(args, k) for k in _RESUME_FREE - {"out", "resume"}})
-    return argparse.Namespace(**merged)
+    merged = argparse.Namespace(**merged)
+    _check_saved(saved, args, merged, out / "config.json")
+    return merged
+
+
+def _check_saved(saved: dict, args, merged, where: Path) -> None:
+    """The settings read back from a run's config.json, held to the flags' own rules: each of the
+    type its flag parses to (an int where the flag is an int, ...) and in the flag's range
+    (``validate_args``), so a hand-edited or damaged file is named with its field instead of
+    failing deep inside training."""
+    from .main import validate_args
+    for key, value in saved.items():
+        default = getattr(args, key, None)
+        if default is None or value is None or key in _PATH_ARGS:
+            continue
+        kinds = (int, float) if isinstance(default, float) else (type(default),)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kinds):
+            raise UserError(f"--resume: {where}: field {key!r}: expected {type(default).__name__} "
+                            f"(as --{key.replace('_', '-')} takes), found {value!r}")
+    try:
+        validate_args(merged)
+    except UserError as e:
+        raise UserError(f"--resume: {where} holds a setting its flag refuses: {e}") from None
 
 
 def _same(key: str, given, saved) -> bool:

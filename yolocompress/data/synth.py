@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import numpy as np
 import yaml
 
 from .synth_draw import CLASS_NAMES, render
-from yolocompress.files import atomic_write_text
+from yolocompress.files import atomic_write_text, remove_stale_temps
 
 __all__ = ["BUNDLED", "CLASS_NAMES", "ShapesConfig", "make_shapes", "ensure_shapes", "render_image"]
 
@@ -115,22 +117,39 @@ def make_shapes(out: str | Path, config: ShapesConfig = ShapesConfig(), workers:
     """Write the dataset into `out` (see module doc) and return the path of its data.yaml.
 
     `workers` processes share the images; the output does not depend on their number. An existing
-    dataset in `out` raises FileExistsError unless `overwrite` (then images/ and labels/ are removed).
-    shapes.json is written last, so an interrupted run is never mistaken for a finished one.
+    dataset in `out` raises FileExistsError unless `overwrite` (then it is replaced). The set is
+    written in a folder beside `out` and moved in when complete, shapes.json last, so an
+    interrupted run (a kill, a full disk) is never mistaken for a finished one.
     """
     out = Path(out)
-    if any((out / p).exists() for p in ("images", "labels", "data.yaml", "shapes.json")):
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds a dataset; pass overwrite=True or use ensure_shapes")
-        (out / "shapes.json").unlink(missing_ok=True)
-        for p in ("images", "labels"):
-            shutil.rmtree(out / p, ignore_errors=True)
+    parts = ("images", "labels", "data.yaml", "shapes.json")        # the order they are moved in: the stamp last
+    if any((out / p).exists() for p in parts) and not overwrite:
+        raise FileExistsError(f"{out} already holds a dataset; pass overwrite=True or use ensure_shapes")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out.parent, (out.name,))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmpdir", dir=out.parent))
+    try:                        # the whole set is written beside `out` first: a full disk or a kill leaves no part of it in `out`
+        _write_all(tmp, config, workers, progress, str(out))
+        for p in parts:         # then it replaces the old set part by part; until shapes.json lands, `out` is unfinished
+            if (out / p).is_dir():
+                shutil.rmtree(out / p)
+            else:
+                (out / p).unlink(missing_ok=True)
+        for p in parts:
+            os.replace(tmp / p, out / p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "data.yaml"
+
+
+def _write_all(out: Path, config: ShapesConfig, workers: int, progress: bool, shown: str) -> None:
+    """Every image and label of the set, then data.yaml and shapes.json, into ``out``."""
     for kind in ("images", "labels"):
         for split in SPLITS:
             (out / kind / split).mkdir(parents=True, exist_ok=True)
     jobs = [(out, config, "train", k) for k in range(config.n_train)] + [(out, config, "val", k) for k in range(config.n_val)]
     from tqdm.auto import tqdm
-    bar = tqdm(total=len(jobs), desc=f"shapes -> {out}", unit="img", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"shapes -> {shown}", unit="img", disable=not progress)
     if workers <= 1:
         for job in jobs:
             bar.update(_write_one(job))
@@ -139,10 +158,8 @@ def make_shapes(out: str | Path, config: ShapesConfig = ShapesConfig(), workers:
             for n in pool.imap_unordered(_write_one, jobs, chunksize=16):
                 bar.update(n)
     bar.close()
-    yaml_path = out / "data.yaml"
-    atomic_write_text(yaml_path, _yaml_text(config))
+    atomic_write_text(out / "data.yaml", _yaml_text(config))
     atomic_write_text(out / "shapes.json", json.dumps(_stamp(config), indent=1))
-    return yaml_path
 
 
 def ensure_shapes(out: str | Path, config: ShapesConfig = ShapesConfig(), **kw) -> Path:

@@ -26,6 +26,7 @@ from yolocompress.darknet.model import Darknet
 from yolocompress.data.names import label
 from yolocompress.darknet.netinput import RESIZE_MODES
 from yolocompress.data.resize import darknet_resize, stretch_geometry, to_darknet_float
+from yolocompress.files import atomic_path, atomic_write_text
 
 
 class DetectError(ValueError):
@@ -228,10 +229,11 @@ def detect_folder(model: Darknet, source, out, img_size: int | None = None, conf
             raise DataError(str(e)) from None
         det = predict(model, rgb, img_size, conf, iou, resize)
         rows = to_yolo_rows(det, rgb.shape[:2])
-        draw_detections(rgb, det, names).save(out / f"{path.stem}.png")
+        with atomic_path(out / f"{path.stem}.png") as tmp:     # a full disk leaves no truncated picture
+            draw_detections(rgb, det, names).save(tmp, format="PNG")
         lines = [f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f} {s:.4f}" for r, s in zip(rows, det[:, 4])]
-        (out / f"{path.stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        atomic_write_text(out / f"{path.stem}.txt", "\n".join(lines) + ("\n" if lines else ""))
         frames.append(darknet_json_frame(frame_id, str(path), det, rgb.shape[:2], names))
     if write_json:
-        (out / "result.json").write_text(json.dumps(frames, indent=1) + "\n")
+        atomic_write_text(out / "result.json", json.dumps(frames, indent=1) + "\n")
     return len(files)

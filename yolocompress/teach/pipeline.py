@@ -195,11 +195,9 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, run: StageRun, 
     key = _key(data_key(pc.data), name, tc.to_dict(), run.sparsity and run.sparsity.to_dict(),
                run.distill and run.distill.to_dict(), model.cfg_text(), parent.key if parent else "scratch",
                pc.latency_runs)
-    done = out / "done.json"
-    if done.exists() and json.loads(done.read_text()).get("key") == key:
-        info = json.loads(done.read_text())
-        return Stage(name, load_model(out / "final.pt"), pd.read_csv(out / "history.csv"), info["row"],
-                     _artifacts(out), key)
+    cached = _read_cached(out, name, key)
+    if cached is not None:
+        return cached
     t0 = time.time()
     result = train_recipe(model, data_of(pc), tc, out, sparsity=run.sparsity, teacher=teacher,
                           distill=run.distill, exist_ok=True, progress=progress, meta={"stage": name})
@@ -207,8 +205,31 @@ def _train_cached(pc: PipelineConfig, name: str, model: Darknet, run: StageRun, 
     save_pt(result.model, out / "final.pt", stage=name)
     total = run.epochs + (parent.row.get("epochs_total", 0) if parent else 0)
     row = measure(pc, name, result.model, time_s=took, epochs=run.epochs, epochs_total=total)
-    atomic_write_text(done, json.dumps({"key": key, "row": row}, indent=1))
+    atomic_write_text(out / "done.json", json.dumps({"key": key, "row": row}, indent=1))
     return Stage(name, result.model, result.history, row, _artifacts(out), key)
+
+
+def _read_cached(out: Path, name: str, key: str) -> Stage | None:
+    """The finished stage in ``out`` when its ``done.json`` holds ``key``; None when it is not
+    there or was made with other settings. A damaged stage (done.json not a JSON object with a
+    ``row``, history.csv or final.pt unreadable) is named in a warning and None is returned, so
+    it is trained again instead of stopping the notebook or ``make results``."""
+    import warnings
+    done = out / "done.json"
+    if not done.exists():
+        return None
+    try:
+        info = json.loads(done.read_text())
+        if not isinstance(info, dict) or not isinstance(info.get("row"), dict):
+            raise ValueError("expected a JSON object with a 'row' object")
+        if info.get("key") != key:
+            return None
+        return Stage(name, load_model(out / "final.pt"), pd.read_csv(out / "history.csv"), info["row"],
+                     _artifacts(out), key)
+    except Exception as e:             # noqa: BLE001 - any damage means: not done
+        warnings.warn(f"stage {name}: its cached run in {out} is damaged ({type(e).__name__}: {e}); "
+                      "training it again", stacklevel=3)
+        return None
 
 
 def store_latency(pc: PipelineConfig, name: str, latency_ms: float, conditions: dict) -> bool:
