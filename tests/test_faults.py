@@ -503,4 +503,90 @@ def test_disk_full_under_data_make_and_detect_leaves_no_partial_file(tmp_path, r
     for png in det.glob("*.png"):                            # every picture there is whole (an empty .txt is
         Image.open(png).verify()                             # a valid label file: no detections)
     assert (det / f"{images[0].stem}.txt").exists() and not (det / f"{images[1].stem}.txt").exists()
-    assert [p.name for p in det.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in det.iterdir() if p.name.startswith(".")] == [".yolocompress-detect"]   # no temp file
+
+
+def _hashes(root: Path) -> dict:
+    """Every file under ``root`` (symlinks as their target text) with its content hash."""
+    import hashlib
+    return {str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else hashlib.sha1(p.read_bytes()).hexdigest())
+            for p in sorted(root.rglob("*")) if p.is_file() or p.is_symlink()}
+
+
+def test_detect_never_writes_over_an_input(tmp_path, ref, data, capsys):
+    """Issue 43: --out as the source folder, as a dataset's labels/, or holding a symlink to a file
+    outside: exit 2 with one line (or, for the symlink in a folder detect wrote, the link is
+    replaced, never written through), and no file of the dataset or outside --out changes."""
+    src = Path(data).parent
+    before = _hashes(src)
+    _fails(capsys, ["detect", "--weights", ref / "best.pt", "--source", src / "images" / "val",
+                    "--out", src / "images" / "val"], "holds the source images")
+    _fails(capsys, ["detect", "--weights", ref / "best.pt", "--source", src / "images" / "val",
+                    "--out", src / "labels" / "val"], "did not write")
+    assert _hashes(src) == before
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    det = tmp_path / "det"
+    assert main(["detect", "--weights", str(ref / "best.pt"), "--source", str(src / "images" / "val"),
+                 "--out", str(det)]) == 0
+    first = sorted((src / "images" / "val").iterdir())[0].stem
+    (det / f"{first}.txt").unlink()
+    (det / f"{first}.txt").symlink_to(outside)
+    assert main(["detect", "--weights", str(ref / "best.pt"), "--source", str(src / "images" / "val"),
+                 "--out", str(det)]) == 0
+    assert outside.read_text() == "keep me\n" and not (det / f"{first}.txt").is_symlink()
+
+
+def test_detect_gives_same_stem_images_their_own_outputs(tmp_path, ref, data):
+    src = tmp_path / "src"
+    src.mkdir()
+    first = sorted((Path(data).parent / "images" / "val").iterdir())[0]
+    shutil.copy(first, src / "a.png")
+    from PIL import Image
+    Image.open(first).convert("RGB").save(src / "a.jpg")
+    assert main(["detect", "--weights", str(ref / "best.pt"), "--source", str(src), "--out", str(tmp_path / "d")]) == 0
+    assert {p.name for p in (tmp_path / "d").iterdir()} >= {"a_png.png", "a_png.txt", "a_jpg.png", "a_jpg.txt"}
+
+
+def test_wide_images_read_by_their_range_or_refused(tmp_path):
+    """Issue 43: 16-bit, 32-bit and float images loaded as all white; now scaled by their range,
+    or refused in one line when there is none to read them by."""
+    from PIL import Image
+    from yolocompress.data.labels import load_rgb
+    ramp = np.arange(64 * 64).reshape(64, 64)
+    Image.fromarray((ramp * 16).astype(np.uint16)).save(tmp_path / "a.png")
+    Image.fromarray((ramp / ramp.max()).astype(np.float32)).save(tmp_path / "f.tif")
+    Image.fromarray((ramp * 1000).astype(np.int32)).save(tmp_path / "i.tif")
+    for name in ("a.png", "f.tif"):
+        rgb = load_rgb(tmp_path / name)
+        assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3) and rgb.min() == 0 and rgb.max() == 255, name
+    with pytest.raises(ValueError, match="outside 0..65535"):
+        load_rgb(tmp_path / "i.tif")
+
+
+def test_data_make_overwrite_replaces_only_a_set_it_generated(tmp_path, capsys):
+    """Issue 43: --overwrite deleted a hand-made dataset; it now replaces only a folder with the
+    generator's stamp (shapes.json), and leaves every file of another one as it was."""
+    hand = tmp_path / "mine"
+    (hand / "images").mkdir(parents=True)
+    (hand / "images" / "x.png").write_bytes(b"not really")
+    (hand / "data.yaml").write_text("train: images\n")
+    before = _hashes(hand)
+    _fails(capsys, ["data", "make", "--out", hand, "--train", "4", "--val", "2", "--overwrite"], "did not generate")
+    assert _hashes(hand) == before
+    _fails(capsys, ["data", "make", "--out", hand, "--train", "4", "--val", "2"], "--overwrite")
+
+
+@pytest.mark.parametrize("argv, said", [(["info", "teach", "--classes", "0"], "--classes 0"),
+                                        (["train", "--cfg", "teach", "--data", "d.yaml", "--out", "o", "--max-batches", "0"],
+                                         "--max-batches 0")])
+def test_counts_of_zero_are_refused(argv, said, capsys):
+    """Issue 43: --max-batches 0 trained the whole epoch and --classes 0 was ignored."""
+    _fails(capsys, argv, said, "positive")
+
+
+def test_demo_readme_without_its_block_is_refused_before_any_work(tmp_path, capsys):
+    """Issue 43: demo --readme with a missing file or no markers was skipped silently at the end."""
+    _fails(capsys, ["demo", "--readme", tmp_path / "nope.md", "--dry-run"], "does not exist")
+    (tmp_path / "R.md").write_text("# no markers\n")
+    _fails(capsys, ["demo", "--readme", tmp_path / "R.md", "--dry-run"], "results:start")

@@ -137,8 +137,9 @@ def _run_data_make(args) -> None:
         raise UserError(f"data make: {e}") from None
     try:
         path = make_shapes(args.out, config, workers=args.workers, overwrite=args.overwrite)
-    except FileExistsError:
-        raise UserError(f"{args.out} already holds a dataset; pass --overwrite to replace it") from None
+    except FileExistsError as e:
+        raise UserError(str(e).replace("pass overwrite=True or use ensure_shapes", "pass --overwrite to replace it")) \
+            from None
     print(f"wrote {args.train} train + {args.val} val images; dataset: {path}")
 
 
@@ -194,6 +195,18 @@ def _dry_run(pc, docs_of_record: Path, jobs: int) -> None:
     print(describe(estimate(pc, cost), cost, docs_of_record, jobs))
 
 
+def _check_readme(readme: Path) -> None:
+    """--readme before any training: the file must exist and hold the results block's markers
+    (otherwise the block would be skipped silently after hours of work)."""
+    from yolocompress.teach.report import README_END, README_START
+    if not readme.is_file():
+        raise UserError(f"--readme {readme} does not exist")
+    text = readme.read_text(errors="replace")
+    missing = [m for m in (README_START, README_END) if m not in text]
+    if missing:
+        raise UserError(f"--readme {readme} has no results block to rewrite: the line {missing[0]!r} is missing")
+
+
 def _run_demo(args) -> None:
     from yolocompress.teach.pipeline import PRESETS
     from yolocompress.teach.prefetch import prefetch
@@ -204,6 +217,8 @@ def _run_demo(args) -> None:
     out = args.out or ("runs/demo" if preset == "full" else f"runs/demo-{preset}")
     docs = Path(args.docs) if args.docs else Path(out) / "report"
     pc = PRESETS[preset](data=args.data, runs=out)
+    if args.readme:
+        _check_readme(Path(args.readme))
     if args.dry_run:
         return _dry_run(pc, Path("docs"), args.jobs)
     print(f"demo --preset {preset}: runs in {out}, report in {docs}")
@@ -244,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- checks
 
 _POSITIVE = ("epochs", "batch_size", "eval_every", "micro_batches", "max_val_images", "max_images", "train",
-             "val", "img_size", "eval_size", "cutoff", "max_batches")
+             "val", "img_size", "eval_size", "cutoff", "max_batches", "classes")
 _NON_NEGATIVE = ("workers", "blocks", "warmup_epochs", "sparsity", "distill_weight", "margin", "max_drop")
 _FRACTIONS = ("conf", "iou", "min_keep", "decay_at", "local_keep")   # in [0, 1]
 _RANGES = ((_POSITIVE, lambda v: v > 0, "a positive number"),

@@ -78,13 +78,38 @@ def image_hw(path: Path) -> tuple[int, int]:
     return h, w
 
 
+# PIL modes whose pixels are wider than 8 bits: 16-bit and 32-bit integers, 32-bit floats
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
 def load_rgb(path: Path) -> np.ndarray:
-    """Decode to uint8 (H, W, 3) RGB (EXIF orientation is ignored, as in the header size)."""
+    """Decode to uint8 (H, W, 3) RGB (EXIF orientation is ignored, as in the header size). An
+    image with more than 8 bits per pixel (16-bit or 32-bit integer, float) is scaled by its
+    type's real range (``_to_uint8``) - PIL's own conversion clips it, so it would read as white."""
     try:
         with Image.open(path) as im:
+            if im.mode in _WIDE_MODES:
+                gray = _to_uint8(np.asarray(im), im.mode, path)
+                return np.repeat(gray[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except (OSError, Image.DecompressionBombError) as e:
         raise ValueError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def _to_uint8(a: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """A wide single-channel image to uint8: integers by the 16-bit range 0..65535 (a 32-bit image
+    whose values fit it is read as 16-bit, as many tools write them), floats as 0..1 when they lie
+    in it; anything else (NaN, negative or larger values) is refused in one line rather than guessed."""
+    if mode == "F":
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise ValueError(f"{path}: a float image with values outside 0..1 (found {np.nanmin(a):g}..{np.nanmax(a):g}); "
+                             "save it as an 8- or 16-bit image")
+        return np.round(a * 255).astype(np.uint8)
+    a = a.astype(np.int64)
+    if a.min() < 0 or a.max() > 65535:
+        raise ValueError(f"{path}: a 32-bit integer image with values {a.min()}..{a.max()}, outside 0..65535, "
+                         "has no range to read it by; save it as an 8- or 16-bit image")
+    return np.round(a * (255 / 65535)).astype(np.uint8)
 
 
 def letterbox_geometry(hw: tuple[int, int], size: int):

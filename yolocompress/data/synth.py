@@ -125,6 +125,9 @@ def make_shapes(out: str | Path, config: ShapesConfig = ShapesConfig(), workers:
     parts = ("images", "labels", "data.yaml", "shapes.json")        # the order they are moved in: the stamp last
     if any((out / p).exists() for p in parts) and not overwrite:
         raise FileExistsError(f"{out} already holds a dataset; pass overwrite=True or use ensure_shapes")
+    if any((out / p).exists() for p in parts) and not (out / "shapes.json").is_file():
+        raise FileExistsError(f"{out} holds a dataset yolocompress did not generate (no shapes.json in it), so it "
+                              "is not replaced; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out.parent, (out.name,))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmpdir", dir=out.parent))

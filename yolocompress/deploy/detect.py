@@ -195,6 +195,35 @@ def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font, 
     draw.text((x + pad - l, y + pad - t), text, fill=ink, font=font)
 
 
+DETECT_MARKER = ".yolocompress-detect"     # in every folder detect wrote: it may write there again
+
+
+def check_detect_out(out: Path, files: list[Path]) -> None:
+    """Refuse an ``--out`` whose files detect would overwrite but did not write: the source images'
+    own folder, a folder holding one of them, or a folder (such as a dataset's labels/) with a
+    .png or .txt of an output's name and no ``DETECT_MARKER`` - so an output never replaces an input."""
+    out_r = out.resolve()
+    for f in files:
+        if f.resolve().parent == out_r:
+            raise DetectError(f"--out {out} holds the source images ({f.name}); detect would overwrite them "
+                              "with annotated copies - choose another --out")
+    if not out.is_dir() or (out / DETECT_MARKER).is_file():
+        return
+    clash = sorted(n for stem in output_stems(files).values() for n in (f"{stem}.txt", f"{stem}.png")
+                   if (out / n).exists() or (out / n).is_symlink())
+    if clash:
+        raise DetectError(f"--out {out} already holds {clash[0]} (and {len(clash) - 1} more) that detect did not "
+                          "write (it may be a dataset's labels); choose an empty or new --out")
+
+
+def output_stems(files: list[Path]) -> dict[Path, str]:
+    """Each image's output name: its stem, or stem_ext where two images share a stem (a.png, a.jpg)."""
+    count: dict[str, int] = {}
+    for f in files:
+        count[f.stem] = count.get(f.stem, 0) + 1
+    return {f: f.stem if count[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}" for f in files}
+
+
 def image_files(source: str | Path) -> list[Path]:
     source = Path(source)
     if source.is_file():
@@ -219,8 +248,11 @@ def detect_folder(model: Darknet, source, out, img_size: int | None = None, conf
     input_hw(model, img_size, resize)  # a bad size or nms_kind fails before any image is read
     nms_settings(model)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     files, frames = image_files(source), []
+    check_detect_out(out, files)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / DETECT_MARKER, "written by yolocompress detect\n")
+    stems = output_stems(files)
     for frame_id, path in enumerate(tqdm(files, desc="detect", disable=not progress), 1):
         try:
             rgb = load_rgb(path)
@@ -229,10 +261,11 @@ def detect_folder(model: Darknet, source, out, img_size: int | None = None, conf
             raise DataError(str(e)) from None
         det = predict(model, rgb, img_size, conf, iou, resize)
         rows = to_yolo_rows(det, rgb.shape[:2])
-        with atomic_path(out / f"{path.stem}.png") as tmp:     # a full disk leaves no truncated picture
-            draw_detections(rgb, det, names).save(tmp, format="PNG")
+        stem = stems[path]
+        with atomic_path(out / f"{stem}.png") as tmp:     # a full disk leaves no truncated picture; a symlink
+            draw_detections(rgb, det, names).save(tmp, format="PNG")   # there is replaced, never written through
         lines = [f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f} {s:.4f}" for r, s in zip(rows, det[:, 4])]
-        atomic_write_text(out / f"{path.stem}.txt", "\n".join(lines) + ("\n" if lines else ""))
+        atomic_write_text(out / f"{stem}.txt", "\n".join(lines) + ("\n" if lines else ""))
         frames.append(darknet_json_frame(frame_id, str(path), det, rgb.shape[:2], names))
     if write_json:
         atomic_write_text(out / "result.json", json.dumps(frames, indent=1) + "\n")
