@@ -590,3 +590,27 @@ def test_demo_readme_without_its_block_is_refused_before_any_work(tmp_path, caps
     _fails(capsys, ["demo", "--readme", tmp_path / "nope.md", "--dry-run"], "does not exist")
     (tmp_path / "R.md").write_text("# no markers\n")
     _fails(capsys, ["demo", "--readme", tmp_path / "R.md", "--dry-run"], "results:start")
+
+
+def test_train_exist_ok_keeps_the_old_run_when_the_data_is_bad(tmp_path, ref, data, capsys):
+    """Issue 43: --exist-ok deleted the old run before the data was read; a corrupt image then
+    exited 2 and the old run was gone. Now the old run's files stay until every image verified."""
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    before = _hashes(run)
+    bad = tmp_path / "bad"
+    shutil.copytree(Path(data).parent, bad)
+    next((bad / "images" / "train").iterdir()).write_bytes(b"not an image")
+    _fails(capsys, ["train", *TRAIN, "--data", bad / "data.yaml", "--out", run, "--exist-ok"], "cannot read image")
+    assert _hashes(run) == before
+
+
+def test_nan_outputs_are_reported_by_evaluation(ref, data):
+    """Issue 43: NaN model outputs gave mAP 0.0000 with no word."""
+    from yolocompress.data.dataset import load_data_config
+    from yolocompress.engine.evaluate import evaluate_on
+    model = load_model(ref / "best.pt")
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.endswith("conv.weight")).fill_(float("nan"))
+    with pytest.warns(UserWarning, match="NaN or inf on 4 of 4 images"):
+        evaluate_on(model, load_data_config(data), img_size=64)

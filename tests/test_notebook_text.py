@@ -33,3 +33,14 @@ def test_notebooks_from_03_have_an_exercise_with_a_checker(path):
     calls = [m for code in _code(path) for m in re.findall(r"exercises\.(check_\w+)\(", code)]
     assert calls and all(hasattr(exercises, c) for c in calls), path.name
     assert any("<summary>A solution</summary>" in t for t in _markdown(path)), path.name
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if int(p.name[:2]) >= 2], ids=lambda p: p.stem)
+def test_notebooks_from_02_hold_the_equations_of_their_method(path):
+    """At least one display equation, and every $ and $$ paired (an odd count renders the rest of
+    the cell as math)."""
+    text = "\n".join(_markdown(path))
+    assert "$$" in text, path.name
+    for cell in _markdown(path):
+        assert cell.count("$$") % 2 == 0 and cell.replace("$$", "").replace("\\$", "").count("$") % 2 == 0, \
+            (path.name, cell[:80])

@@ -142,8 +142,11 @@ def _add_sparsity_flags(g) -> None:
     """Every default but --sparsity's (0: off) is SparseConfig's."""
     s = partial(field_default, SparseConfig)
     g.add_argument("--sparsity", type=float, default=0.0, metavar="S",
-                   help=f"penalty s (0: off). SGD: ~{s('s'):g} (the original's value); AdamW: ~0.1 "
-                        "(s competes with Adam-normalised gradients)")
+                   help=f"penalty s (0: off). SGD: a rate, each step moves |gamma| by lr*s/(1-momentum) "
+                        f"(the original's {s('s'):g} needs hundreds of epochs); AdamW: a threshold against each "
+                        "gamma's gradient RMS, lr sets the speed - choose s between the RMS's median and 90th "
+                        "percentile (benchmarks/penalty_rule.py prints them; above all of it every gamma falls "
+                        "together and accuracy collapses before it recovers)")
     g.add_argument("--sparsity-schedule", choices=list(SCHEDULES), default=s("schedule"), help="how s changes")
     g.add_argument("--sparsity-scope", choices=list(scopes()), default=s("scope"), help=_scope_help())
     g.add_argument("--sparsity-weighting", choices=list(WEIGHTINGS), default=s("weighting"),

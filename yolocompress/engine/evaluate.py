@@ -6,6 +6,8 @@ none of them needs the trainer to measure a model.
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import Protocol, Sequence
 
 import torch
@@ -42,14 +44,22 @@ def evaluate(model: Darknet, loader, names: Sequence[str], img_size: int, device
     model.eval()
     ev = evaluator if evaluator is not None else \
         DetectionEvaluator(names, img_size, conf_thres=conf_thres, iou_thres=nms_iou)
+    broken, seen = 0, 0
     try:
         for images, targets, _ in tqdm(loader, desc="eval", leave=False, disable=not progress):
             images = images.to(device, dtype=model_dtype(model), non_blocking=True)  # (B, 3, S, S)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 pred = model(images)                                                  # (B, N, 5 + C)
-            ev.update(pred.float().cpu(), targets)
+            pred = pred.float().cpu()
+            broken += int((~torch.isfinite(pred)).flatten(1).any(1).sum())
+            seen += len(pred)
+            ev.update(pred, targets)
     finally:
         model.train(was_training)
+    if broken:
+        warnings.warn(f"evaluation: the model's outputs hold NaN or inf on {broken} of {seen} images, scored as "
+                      "misses; its weights are broken (a diverged training run, or a damaged weights file)",
+                      stacklevel=2)
     return ev.compute()
 
 

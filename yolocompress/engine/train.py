@@ -227,9 +227,11 @@ def _set_rng_state(state: dict) -> None:
 RUN_FILES = ("last.pt", "best.pt", "history.csv", "config.json", PENDING_BEST)
 
 
-def prepare_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
+def prepare_run_dir(out: Path, resume: bool, exist_ok: bool, clear: bool = True) -> None:
     """Refuse to write into another run's directory unless resuming it or told to replace it;
-    remove the temporary files a killed run left."""
+    remove the temporary files a killed run left. ``clear=False`` leaves a replaced run's files
+    in place (``train`` removes them with ``clear_run_files`` only once the data has been read and
+    verified, so a bad image never costs the old run)."""
     if out.exists() and not out.is_dir():
         raise TrainingError(f"--out {out} is a file, expected a run directory")
     remove_stale_temps(out, RUN_FILES)
@@ -241,9 +243,15 @@ def prepare_run_dir(out: Path, resume: bool, exist_ok: bool) -> None:
         if not exist_ok:
             raise TrainingError(f"run directory {out} already exists and is not empty; choose another "
                                 "--out, pass --resume to continue it, or --exist-ok to replace it")
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+        if clear:
+            clear_run_files(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def clear_run_files(out: Path) -> None:
+    """Remove the files of the run in ``out`` that a new run replaces."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def best_epoch(history: list[dict]) -> int | None:
@@ -340,7 +348,9 @@ def train(model: Darknet, data: DataConfig, config: TrainConfig = TrainConfig(),
     ddp = dist.setup()
     out = Path(out) if out is not None else None
     device = _prepare(model, config, out, resume, exist_ok, ddp)
-    run = _build_run(model, data, config, device, ddp)
+    run = _build_run(model, data, config, device, ddp)     # every image verified: only now may the old run go
+    if out is not None and exist_ok and not resume and dist.is_main():
+        clear_run_files(out)
     run.hooks = [as_hook(h) for h in hooks]    # every method present from here on (no-ops filled in)
     run.terms, run.out, run.meta, run.progress = terms, out, dict(meta or {}), progress
     run.ema = make_ema(run.ctx.model, config.ema)
@@ -369,7 +379,7 @@ def _prepare(model: Darknet, config: TrainConfig, out: Path | None, resume: bool
     """Run directory (rank 0), seeds, initial weights; returns the device the model now lives on."""
     device = dist.device_for(pick_device(config.device)) if ddp else pick_device(config.device)
     if out is not None and dist.is_main():
-        prepare_run_dir(out, resume, exist_ok)
+        prepare_run_dir(out, resume, exist_ok, clear=False)
     dist.barrier()
     seed_everything(config.seed)
     set_model_input(model, InputSpec(config.img_size, config.resize))   # the .pt and exported cfg say it
