@@ -40,7 +40,7 @@ def run_export(args) -> None:
         diff = reload_matches(model, staged["cfg"], staged["weights"], img_size=64)
         if args.onnx:
             size = args.img_size or model.net.width
-            staged["onnx"] = export_onnx(model, tmp / f"{args.name}.onnx", size)
+            staged["onnx"] = export_onnx(model, tmp / f"{args.name}.onnx", size, names=names if args.names else ())
             onnx_diff = onnx_matches(model, staged["onnx"], size)
     paths = {k: out / p.name for k, p in staged.items()}
     print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")
