@@ -30,7 +30,7 @@ SOURCE_WEIGHTS = ROOT / "data" / "pretrained" / "teach-shapes8.pt"
 
 def train_source(epochs: int = 20, out: str | Path = "runs/source", data_dir: str | Path = SOURCE_DATA,
                  weights: str | Path = SOURCE_WEIGHTS, max_batches: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, dataset: ShapesConfig = SOURCE_SET) -> dict:
     """Generate ``SOURCE_SET`` (when missing), train the teaching model on it from scratch for
     ``epochs`` with the pipeline's baseline recipe into ``out``, and save its final weights in
     half precision to ``weights``. Returns what the metadata records (mAP, epochs, seconds)."""
@@ -39,7 +39,7 @@ def train_source(epochs: int = 20, out: str | Path = "runs/source", data_dir: st
     from yolocompress.data.dataset import load_data_config
     from yolocompress.engine.evaluate import evaluate_on
     from . import pipeline as pl
-    yaml_path = ensure_shapes(data_dir, SOURCE_SET, workers=2, progress=progress)
+    yaml_path = ensure_shapes(data_dir, dataset, workers=2, progress=progress)
     data = load_data_config(yaml_path)
     pc = pl.PipelineConfig()
     config = replace(pc.train_config(epochs, pc.lr), from_scratch=True, max_batches=max_batches,
@@ -49,7 +49,7 @@ def train_source(epochs: int = 20, out: str | Path = "runs/source", data_dir: st
     result = train_recipe(model, data, config, out, exist_ok=True, progress=progress, meta={"stage": "source"})
     seconds = time.time() - t0
     m = evaluate_on(result.model.eval(), data, img_size=pc.img_size)
-    record = {"stage": "source", "data": f"ShapesConfig{SOURCE_SET.__dict__}", "epochs": epochs,
+    record = {"stage": "source", "data": repr(dataset), "epochs": epochs,
               "map50": m.map50, "map": m.map, "time_s": seconds, "threads": torch.get_num_threads(),
               "command": f"python -m yolocompress.teach.source --epochs {epochs}"}
     save_source(result.model, weights, **record)
