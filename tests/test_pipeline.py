@@ -313,6 +313,7 @@ def test_demo_presets_keep_the_full_run_and_its_docs_apart(monkeypatch, tmp_path
     monkeypatch.setattr(report, "run_all", lambda pc, docs, readme, **kw: seen.append((pc, docs, readme)))
     monkeypatch.setattr(prefetch, "prefetch", lambda pc, jobs: None)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text(f"{report.README_START}\n{report.README_END}\n")   # --readme needs its block
     assert main(["demo"]) == 0 and main(["demo", "--quick", "--jobs", "1"]) == 0
     assert main(["demo", "--preset", "full", "--out", "runs/demo", "--docs", "docs", "--readme", "README.md"]) == 0
     (small, small_docs, r1), (quick, quick_docs, _), (full, full_docs, r3) = seen

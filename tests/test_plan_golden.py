@@ -56,7 +56,7 @@ def demo_specs(pc: pl.PipelineConfig) -> list[dict]:
 
 
 def plan_hashes() -> dict[str, str]:
-    pc, model, out = pl.PipelineConfig(), sparse_like_model(), {}
+    pc, model, out = pl.PipelineConfig(flops_weighted=True), sparse_like_model(), {}   # every prune make results can make
     for spec in demo_specs(pc):
         config = PruneConfig(strategy=spec["strategy"], ratio=spec["ratio"], min_keep=pc.min_keep,
                              drop_blocks=spec["blocks"], budget=spec["budget"],

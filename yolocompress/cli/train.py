@@ -298,7 +298,7 @@ def _check_saved(saved: dict, args, merged, where: Path) -> None:
     type its flag parses to (an int where the flag is an int, ...) and in the flag's range
     (``validate_args``), so a hand-edited or damaged file is named with its field instead of
     failing deep inside training."""
-    from .main import validate_args
+    from .checks import validate_args
     for key, value in saved.items():
         default = getattr(args, key, None)
         if default is None or value is None or key in _PATH_ARGS:

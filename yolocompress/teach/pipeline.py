@@ -116,14 +116,14 @@ class PipelineConfig:
     def small(cls, **kw) -> "PipelineConfig":
         """The whole method end to end in minutes on 2 CPU cores (``make demo``): every stage of the
         full run, with 12 batches an epoch, 8 / 5 / 4 epochs of baseline / sparse / finetuning (30 /
-        20 / 6 in full), one KD seed, two of each sweep and two rungs of the cliff ladder. Its numbers show the shape of the
+        20 / 6 in full), one KD seed, two of each sweep and one rung of the cliff ladder. Its numbers show the shape of the
         method, not the published results (``make results`` makes those).
         Measured on 2 cores: 12.1 min, 14.6 with install and data on a fresh clone (``time make demo``)."""
         base = dict(baseline_epochs=8, sparse_epochs=5, finetune_epochs=4, gradual_between=1, max_batches=12,
                     max_val_images=128, eval_every=2, latency_runs=5, runs="runs/demo-small", kd_seeds=(0,),
                     kd_sweep=((0.3, 3.0),), kd_margins=(), penalty_values=(0.01, 0.3), penalty_sgd=((0.03, 0.01),),
-                    sweep_ratios=(0.5, 0.8), budgets=("20%", "5%"), cliff_budgets=("20%", "5%"), cliff_blocks=(16,),
-                    penalty_epochs=None)
+                    sweep_ratios=(0.5, 0.8), budgets=("20%", "5%"), cliff_budgets=("5%",), cliff_blocks=(16,),
+                    seed_budgets=("5%",), penalty_epochs=None)
         base.update(kw)
         return cls(**base)
 
