@@ -7,7 +7,7 @@ DATA   := data/shapes/data.yaml
 export OMP_WAIT_POLICY ?= PASSIVE
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: demo results test lint unit notebooks notebook-alone data install docs clean help
+.PHONY: demo results source test lint unit notebooks notebook-alone data install docs clean help
 
 help:           ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,9 @@ demo: $(DATA)   ## every stage of the method at small scale, in minutes; its rep
 
 results: $(DATA)   ## the full reproduction (hours; cached, resumes): rewrites docs/ (results, figures, pack) and README's results
 	$(PY) -m yolocompress demo --preset full --out runs/demo --docs docs --readme README.md
+
+source: $(STAMP)   ## retrain the tutorial's pretrained source model (8 classes; ~25 min on 2 cores) -> data/pretrained/
+	$(PY) -m yolocompress.teach.source
 
 lint: $(STAMP)  ## ruff (pyproject's [tool.ruff]): syntax errors, unused and undefined names
 	$(VENV)/bin/ruff check yolocompress tests benchmarks

@@ -44,3 +44,13 @@ def test_notebooks_from_02_hold_the_equations_of_their_method(path):
     for cell in _markdown(path):
         assert cell.count("$$") % 2 == 0 and cell.replace("$$", "").replace("\\$", "").count("$") % 2 == 0, \
             (path.name, cell[:80])
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if int(p.name[:2]) >= 4], ids=lambda p: p.stem)
+def test_results_notebooks_print_what_the_full_run_says(path):
+    """From 04 on, the interpretation after the tables is generated from results.json (nb.full_run_says)."""
+    from yolocompress.teach.report import SUMMARY_TOPICS
+    calls = [m for code in _code(path) for m in re.findall(r"nb\.full_run_says\(S, (.*)\)", code)]
+    assert calls, path.name
+    for args in calls:
+        assert {a.strip().strip("'\"") for a in args.split(",")} <= set(SUMMARY_TOPICS), args

@@ -540,3 +540,21 @@ def _short_run_penalty(run: Path, pc, schedule: str, epochs: int) -> float | Non
         return None
     from_baseline = done.get("row", {}).get("epochs_total") == pc.baseline_epochs + epochs
     return float(sc["s"]) if tc.get("epochs") == epochs and from_baseline else None
+
+
+def full_run_says(settings: Settings, *topics: str) -> None:
+    """Print what the committed full run's rows say on ``topics`` (``report.SUMMARY_TOPICS``): the
+    lines of results.md's "what the numbers say", computed from ``docs/results.json`` - the
+    interpretation after a notebook's tables, in words that follow the numbers when they change.
+    Says so when ``docs/`` holds no full run, or none of these rows."""
+    from .pack import rows
+    from .report import summary_lines
+    found = rows(docs(settings))
+    lines = summary_lines(found, *topics) if found else []
+    if not found:
+        print("no full run in docs/results.json yet (make results writes it)")
+    elif not lines:
+        print(f"the committed full run has no rows on {', '.join(topics)} yet (make results with this version adds them)")
+    else:
+        print("What the committed full run says (docs/results.json, make results; mAP@0.5:0.95 first):")
+        print("\n".join(lines))

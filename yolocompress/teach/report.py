@@ -459,16 +459,44 @@ def headline(records, baseline_gflops: float, min_cut: float = 0.8,
 
 def _summary(records) -> str:
     """What the numbers say, computed from the rows (so the text cannot drift from the table)."""
-    rows = pl.as_rows(records)
-    chain = next((r.name for r in rows if r.kind == pl.SPARSE), None)   # the seed's (uniform) sparse model
+    return "\n".join(summary_lines(records))
+
+
+def summary_lines(records, *topics: str) -> list[str]:
+    """The lines of "what the numbers say" on ``topics`` (``SUMMARY_TOPICS``; none: all), computed
+    from results.json rows as ``_summary`` computes them - the notebooks print them after their
+    tables, so their interpretation is the report's and stays true when the numbers change."""
+    rows = pl.seed_groups(_one_row_per_model(pl.as_rows(records)))        # std on older files too
+    if not any(r.kind == pl.BASELINE for r in rows):
+        return []
+    chain = next((r.name for r in rows if r.kind == pl.SPARSE), None)
     budget = {r.importance: r for r in rows if r.kind == PRUNED and r.target_gflops and not r.distill
               and r.seed in (None, 0) and r.sparse_model in (None, chain) and r.blocks_dropped
               and r.name in _budget_names(rows)}
     one_shot = budget.get("gamma-per-flop")
-    lines = [*_headline_lines(rows), *_cliff_lines(rows), *_budget_lines(budget),
-             *_weighting_lines(rows, one_shot, chain), *_gradual_lines(rows, one_shot), *_scratch_lines(rows),
-             *_kd_lines(rows)]
-    return "\n".join(lines)
+    by_topic = {"headline": lambda: _headline_lines(rows), "cliff": lambda: _cliff_lines(rows),
+                "budget": lambda: _budget_lines(budget), "weighting": lambda: _weighting_lines(rows, one_shot, chain),
+                "gradual": lambda: _gradual_lines(rows, one_shot), "scratch": lambda: _scratch_lines(rows),
+                "kd": lambda: _kd_lines(rows)}
+    unknown = set(topics) - set(by_topic)
+    if unknown:
+        raise ValueError(f"unknown summary topics {sorted(unknown)}: expected some of {', '.join(by_topic)}")
+    return [line for t in (topics or by_topic) for line in by_topic[t]()]
+
+
+def _one_row_per_model(rows: list[ResultRow]) -> list[ResultRow]:
+    """The first row of each model; a control repeated once per model it controls (results.json
+    before issue 37) becomes one row controlling all of them."""
+    out: dict[str, ResultRow] = {}
+    for r in rows:
+        if r.name not in out:
+            out[r.name] = r
+        elif r.kind == CONTROL_SAME_EPOCHS:
+            out[r.name] = replace(out[r.name], control_of=[*out[r.name].controls, *r.controls])
+    return list(out.values())
+
+
+SUMMARY_TOPICS = ("headline", "cliff", "budget", "weighting", "gradual", "scratch", "kd")
 
 
 def _budget_names(rows: list[ResultRow]) -> set[str]:

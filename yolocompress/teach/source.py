@@ -9,7 +9,7 @@ in the file's metadata. A target task then starts from it with ``train --weights
 count may differ: ``darknet/transfer.py`` loads every shape-matched layer).
 
     python -m yolocompress.teach.source --help
-    python -m yolocompress.teach.source --epochs 20          # make source
+    python -m yolocompress.teach.source --epochs 30          # what made the committed weights
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ SOURCE_DATA = ROOT / "data" / "source"
 SOURCE_WEIGHTS = ROOT / "data" / "pretrained" / "teach-shapes8.pt"
 
 
-def train_source(epochs: int = 20, out: str | Path = "runs/source", data_dir: str | Path = SOURCE_DATA,
+def train_source(epochs: int = 30, out: str | Path = "runs/source", data_dir: str | Path = SOURCE_DATA,
                  weights: str | Path = SOURCE_WEIGHTS, max_batches: int | None = None,
                  progress: bool = True, dataset: ShapesConfig = SOURCE_SET) -> dict:
     """Generate ``SOURCE_SET`` (when missing), train the teaching model on it from scratch for
@@ -68,7 +68,7 @@ def save_source(model, path: str | Path, **meta) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m yolocompress.teach.source", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=20, help="training epochs on the source set")
+    ap.add_argument("--epochs", type=int, default=30, help="training epochs on the source set")
     ap.add_argument("--out", default="runs/source", help="run directory")
     ap.add_argument("--weights", default=str(SOURCE_WEIGHTS), help="where the half-precision weights go")
     ap.add_argument("--max-batches", type=int, default=None, help="batches per epoch (a smoke test)")
