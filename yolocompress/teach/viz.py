@@ -484,7 +484,7 @@ def plot_cliff(cliff: pd.DataFrame, control: dict | None = None, scratch: pd.Dat
     ``GFLOPs``, ``metric`` and optionally its std. ``control``: {"GFLOPs", metric, "<metric>_std"}
     of the same-epoch control (a star and a band of +- std); ``scratch``: the from-scratch controls
     (rows with ``GFLOPs`` and ``metric``), drawn as crosses."""
-    fig, ax = plt.subplots(figsize=(8.5, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     std = f"{metric}_std"
     for k, (line, df) in enumerate(cliff.groupby("line", sort=False)):
         for stage, style in (("after", dict(lw=2, marker="o", ms=5)), ("before", dict(lw=0.8, ls="--", marker=".", alpha=0.7))):
@@ -506,7 +506,7 @@ def plot_cliff(cliff: pd.DataFrame, control: dict | None = None, scratch: pd.Dat
     ax.set_xlabel("GFLOPs of the compact model (log scale)")
     ax.set_ylabel({"map": "mAP@0.5:0.95", "map50": "mAP@0.5"}.get(metric, metric))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
-    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)   # beside the axes: the
+    ax.set_title(title)                                                                  # curves fill the plot
     fig.tight_layout()
     return fig
