@@ -16,3 +16,14 @@ def test_the_source_is_saved_in_half_precision_and_loads_as_float32(tmp_path):
     assert next(model.parameters()).dtype == torch.float32 and model.num_classes == 8
     assert record["epochs"] == 1 and 0 <= record["map"] <= record["map50"] <= 1
     assert safe_load(tmp_path / "s.pt")["meta"]["command"].startswith("python -m yolocompress.teach.source")
+
+
+def test_the_committed_source_loads_with_its_record():
+    """data/pretrained/teach-shapes8.pt: the tutorial's source, eight classes, half precision, its
+    command and measured mAP in the file (a fresh clone has it: no learner or CI run pretrains)."""
+    from yolocompress.teach.source import SOURCE_WEIGHTS, SOURCE_SET
+    payload = safe_load(SOURCE_WEIGHTS)
+    meta = payload["meta"]
+    assert meta["command"].startswith("python -m yolocompress.teach.source") and meta["data"] == repr(SOURCE_SET)
+    assert 0 < meta["map"] < meta["map50"] <= 1 and SOURCE_WEIGHTS.stat().st_size < 10 * 2 ** 20
+    assert load_model(SOURCE_WEIGHTS).num_classes == 8
