@@ -118,7 +118,7 @@ class PipelineConfig:
         full run, with 12 batches an epoch, 8 / 5 / 4 epochs of baseline / sparse / finetuning (30 /
         20 / 6 in full), one KD seed, two of each sweep and one rung of the cliff ladder. Its numbers show the shape of the
         method, not the published results (``make results`` makes those).
-        Measured on 2 cores: 12.1 min, 14.6 with install and data on a fresh clone (``time make demo``)."""
+        Measured on 2 cores (AMD EPYC): 7.8 min, 9.7 with install and data on a fresh clone (``time make demo``)."""
         # amp off (fp32, as quick): in bf16 (--amp auto on a CPU with AVX512-BF16) the baseline's
         # 12-step warm-up diverged at 2 threads (non-finite loss at epoch 3; 1 thread trained) - measured
         # 2026-12-07 on an AMD EPYC, with this version and the one before it alike
