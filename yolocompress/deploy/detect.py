@@ -198,7 +198,7 @@ def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font, 
 DETECT_MARKER = ".yolocompress-detect"     # in every folder detect wrote: it may write there again
 
 
-def check_detect_out(out: Path, files: list[Path]) -> None:
+def check_detect_out(out: Path, files: list[Path], stems: dict[Path, str]) -> None:
     """Refuse an ``--out`` whose files detect would overwrite but did not write: the source images'
     own folder, a folder holding one of them, or a folder (such as a dataset's labels/) with a
     .png or .txt of an output's name and no ``DETECT_MARKER`` - so an output never replaces an input."""
@@ -209,7 +209,7 @@ def check_detect_out(out: Path, files: list[Path]) -> None:
                               "with annotated copies - choose another --out")
     if not out.is_dir() or (out / DETECT_MARKER).is_file():
         return
-    clash = sorted(n for stem in output_stems(files).values() for n in (f"{stem}.txt", f"{stem}.png")
+    clash = sorted(n for stem in stems.values() for n in (f"{stem}.txt", f"{stem}.png")
                    if (out / n).exists() or (out / n).is_symlink())
     if clash:
         raise DetectError(f"--out {out} already holds {clash[0]} (and {len(clash) - 1} more) that detect did not "
@@ -249,10 +249,10 @@ def detect_folder(model: Darknet, source, out, img_size: int | None = None, conf
     nms_settings(model)
     out = Path(out)
     files, frames = image_files(source), []
-    check_detect_out(out, files)
+    stems = output_stems(files)
+    check_detect_out(out, files, stems)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / DETECT_MARKER, "written by yolocompress detect\n")
-    stems = output_stems(files)
     for frame_id, path in enumerate(tqdm(files, desc="detect", disable=not progress), 1):
         try:
             rgb = load_rgb(path)
