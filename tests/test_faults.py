@@ -506,6 +506,62 @@ def test_disk_full_under_data_make_and_detect_leaves_no_partial_file(tmp_path, r
     assert [p.name for p in det.iterdir() if p.name.startswith(".")] == [".yolocompress-detect"]   # no temp file
 
 
+def test_disk_full_under_sweep_keeps_the_old_table_and_figure(tmp_path, data, ref, capsys, monkeypatch):
+    """sweep writes sweep.csv and sweep.png atomically: a full disk on the figure leaves the new
+    table (whole) and the old figure (whole), never a torn file or a temporary one (issue 42)."""
+    out = tmp_path / "s"
+    argv = ["sweep", "--weights", str(ref / "best.pt"), "--data", str(data), "--ratios", "0.2,0.4",
+            "--max-images", "4", "--out", str(out)]
+    assert main(argv) == 0
+    old_png = (out / "sweep.png").read_bytes()
+    _disk_full_on(monkeypatch, "sweep.png")
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err                           # the progress bar, then one error line
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(out / "sweep.png") in last and "disk full" in last, err
+    assert "Traceback" not in err
+    assert (out / "sweep.png").read_bytes() == old_png
+    import pandas as pd
+    assert len(pd.read_csv(out / "sweep.csv")) >= 2                   # the table is whole
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_error_without_a_message_still_exits_2_with_one_line(capsys, monkeypatch):
+    """An exception whose text is empty (an OSError with no errno, a bare ValueError) still gets
+    one line that names what happened (issue 42: data make exited 2 with an empty message)."""
+    import yolocompress.cli.main as cli
+    from yolocompress.data.dataset import DataError
+    for exc in (OSError(), OSError(errno.ENOSPC, ""), DataError()):
+        def boom(args, exc=exc):
+            raise exc
+        monkeypatch.setattr(cli, "validate_args", boom)
+        line = _fails(capsys, ["info", "teach"])
+        assert line.removeprefix("error: ").strip(), line
+
+
+def test_a_set_swap_killed_between_its_renames_is_completed_not_deleted(tmp_path, ref, capsys):
+    """A kill between the two renames of an --exist-ok swap leaves no set at --out, the previous
+    one in .NAME.*.old/set and the new one whole in .NAME.*.tmpdir. The next run completes the swap
+    before anything else, so a later error (here: missing weights) still leaves a whole set
+    (issue 43: both complete sets were deleted first, leaving nothing)."""
+    import shutil
+    exp = tmp_path / "exp"
+    assert main(["export", "--weights", str(ref / "best.pt"), "--out", str(exp), "--name", "m"]) == 0
+    whole = {p.name: p.read_bytes() for p in exp.iterdir()}
+    old = tmp_path / ".exp.abc.old"
+    old.mkdir()
+    shutil.copytree(exp, tmp_path / ".exp.def.tmpdir")           # the new set, complete (marker in it)
+    os.replace(exp, old / "set")                                   # the first rename happened, then the kill
+    capsys.readouterr()
+    rc = main(["export", "--weights", str(tmp_path / "missing.pt"), "--out", str(exp), "--name", "m", "--exist-ok"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing.pt" in err.strip().splitlines()[-1] and "completed the set swap" in err
+    assert {p.name: p.read_bytes() for p in exp.iterdir()} == whole
+    assert main(["export", "--weights", str(ref / "best.pt"), "--out", str(exp), "--name", "m", "--exist-ok"]) == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # the leftovers went after
+
+
 def _hashes(root: Path) -> dict:
     """Every file under ``root`` (symlinks as their target text) with its content hash."""
     import hashlib

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -117,6 +119,7 @@ def check_output_dir(path: str | Path, replace: bool) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--out {path} is a file, expected a folder")
+    complete_interrupted_swap(path)
     remove_stale_temps(path.parent, (path.name,))
     if not path.is_dir() or not any(path.iterdir()):
         return path
@@ -127,6 +130,32 @@ def check_output_dir(path: str | Path, replace: bool) -> Path:
         raise FileExistsError(f"output folder {path} was not written by prune/export (no {SET_MARKER} in it), "
                               "so --exist-ok will not replace it; choose another --out")
     return path
+
+
+def complete_interrupted_swap(path: str | Path) -> Path | None:
+    """Finish a set swap a killed process left half done, so no complete set is ever deleted.
+
+    A kill between ``_swap_in``'s two renames leaves no ``path``, the previous set in
+    ``.NAME.*.old/set`` and the new one, whole (it holds ``SET_MARKER``), in ``.NAME.*.tmpdir``.
+    The swap is completed: the newest whole new set moves in; failing that the previous set moves
+    back. Returns the folder moved to ``path`` (None when there was nothing to do); the leftovers
+    are then stale temporaries that ``remove_stale_temps`` may delete.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink() or not path.parent.is_dir():
+        return None
+
+    def whole(pattern: str) -> list[Path]:
+        found = [p for p in path.parent.glob(pattern) if p.is_dir() and not p.is_symlink()
+                 and (p / SET_MARKER).is_file()]
+        return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+    for src in whole(f".{glob.escape(path.name)}.*.tmpdir") + whole(f".{glob.escape(path.name)}.*.old/set"):
+        os.replace(src, path)
+        print(f"note: completed the set swap a stopped run left in {path.parent} ({src.name} -> {path.name})",
+              file=sys.stderr)
+        return src
+    return None
 
 
 @contextlib.contextmanager
