@@ -5,7 +5,7 @@ import pytest
 
 from yolocompress.darknet.cfg import to_text
 from yolocompress.cli.main import main
-from yolocompress.data.dataset import DataError
+from yolocompress.data.dataset import DataError, load_data_config
 from yolocompress.data.names import check_names, label, load_names
 from yolocompress.darknet.weights import darknet_weights_bytes, randomize
 from yolocompress.darknet.loader import load_model
@@ -62,6 +62,32 @@ def test_yaml_names_list_or_mapping(tmp_path):
     p.write_text("just a string\n")
     with pytest.raises(DataError, match="expected a mapping with a 'names' key, found str"):
         load_names(p)
+
+
+def test_a_name_with_a_line_break_is_refused(tmp_path):
+    """A .names file is one name per line: a name holding a line break would be written as two and
+    shift every later class (issue 43), so it is refused where it is read, naming its index."""
+    p = tmp_path / "d.yaml"
+    p.write_text('names: ["a", "b\\nc", "d"]\n')
+    with pytest.raises(DataError, match=r"d\.yaml: names\[1\]: expected a one-line class name, found 'b\\nc'"):
+        load_names(p)
+    p.write_text('names: [a, [b, c]]\n')
+    with pytest.raises(DataError, match=r"names\[1\]: expected a one-line class name"):
+        load_names(p)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    """Nine nested aliases of nine make 9**9 strings (the "billion laughs"); PyYAML's safe loader
+    builds them all. Any alias is refused at its line, before anything is expanded (issue 43)."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for k in "bcdefghi":
+        prev = chr(ord(k) - 1)
+        lines.append(f"{k}: &{k} [" + ",".join([f"*{prev}"] * 9) + "]")
+    p = tmp_path / "laughs.yaml"
+    p.write_text("\n".join(lines + ["names: *i", "train: .", "val: ."]) + "\n")
+    for load in (load_names, load_data_config):
+        with pytest.raises(DataError, match=r"laughs\.yaml:2: YAML aliases"):
+            load(p)
 
 
 def test_check_names_and_label():

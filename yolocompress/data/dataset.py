@@ -54,10 +54,7 @@ def load_data_config(path: str | Path) -> DataConfig:
         raise DataError(f"{path}: data config file not found")
     if path.suffix == ".data":
         return _load_darknet(path)
-    try:
-        d = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: expected YAML, found a parse error: {e}") from None
+    d = load_yaml(read_text(path), path)
     if not isinstance(d, dict):
         raise DataError(f"{path}: expected a mapping with keys path/train/val/names, found {type(d).__name__}")
     root = (path.parent / str(d.get("path") or ".")).resolve()
@@ -100,7 +97,34 @@ def parse_names(names, nc, where: Path) -> tuple[str, ...]:
         raise DataError(f"{where}: names: expected a list or {{id: name}} mapping, found {names!r}")
     if nc is not None and nc != len(names):
         raise DataError(f"{where}: nc/classes is {nc} but {len(names)} names are given")
+    for i, n in enumerate(names):     # a .names file holds one name per line: a line break would shift every class
+        if isinstance(n, (dict, list, tuple)) or any(c in str(n) for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+            raise DataError(f"{where}: names[{i}]: expected a one-line class name, found {n!r}")
     return tuple(str(n) for n in names)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml's SafeLoader without anchors and aliases: a data config has no use for them, and a few
+    nested aliases expand to gigabytes (the "billion laughs"); refused at the alias's line."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise DataError(f"{self.name}:{mark.line + 1}: YAML aliases (*name) are not accepted in a config "
+                            "file (they can expand without bound); write the value out")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, path: Path):
+    """``text`` (the file ``path``) as YAML: safe tags only, no aliases; a parse error names the file."""
+    loader = _NoAliasLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise DataError(f"{path}: expected YAML, found a parse error: {e}") from None
+    finally:
+        loader.dispose()
 
 
 def _first_existing(rel: str, bases: list[Path]) -> Path:

@@ -23,9 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
-from .dataset import DataError, parse_names
+from .dataset import DataError, load_yaml, parse_names
 
 __all__ = ["load_names", "check_names", "label"]
 
@@ -104,10 +103,7 @@ def _from_data(path: Path) -> tuple[str, ...]:
 
 
 def _from_yaml(path: Path) -> tuple[str, ...]:
-    try:
-        d = yaml.safe_load(_read_text(path))
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: expected YAML, found a parse error: {e}") from None
+    d = load_yaml(_read_text(path), path)
     if not isinstance(d, dict) or "names" not in d:
         raise DataError(f"{path}: expected a mapping with a 'names' key, found "
                         f"{sorted(d) if isinstance(d, dict) else type(d).__name__}")
