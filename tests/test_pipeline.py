@@ -333,3 +333,51 @@ def test_the_report_names_the_command_and_says_one_seed_has_no_std():
     assert report._command(pl.PipelineConfig(lr=1.0)).startswith("Made by `run_all`")
     assert report._mean_std(pd.Series({"mean": 0.5, "std": float("nan"), "count": 1})) == "0.500 (1 seed)"
     assert report._mean_std(pd.Series({"mean": 0.5, "std": 0.01, "count": 3})) == "0.500 +- 0.010 (3 seeds)"
+
+
+def test_demo_workers_end_when_their_parent_is_killed(tmp_path):
+    """SIGKILL of ``demo --jobs 2`` cannot shut its pool down; its workers must not go on training
+    and writing the stage cache (issue 43). A parent opens the pool, starts a long job, reports the
+    worker's pid and is killed; the worker must be gone within a few of its 1-second polls (10 s:
+    a spawned worker's start, torch import included, takes ~3 s here; the poll adds at most 1)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = ("import sys, time\n"
+              "from yolocompress.teach.prefetch import worker_pool\n"
+              "pool = worker_pool(1)\n"
+              "pool.submit(time.sleep, 120)\n"
+              "time.sleep(0.5)\n"
+              "print(*pool._processes, flush=True)\n"
+              "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline().split()[0])
+        os.kill(worker, 0)                                  # it runs
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if not _alive(worker):
+                return
+            time.sleep(0.2)
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError(f"worker {worker} outlived its killed parent by 10 s")
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (dead, not yet reaped by an init that never reaps) is not."""
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return True                                          # no /proc: trust the signal
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -50,6 +50,28 @@ def _worker(pc: pl.PipelineConfig, needed: list[stages.StageSpec], threads: int)
     return stage.name, time.time() - t0
 
 
+def _watch_parent(parent: int, every_s: float = 1.0) -> None:
+    """Worker initializer: end this worker when ``parent`` is gone. A SIGKILLed parent cannot stop
+    its pool, and its workers would go on training and writing the stage cache unseen (issue 43);
+    a daemon thread polls the parent pid (portable, unlike Linux's PR_SET_PDEATHSIG)."""
+    import os
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` spawned worker processes that end with this one, however it ends."""
+    import os
+    ctx = multiprocessing.get_context("spawn")        # fork after torch has started threads can hang
+    return ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),))
+
+
 def prefetch(pc: pl.PipelineConfig, jobs: int = 2, threads: int | None = None) -> None:
     """Train every stage of ``make results`` in ``jobs`` worker processes (each job with ``threads``
     torch threads; default: the cores over the jobs the wave runs at once, at least 1, so the lone
@@ -58,8 +80,7 @@ def prefetch(pc: pl.PipelineConfig, jobs: int = 2, threads: int | None = None) -
     moment to load. A failing stage stops the run with its job named."""
     cores = torch.get_num_threads()
     specs = stages.demo_stages(pc)
-    ctx = multiprocessing.get_context("spawn")        # fork after torch has started threads can hang
-    with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+    with worker_pool(jobs) as pool:
         for i, wave in enumerate(stages.waves(specs)):
             wave = sorted(wave, key=lambda s: s.call != "control_scratch")   # longest first: a wave waits for its last job
             each = threads or max(1, cores // min(jobs, len(wave)))
