@@ -62,3 +62,13 @@ def test_seed_groups_carry_the_std_of_their_runs():
     assert out[0].seeds == 3 and out[3].seeds is None and out[0].map50_std == 0
     assert "map_std" in out[0].to_json() and "map_std" not in out[3].to_json()
     assert pl.ResultRow.from_json(out[1].to_json()) == out[1]
+
+
+def test_make_results_trains_one_schedule_and_the_demo_all_three():
+    """The full run leaves the two other schedules out to fit its budget (compare_schedules=False);
+    make demo and QUICK train all three, which notebook 03 and the demo's report compare."""
+    from yolocompress.compress.sparsity import SCHEDULES
+    ids = lambda pc: {s.id for s in stages.demo_stages(pc)}
+    full, small = pl.PipelineConfig(), pl.PipelineConfig.small()
+    assert "sparse" in ids(full) and not any(f"sparse/{s}" in ids(full) for s in SCHEDULES)
+    assert {f"sparse/{s}" for s in SCHEDULES if s != small.sparse_schedule} <= ids(small)

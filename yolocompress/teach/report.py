@@ -776,13 +776,19 @@ def _md_sparse(d: _Doc) -> str:
     pc = d.pc
     sparse_df = pd.DataFrame([_sparse_row(st) for st in d.c.sparse.values()])
     w_lo, w_hi = _weight_range(d.c.trained["baseline"].model)
-    return f"""## Sparse training: the three schedules, and a FLOPs-weighted penalty
-
-s = {pc.sparsity}, {pc.sparse_epochs} epochs from the baseline; `gamma_lt_1e-2` is the fraction of
-penalised channels with |gamma| < 0.01. The `-flops` row weights each channel's penalty by the
+    title = "the three schedules" if pc.compare_schedules else f"the {pc.sparse_schedule} schedule"
+    weighted = "" if not pc.flops_weighted else f"""The `-flops` row weights each channel's penalty by the
 FLOPs one channel of its conv costs, relative to the mean (`--sparsity-weighting flops`; its
 cheap deep channels get less than s, down to {w_lo:.2f} s, the costly high-resolution ones up to {w_hi:.1f} s).
+"""
+    others = "" if pc.compare_schedules else f"""This run trains only the schedule every later stage starts
+from ({pc.sparse_schedule}); the three schedules side by side are in `make demo`'s report and notebook 03,
+which trains them.
+"""
+    return f"""## Sparse training: {title}{", and a FLOPs-weighted penalty" if pc.flops_weighted else ""}
 
+s = {pc.sparsity}, {pc.sparse_epochs} epochs from the baseline; `gamma_lt_1e-2` is the fraction of
+penalised channels with |gamma| < 0.01. {others}{weighted}
 {_fmt_table(sparse_df, ["schedule", "map50", "map", "gamma_lt_1e-2", "gamma_lt_1e-3", "time_s"])}
 
 ![schedules](sparse_schedules.png)

@@ -103,7 +103,7 @@ def _chain(pc: pl.PipelineConfig) -> list[StageSpec]:
            spec("sparse", "sparse", {"base": "baseline"}, {"chain", "schedule"}, args={"schedule": chosen},
                 label=f"sparse ({chosen})", legend=chosen, record=pl.SPARSE)]
     out += [spec(f"sparse/{s}", "sparse", {"base": "baseline"}, {"schedule"}, args={"schedule": s}, legend=s)
-            for s in SCHEDULES if s != chosen]
+            for s in SCHEDULES if s != chosen and pc.compare_schedules]
     return out + _penalties(pc) + [spec("control", "control_same_epochs", {"source": "sparse"}, {"chain"},
                                         label="control: unpruned, same total epochs", record=pl.CONTROL_SAME_EPOCHS)]
 
