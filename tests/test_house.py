@@ -1,7 +1,7 @@
 """The house rules of the package, measured from its source (issue 35): the sub-packages are
 layered in pipeline order with no import running back up and no cycle, nothing below the CLI
 imports it, functions stay short and narrow, no block is complex enough for radon to rank D or
-worse, and README's module map names every module."""
+worse, and the module map of docs/development.md names every module."""
 from __future__ import annotations
 
 import ast
@@ -117,10 +117,10 @@ def test_no_block_ranks_d_or_worse():
     assert not bad, bad
 
 
-def test_readme_module_map_names_every_module():
+def test_module_map_names_every_module():
     """Each row is ``| `sub/` | `module` (what it does), ... |`` (or ``top level``); every module
     of every sub-package (their ``__init__`` aside) is named in its row."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "development.md").read_text()
     table = text[text.index("<!-- module-map -->"):text.index("<!-- /module-map -->")]
     named = set()
     for row in table.splitlines():
@@ -131,7 +131,7 @@ def test_readme_module_map_names_every_module():
         named |= {".".join(filter(None, ["yolocompress", sub, m])) for m in re.findall(r"`(\w+)`", cells[2])}
     missing = [m for m, path in modules().items() if path.name != "__init__.py" and m not in named
                and not m.endswith("__main__")]
-    assert not missing, f"README's module map leaves out {missing}"
+    assert not missing, f"the module map of docs/development.md leaves out {missing}"
 
 
 # A string equal to a variation-point name that is not that name: documented, not hidden.

@@ -31,6 +31,27 @@ def test_update_readme_replaces_only_the_block(tmp_path):
     assert update_readme(readme, rows)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old" not in text
-    assert "| p | pruned | 5 | 0.20 M | 0.030 (-85%) | 4.0 ms | 0.545 | 0.745 | -0.005 |" in text
     assert "**p** has 85% fewer GFLOPs" in text           # the headline: within 1 point of its control
+    assert "Unpruned: baseline 0.500 (3 epochs), same-epoch control 0.550 (5 epochs)." in text
     assert not update_readme(tmp_path / "missing.md", rows)
+
+
+def test_the_readme_table_is_the_cliff_by_budget():
+    """One row per ladder line, one column per budget, seeds' std where they ran; a rung a line
+    did not run reads "-"."""
+    def row(name, gflops, m, strategy="union", seed=None, blocks=0):
+        return {"name": name, "kind": "pruned", "seed": seed, "epochs_total": 5, "params": 1e5, "gflops": gflops,
+                "target_gflops": gflops, "strategy": strategy, "blocks_dropped": blocks, "importance": "gamma",
+                "latency_ms": 1.0, "map50": 0.9, "map": m, "control_of": None, "distill": None}
+    rows = [{"name": "baseline", "kind": "baseline", "seed": None, "epochs_total": 3, "params": 2e6, "gflops": 1.0,
+             "latency_ms": 9.0, "map50": 0.9, "map": 0.6, "control_of": None, "distill": None},
+            {"name": "ctl", "kind": "control-same-epochs", "seed": None, "epochs_total": 5, "params": 2e6,
+             "gflops": 1.0, "latency_ms": 9.0, "map50": 0.9, "map": 0.62, "control_of": ["u30", "u5", "s30", "s5", "s5-seed1"],
+             "distill": None},
+            row("u30", 0.3, 0.61), row("u5", 0.05, 0.50),
+            row("s30", 0.3, 0.615, "shared"), row("s5", 0.05, 0.52, "shared", seed=0),
+            row("s5-seed1", 0.05, 0.54, "shared", seed=1)]
+    block = readme_block(rows)
+    assert "| line | 30% | 5% |" in block
+    assert "| union | 0.610 | 0.500 |" in block
+    assert "| shared | 0.615 | 0.530 +- 0.014 |" in block      # the std of 0.52 and 0.54 (ddof 1)

@@ -597,5 +597,5 @@ def for_notebook(settings) -> PipelineConfig:
 
 
 PRESETS = {"quick": PipelineConfig.quick, "small": PipelineConfig.small, "full": PipelineConfig}
-"""``demo --preset``: a smoke run of every stage, the minutes-long tour (``make results``), and the full
+"""``demo --preset``: a smoke run of every stage, the minutes-long tour (``make demo``), and the full
 reproduction that regenerates docs/ (``make results``)."""

@@ -879,35 +879,65 @@ README_START, README_END = "<!-- results:start (make results writes this block f
     "<!-- results:end -->"
 
 
-def _readme_row(r: ResultRow, base: ResultRow, ctl: ResultRow | None) -> str:
-    """One line of the README's results table (``ctl``: the control it is compared with, if any):
-    mAP@0.5:0.95 (with its seed std where it ran over seeds), mAP@0.5, and the difference to the control."""
-    vs = _signed(r.map - ctl.map) if ctl else ""
-    what = r.kind + (f" of {r.control_of}" if r.control_of and r.kind == CONTROL_SCRATCH else "")
-    m = f"{r.map:.3f}" + (f" +- {r.map_std:.3f}" if r.map_std is not None else "")
-    return (f"| {r.name} | {what} | {r.epochs_total} | {r.params / 1e6:.2f} M | {r.gflops:.3f} "
-            f"({r.gflops / base.gflops - 1:+.0%}) | {r.latency_ms:.1f} ms | {m} | {r.map50:.3f} | {vs} |")
+README_TOPICS = ("headline", "cliff", "scratch", "kd")   # the rest of "what the numbers say" is in results.md
+
+
+def _ladder_lines(rows: list[ResultRow]) -> dict[str, list[ResultRow]]:
+    """{line name: its finetuned prunes to a GFLOPs budget at the pipeline's seed, largest first}:
+    the cliff's lines as ``_cliff_lines`` groups them (strategy, blocks dropped, ranking, sparse model)."""
+    controls = _controls(rows)
+    out: dict[tuple, list[ResultRow]] = {}
+    for r in rows:
+        if r.kind == PRUNED and r.target_gflops and not r.distill and r.seed in (None, 0) \
+                and r.name in controls and not r.gradual:
+            out.setdefault((r.strategy, r.blocks_dropped, r.importance, r.sparse_model), []).append(r)
+    return {s + (f" + {b} blocks" if b else ""): sorted(rs, key=lambda r: -r.gflops)
+            for (s, b, _, _), rs in out.items() if len(rs) >= 2}
+
+
+def _cell(r: ResultRow | None, rows: list[ResultRow] = ()) -> str:
+    """A table cell: mAP@0.5:0.95, as mean +- std over seeds where the model ran over seeds (its
+    seed group in ``rows``); "-" where none ran."""
+    if r is None:
+        return "-"
+    if r.map_std is None:
+        return f"{r.map:.3f}"
+    group = [x.map for x in rows if x.group == r.group] or [r.map]
+    return f"{sum(group) / len(group):.3f} +- {r.map_std:.3f}"
+
+
+def _readme_table(rows: list[ResultRow]) -> list[str]:
+    """The cliff in a few lines: one row per ladder line, one column per GFLOPs budget (share of the
+    baseline's), mAP@0.5:0.95 after finetuning; then the unpruned rows and the from-scratch controls."""
+    base = next(r for r in rows if r.kind == pl.BASELINE)
+    lines = _ladder_lines(rows)
+    share = lambda r: f"{r.target_gflops / base.gflops:.3g}"
+    budgets = sorted({share(r) for rs in lines.values() for r in rs}, key=float, reverse=True)
+    out = ["mAP@0.5:0.95 of each prune after finetuning, by its GFLOPs budget (the share of the baseline's "
+           "GFLOPs); +- is the std over seeds where the prune ran over seeds.", "",
+           "| line | " + " | ".join(f"{float(b):.1%}".replace(".0%", "%") for b in budgets) + " |",
+           "|---|" + "---|" * len(budgets)]
+    for name, rs in lines.items():
+        at = {share(r): r for r in rs}
+        out.append(f"| {name} | " + " | ".join(_cell(at.get(b), rows) for b in budgets) + " |")
+    ctl = next((r for r in rows if r.kind == CONTROL_SAME_EPOCHS and r.seed in (None, 0)), None)
+    unpruned = [f"baseline {_cell(base, rows)} ({base.epochs_total} epochs)"]
+    if ctl:
+        unpruned.append(f"same-epoch control {_cell(ctl, rows)} ({ctl.epochs_total} epochs)")
+    scratch = [r for r in rows if r.kind == CONTROL_SCRATCH and r.seed in (None, 0)]
+    out += ["", "Unpruned: " + ", ".join(unpruned) + "."]
+    if scratch:
+        out.append("Trained from scratch for the same epochs, the pruned architectures: " + ", ".join(
+            f"{r.gflops / base.gflops:.1%} of the GFLOPs {_cell(r, rows)}" for r in sorted(scratch, key=lambda r: -r.gflops)) + ".")
+    return out
 
 
 def readme_block(records) -> str:
-    """The README's results table and "what the numbers say", both from the rows of results.json
-    (one row per model at the pipeline's seed, the cliff's own rungs left to results.md: the seeds
-    and the ladder are summarised in the lines below the table)."""
-    rows = pl.as_rows(records)
-    base = next(r for r in rows if r.kind == pl.BASELINE)
-    controls = _controls(rows)
-    control = next(r for r in rows if r.kind == CONTROL_SAME_EPOCHS)
-    shown, seen = [], set()
-    for r in rows:
-        if r.name in seen or r.seed not in (None, 0) or r.ladder:
-            continue
-        seen.add(r.name)
-        same_epochs = r.kind == PRUNED and r.epochs_total == control.epochs_total
-        shown.append(_readme_row(r, base, controls.get(r.name) or (control if same_epochs else None)))
-    head = ["| model | kind | epochs | params | GFLOPs (vs baseline) | latency | mAP@0.5:0.95 | mAP@0.5 "
-            "| mAP@0.5:0.95 vs same-epoch control |", "|---|---|---|---|---|---|---|---|---|"]
-    return "\n".join([README_START, *head, *shown, "", "What the numbers say:", "",
-                      _summary(rows), README_END])
+    """The README's results: the cliff in a small table and the lines of "what the numbers say" on
+    ``README_TOPICS``, both from the rows of results.json (every row is in results.md)."""
+    rows = pl.seed_groups(_one_row_per_model(pl.as_rows(records)))
+    return "\n".join([README_START, *_readme_table(rows), "", "What the numbers say:", "",
+                      *summary_lines(records, *README_TOPICS), README_END])
 
 
 def update_readme(readme: Path, records) -> bool:
