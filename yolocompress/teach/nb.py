@@ -160,23 +160,31 @@ def full_run(settings: Settings, name: str, metric: str) -> float | None:
     """``metric`` of run ``name`` in the committed full-run results written by ``make results``:
     ``docs/results.json`` (a list of rows with ``name``) where it has the value, else the tables of
     ``docs/results.md`` (rows named in a ``model`` or ``schedule`` column); None when neither has it."""
-    docs = settings.root / "docs"
-    if (docs / "results.json").exists():
-        for row in json.loads((docs / "results.json").read_text()):
+    folder = docs(settings)
+    if (folder / "results.json").exists():
+        for row in json.loads((folder / "results.json").read_text()):
             if row.get("name") == name and row.get(metric) is not None:
                 return float(row[metric])
-    if not (docs / "results.md").exists():
+    if not (folder / "results.md").exists():
         return None
-    for df in results_tables(docs / "results.md"):
+    for df in results_tables(folder / "results.md"):
         key = next((k for k in ("model", "schedule") if k in df), None)
         if key and metric in df and (df[key] == name).any():
             return float(df.loc[df[key] == name, metric].iloc[0])
     return None
 
 
+INSTALLED_RESULTS = Path(__file__).resolve().parent / "_results"   # the pack a wheel carries (setup.py)
+
+
 def docs(settings: Settings) -> Path:
-    """The committed results of the full run (``docs/``: results.json and the pack)."""
-    return settings.root / "docs"
+    """The committed results of the full run (results.json, results.md and the pack): the project's
+    ``docs/`` when it has them, else the copy a pip install carries as package data (Colab, a wheel
+    in an empty folder), else ``docs/`` again (every reader then says what is missing)."""
+    own = settings.root / "docs"
+    if (own / "results.json").is_file() or not (INSTALLED_RESULTS / "results.json").is_file():
+        return own
+    return INSTALLED_RESULTS
 
 
 def full_history(settings: Settings, name: str) -> pd.DataFrame | None:
