@@ -394,3 +394,22 @@ def test_where_zeros_reports_what_a_threshold_cut_would_keep():
     assert kept["dense"] == 1.0 and kept["toy"] < 1.0
     bands = table.filter(like="w in")
     assert ((bands.fillna(0) >= 0) & (bands.fillna(0) <= 1)).all().all()
+
+
+def test_results_table_reads_latency_from_the_full_run_under_quick(tmp_path):
+    """QUICK's few timings are replaced by the full run's stored latency (a prune before finetuning
+    by its finetuned twin's); the ratio is recomputed from them; full mode keeps its own timings."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "results.json").write_text(json.dumps([{"name": "sparse", "latency_ms": 20.0},
+                                                   {"name": "ft-p", "latency_ms": 5.0}]))
+    row = lambda name, ms: {"model": name, "params": 1, "GFLOPs": 1.0, "latency_ms": ms, "map50": 0.5, "map": 0.3}
+    stages = [pipeline.Stage(n, None, row=row(n, ms)) for n, ms in (("sparse", 9.0), ("p", 30.0), ("ft-p", 31.0),
+                                                                    ("new", 1.0))]
+    settings = lambda quick: nb.Settings(quick=quick, root=tmp_path, runs=tmp_path / "runs", data=tmp_path / "d.yaml",
+                                         device=None, seed=0)
+    quick = nb.results_table(settings(True), stages)
+    assert list(quick["latency_ms (full run)"].iloc[:3]) == [20.0, 5.0, 5.0] and np.isnan(quick.iloc[3, 4])
+    assert list(quick["latency ratio (full run)"].iloc[:3]) == [1.0, 0.25, 0.25]
+    full = nb.results_table(settings(False), stages)
+    assert list(full["latency_ms"]) == [9.0, 30.0, 31.0, 1.0] and "latency ratio" in full

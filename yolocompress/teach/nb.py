@@ -218,6 +218,30 @@ def plot_history(settings: Settings, stages: dict, metrics=("total", "map50"), t
     return _plot({k: st.history for k, st in stages.items()}, metrics, titled(settings, title), reference=ref)
 
 
+TABLE_COLUMNS = ("model", "params", "GFLOPs", "GFLOPs ratio", "latency_ms", "latency ratio", "map50", "map")
+
+
+def results_table(settings: Settings, stages: list, columns=TABLE_COLUMNS) -> pd.DataFrame:
+    """``pipeline.results_table`` of ``stages`` (the first is the reference of the ratios), cut to
+    ``columns``. Under QUICK a latency measured on the spot is a handful of timings on a CPU that
+    is often busy (it read a pruned model 3.7x slower than the unpruned one), so the latency columns
+    hold the full run's stored measurement of the same model (results.json: interleaved timings on a
+    quiet CPU, ``report``), renamed "(full run)". A prune before finetuning has its finetuned
+    twin's architecture, so it reads the latency of ``ft-<name>``; a model the full run lacks, NaN."""
+    from .pipeline import results_table as _table
+    df = _table(stages)
+    if settings.quick:
+        stored = [full_run(settings, name, "latency_ms") for name in df["model"]]
+        df["latency_ms"] = [ms if ms is not None else full_run(settings, f"ft-{name}", "latency_ms")
+                            for ms, name in zip(stored, df["model"])]
+        df["latency_ms"] = df["latency_ms"].astype(float)
+        df["latency ratio"] = df["latency_ms"] / df["latency_ms"].iloc[0]
+    df = df[list(columns)]
+    if settings.quick:
+        df = df.rename(columns={c: f"{c} (full run)" for c in ("latency_ms", "latency ratio")})
+    return df
+
+
 def _from_pack(settings: Settings, names: dict, read) -> dict:
     """{label: read(docs, full run name)} for each run in ``names`` ({label: full run name}) that
     the pack has; {} in full mode (the notebook's own runs are the full runs there). Prints which
