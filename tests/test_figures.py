@@ -40,3 +40,19 @@ def test_a_run_directory_gets_its_four_figures(tmp_path):
     paths = write_training_figures(load_model("teach", classes=data.nc), data, run, img_size=64)
     assert [p.name for p in paths] == ["results.png", "pr_curve.png", "confusion_matrix.png", "val_predictions.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_plot_bounded_draws_each_object_once_with_a_legend():
+    """Two positive anchors on one object: one ground-truth box, two teacher and two student boxes
+    (red where the student learns, grey where not), and the legend names all four kinds."""
+    from yolocompress.teach import viz
+    rows = [{"image": 0, "gt": (20.0, 20.0, 10.0, 10.0), "teacher": (21.0, 20.0, 9.0, 10.0),
+             "student": (25.0, 22.0, 8.0, 8.0), "learn": True},
+            {"image": 0, "gt": (20.0, 20.0, 10.0, 10.0), "teacher": (19.0, 21.0, 11.0, 9.0),
+             "student": (20.0, 20.0, 10.0, 10.0), "learn": False}]
+    fig = viz.plot_bounded(np.zeros((40, 40, 3)), rows)
+    ax = fig.axes[0]
+    colours = [p.get_edgecolor()[:3] for p in ax.patches]
+    assert len(ax.patches) == 5 and colours.count((1.0, 1.0, 1.0)) == 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+        ["ground truth", "teacher", "student: learns", "student: does not"]

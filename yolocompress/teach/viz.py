@@ -423,20 +423,35 @@ def plot_masks(plan, graph, layers: Sequence[int] | None = None, ax=None, title:
     return fig
 
 
-def plot_bounded(image, rows: list[dict], ax=None, title: str = ""):
-    """One image with, per positive anchor: ground truth (white), teacher (blue dashed) and student
-    box - red where the bounded rule makes the student learn from it, grey where it does not."""
+def plot_bounded(image, rows: list[dict], ax=None, title: str = "", legend: bool = True):
+    """One image with, per positive anchor: teacher (blue dashed) and student box - red where the
+    bounded rule makes the student learn from it, grey where it does not - and each ground-truth
+    box once (white; several anchors share an object), with a legend of the four below the image."""
+    from matplotlib.lines import Line2D
     fig, ax = _ax(ax, (4.5, 4.5))
     ax.imshow(image)
+    styles = {"ground truth": dict(ec="white", lw=1.5), "teacher": dict(ec="#4C72B0", lw=1, ls="--"),
+              "student: learns": dict(ec="#C44E52", lw=1.2), "student: does not": dict(ec="#999999", lw=1.2)}
+    boxes = {tuple(round(v, 2) for v in r["gt"]): styles["ground truth"] for r in rows}   # one per object
     for r in rows:
-        for key, style in (("gt", dict(ec="white", lw=1.5)), ("teacher", dict(ec="#4C72B0", lw=1, ls="--")),
-                           ("student", dict(ec="#C44E52" if r["learn"] else "#999999", lw=1.2))):
-            cx, cy, w, h = r[key]
-            ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, **style))
+        ax.add_patch(_box(r["teacher"], styles["teacher"]))
+        ax.add_patch(_box(r["student"], styles["student: learns" if r["learn"] else "student: does not"]))
+    for gt, style in boxes.items():
+        ax.add_patch(_box(gt, style))
     ax.axis("off")
     n = sum(r["learn"] for r in rows)
     ax.set_title(title or f"student learns from\n{n} of {len(rows)} positive anchors", fontsize=9)
+    if legend:
+        handles = [Line2D([], [], color=s["ec"], lw=s["lw"], ls=s.get("ls", "-")) for s in styles.values()]
+        ax.legend(handles, list(styles), loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=7,
+                  facecolor="#dddddd", frameon=True)
     return fig
+
+
+def _box(cxcywh, style: dict) -> Rectangle:
+    """An unfilled rectangle of a (cx, cy, w, h) box in pixels."""
+    cx, cy, w, h = cxcywh
+    return Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, **style)
 
 
 def _temperature_bars(ax, probs: dict, labels: Sequence[str], ylabel: str, title: str, xlabel: str = ""):
@@ -464,15 +479,15 @@ def plot_soft_targets(logits, names: Sequence[str], temperatures=(1, 3, 10), ax=
     return _temperature_bars(ax, probs, names, "probability", "the teacher's class distribution at several temperatures")
 
 
-def plot_soft_objectness(logits, labels: Sequence[str], temperatures=(1, 3, 10), ax=None):
+def plot_soft_objectness(logits, labels: Sequence[str], temperatures=(1, 3, 10), ax=None,
+                         title: str = "the teacher's objectness at several temperatures"):
     """sigmoid(logit / T) of a few anchors' objectness for several temperatures: the two-way
     (object / background) soft target of Hinton distillation, the one a one-class model has."""
     import torch
     fig, ax = _ax(ax, (7, 3))
     logits = torch.as_tensor(logits, dtype=torch.float32)
     probs = {t: torch.sigmoid(logits / t).numpy() for t in temperatures}
-    return _temperature_bars(ax, probs, labels, "P(object)", "the teacher's objectness at several temperatures",
-                             "anchor, ranked by the teacher's objectness")
+    return _temperature_bars(ax, probs, labels, "P(object)", title, "anchor, ranked by the teacher's objectness")
 
 
 def plot_cliff(cliff: pd.DataFrame, control: dict | None = None, scratch: pd.DataFrame | None = None,

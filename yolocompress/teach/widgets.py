@@ -94,17 +94,18 @@ def sparsity_slider(runs: dict, note: str = "", reference: dict | None = None) -
     _slider(values, start, "penalty s", lambda s: _penalty_figure(runs, reference, s, note))
 
 
-def ratio_slider(evaluate: Callable[[float], dict], ratios: list[float]) -> None:
+def ratio_slider(evaluate: Callable[[float], dict], ratios: list[float], note: str = "") -> None:
     """``evaluate(ratio) -> {"plan", "GFLOPs", "map50", "pruned", ...}`` (cached by the caller, e.g.
     a ``whatif.WhatIf``). The slider redraws the per-layer channel chart with GFLOPs and what-if
-    mAP in the title."""
+    mAP in the title; ``note`` (e.g. that the model is a QUICK one) goes under it."""
     from .viz import plot_channels
 
     def show(r):
         res = evaluate(r)
         return plot_channels({f"ratio {r:.2f}": res["plan"]},
                              title=f"ratio {r:.2f}: {res['pruned']:.0%} channels removed, "
-                                   f"{res['GFLOPs']:.3f} GFLOPs, what-if mAP@0.5 {res['map50']:.3f}")
+                                   f"{res['GFLOPs']:.3f} GFLOPs, what-if mAP@0.5 {res['map50']:.3f}"
+                                   + (f"\n{note}" if note else ""))
 
     _slider(ratios, ratios[len(ratios) // 2], "prune ratio", show)
 
