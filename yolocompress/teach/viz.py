@@ -25,10 +25,12 @@ def _ax(ax, figsize):
 
 
 def bar_compare(df: pd.DataFrame, x: str, columns: Sequence[str], title: str = "", log: bool = False):
-    """One bar panel per column of ``df`` (e.g. params, GFLOPs, layers per architecture)."""
+    """One bar panel per column of ``df`` (e.g. params, GFLOPs, layers per architecture), each bar
+    labelled with its value; ``log``: log-scaled panels, for values that span orders of magnitude."""
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2))
     for ax, col in zip(np.atleast_1d(axes), columns):
         sns.barplot(data=df, x=x, y=col, ax=ax, color="#4C72B0")
+        ax.bar_label(ax.containers[0], fmt="%.3g", fontsize=7)     # a bar too small to see still reads
         ax.set_title(col)
         ax.set_xlabel("")
         ax.tick_params(axis="x", rotation=35)
@@ -52,28 +54,34 @@ def draw_graph(blocks, dropped: Sequence[int] = (), ax=None, title: str = ""):
                                alpha=0.5 if i in dropped else 1.0))
         if isinstance(b, Conv) and b.stride > 1:
             ax.text(i, h / 2 + 0.05, "/2", ha="center", fontsize=6)
+    top = [1.0]                     # the highest arc, so that none is clipped
     for i, b in enumerate(layers):
         if isinstance(b, Shortcut):
-            _arc(ax, shortcut_source(b, i), i, +1, _COLORS[Shortcut], i in dropped)
+            top.append(_arc(ax, shortcut_source(b, i), i, +1, _COLORS[Shortcut], i in dropped))
         elif isinstance(b, Route):
             for j in route_inputs(b, i):
                 if j != i - 1:
-                    _arc(ax, j, i, -1, _COLORS[Route], False)
+                    top.append(_arc(ax, j, i, -1, _COLORS[Route], False))
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in _COLORS.values()]
     ax.legend(handles, [k.kind for k in _COLORS], ncol=6, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02),
               frameon=False)
     ax.set_xlim(-1, len(layers))
-    ax.set_ylim(-2.6, 2.6)
+    ax.set_ylim(-max(top) - 0.3, max(top) + 0.3)
     ax.axis("off")
     ax.set_title(title or f"{len(layers)} layers")
     return fig
 
 
-def _arc(ax, a: int, b: int, side: int, color: str, faded: bool) -> None:
-    rad = -0.5 * side if b - a > 1 else -0.8 * side
-    ax.add_patch(FancyArrowPatch((a, side * 0.45), (b, side * 0.45), connectionstyle=f"arc3,rad={rad}",
+def _arc(ax, a: int, b: int, side: int, color: str, faded: bool) -> float:
+    """An arc from layer ``a`` to ``b`` above (side +1) or below (-1) the strip, rising
+    0.3 + 0.3 log2(distance): a long route stays in the picture. Returns how far it reaches.
+    (An arc3 curve's apex is rad x distance / 2 from the chord.)"""
+    d = max(abs(b - a), 1)
+    rise = 0.3 + 0.3 * np.log2(d)
+    ax.add_patch(FancyArrowPatch((a, side * 0.45), (b, side * 0.45), connectionstyle=f"arc3,rad={-side * 2 * rise / d}",
                                  arrowstyle="-|>", mutation_scale=6, color=color, lw=0.8,
                                  alpha=0.3 if faded else 0.9))
+    return 0.45 + rise
 
 
 def weights_layout(model, max_layers: int = 6):
@@ -349,7 +357,8 @@ def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 def sample_grid(dataset, names: Sequence[str], n: int = 8, cols: int = 4, model=None, conf: float = 0.25,
                 title: str = ""):
-    """Images of a YoloDataset with their labels - or, with ``model``, its detections (scores shown)."""
+    """Images of a YoloDataset with their labels - or, with ``model``, its detections (scores shown)
+    over the ground truth, drawn in white (the title says so)."""
     import torch
     from PIL import Image
     from yolocompress.deploy.detect import draw_boxes
@@ -362,8 +371,9 @@ def sample_grid(dataset, names: Sequence[str], n: int = 8, cols: int = 4, model=
             continue
         img, lab, _ = dataset[k]
         pil = Image.fromarray((img.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
-        scores = None
+        scores, big = None, pil.resize((256, 256), Image.NEAREST)
         if model is not None:
+            big = _draw_truth(big, lab)
             with torch.no_grad():
                 det = postprocess(model.eval()(img[None].to(next(model.parameters()).device)), conf, 0.45)[0].cpu()
             s = img.shape[-1]
@@ -371,10 +381,21 @@ def sample_grid(dataset, names: Sequence[str], n: int = 8, cols: int = 4, model=
             lab = torch.stack([det[:, 5], (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2,
                                xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]], 1)
             scores = det[:, 4]
-        ax.imshow(draw_boxes(pil.resize((256, 256), Image.NEAREST), lab, names, scores))
-    fig.suptitle(title)
+        ax.imshow(draw_boxes(big, lab, names, scores))
+    fig.suptitle(title + ("\nwhite: ground truth; coloured: the model's detections with their scores" if model else ""))
     fig.tight_layout()
     return fig
+
+
+def _draw_truth(image, labels):
+    """Copy of a PIL image with the (n, 5) [cls, cx, cy, w, h] normalised boxes outlined in white."""
+    from PIL import ImageDraw
+    img = image.convert("RGB").copy()
+    draw, (w, h) = ImageDraw.Draw(img), img.size
+    for _, cx, cy, bw, bh in np.asarray(labels, dtype=np.float64).reshape(-1, 5):
+        draw.rectangle([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h],
+                       outline=(255, 255, 255), width=1)
+    return img
 
 
 def dataset_stats(boxes: pd.DataFrame, n_images: int, title: str = ""):
