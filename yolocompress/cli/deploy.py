@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import add_model_args, add_resize_arg, announce_input, model_from_flags, out_dir
+from .common import UserError, add_model_args, add_resize_arg, announce_input, model_from_flags, out_dir
 
 
 def add_export(sub) -> None:
@@ -20,13 +20,24 @@ def add_export(sub) -> None:
     p.add_argument("--exist-ok", action="store_true",
                    help="replace the set of files a previous prune/export wrote in --out (as a whole)")
     p.add_argument("--names", help="class names (.names, .data or yaml): also write OUT/NAME.names for darknet")
+    q = p.add_argument_group("int8 (with --onnx): ONNX Runtime static quantization, QDQ, calibrated on your images")
+    q.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx, its convs in int8")
+    q.add_argument("--calib-data", metavar="DATA", help="dataset (yaml or .data) whose train images calibrate int8")
+    q.add_argument("--calib-images", type=int, default=128, help="calibration images (the first N of train)")
+    q.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"],
+                   help="how each activation's int8 range is chosen from the calibration run")
     p.set_defaults(run=run_export)
 
 
 def run_export(args) -> None:
+    from yolocompress.data.dataset import load_data_config
     from yolocompress.darknet.netinput import model_input
     from yolocompress.deploy.export import export_darknet, export_onnx, onnx_matches, reload_matches
     from yolocompress.files import atomic_dir
+    if args.int8 and not (args.onnx and args.calib_data):
+        raise UserError("--int8 quantizes the ONNX model: give it with --onnx and --calib-data DATA "
+                        "(the images that calibrate the int8 ranges)")
+    calib = load_data_config(args.calib_data) if args.int8 else None     # a bad dataset fails before any work
     out = out_dir(args.out, args.exist_ok)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
     if args.names:
@@ -42,6 +53,10 @@ def run_export(args) -> None:
             size = args.img_size or model.net.width
             staged["onnx"] = export_onnx(model, tmp / f"{args.name}.onnx", size, names=names if args.names else ())
             onnx_diff = onnx_matches(model, staged["onnx"], size)
+        if args.int8:
+            from yolocompress.deploy.quantize import quantize_int8
+            staged["int8"] = quantize_int8(staged["onnx"], tmp / f"{args.name}.int8.onnx", calib.train,
+                                           args.calib_images, args.calib_method)
     paths = {k: out / p.name for k, p in staged.items()}
     print(f"wrote {paths['cfg']}, {paths['weights']}, {paths['pt']} (reload max |diff| {diff:.2e})")
     spec = model_input(model)
@@ -49,7 +64,10 @@ def run_export(args) -> None:
           + (", letter_box=1)" if spec.resize == "letterbox" else "; no letter_box: darknet stretches)"))
     if args.onnx:
         print(f"wrote {paths['onnx']} (onnxruntime max |diff| {onnx_diff:.2e})")
-    print(json.dumps({k: str(v) for k, v in paths.items() if k != "onnx"}))
+    if args.int8:
+        print(f"wrote {paths['int8']} (int8 convs, calibrated on {min(args.calib_images, len(calib.train))} "
+              f"images of {args.calib_data}; score it with eval --onnx)")
+    print(json.dumps({k: str(v) for k, v in paths.items() if k not in ("onnx", "int8")}))
 
 
 def add_detect(sub) -> None:
