@@ -11,7 +11,7 @@ from pathlib import Path
 from .common import UserError
 
 _POSITIVE = ("epochs", "batch_size", "eval_every", "micro_batches", "max_val_images", "max_images", "train",
-             "val", "img_size", "eval_size", "cutoff", "max_batches", "classes", "calib_images")
+             "val", "img_size", "eval_size", "cutoff", "max_batches", "classes", "calib_images", "latency_threads", "latency_runs")
 _NON_NEGATIVE = ("workers", "blocks", "warmup_epochs", "sparsity", "distill_weight", "margin", "max_drop")
 _FRACTIONS = ("conf", "iou", "min_keep", "decay_at", "local_keep")   # in [0, 1]
 _RANGES = ((_POSITIVE, lambda v: v > 0, "a positive number"),

@@ -30,8 +30,8 @@ def _add_prune_config_args(p, strategies: tuple) -> None:
     p.add_argument("--round-to", type=int, default=d.round_to, metavar="N",
                    help="keep each pruned conv's channel count a multiple of N (1: off; 8 or 16 suit SIMD units)")
     p.add_argument("--budget", "--target-gflops", dest="budget", default=d.budget, metavar="B",
-                   help="prune to a budget: B GFLOPs (5.2), or B%% of the unpruned model's (20%%); finds the "
-                        "ratio by bisection, with --drop-blocks blocks dropped too")
+                   help="prune to a budget: B GFLOPs (5.2), B%% of the unpruned model's (20%%), or a latency "
+                        "(8ms, see --target-latency); finds the ratio by bisection, with --drop-blocks blocks dropped too")
     p.add_argument("--importance", choices=IMPORTANCES, default=d.importance,
                    help="what the threshold ranks: " + ", ".join(f"{i.name} ({i.label})" for i in IMPORTANCES.values())
                         + "; per FLOP is the greedy knapsack under a FLOPs budget")
@@ -61,6 +61,17 @@ def add_prune(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--exist-ok", action="store_true",
                    help="replace the set of files a previous prune/export wrote in --out (as a whole)")
+    from yolocompress.deploy.latency_model import RUNTIMES
+    lat = p.add_argument_group("latency budget: a per-layer latency model fitted on this machine")
+    lat.add_argument("--target-latency", metavar="MS", default=None,
+                     help="prune to a batch-1 CPU latency in ms (8 or 8ms; the same as --budget 8ms): fits the "
+                          "latency model on compact models of this one, searches the plan, then measures the "
+                          "written model")
+    lat.add_argument("--latency-runtime", choices=RUNTIMES.names(), default="fused",
+                     help="what the latency is measured on: fused = eager PyTorch with BN folded; onnxruntime = "
+                          "the exported graph")
+    lat.add_argument("--latency-threads", type=int, default=2, help="threads of the latency measurements")
+    lat.add_argument("--latency-runs", type=int, default=10, help="timed forwards per fitted model")
     p.set_defaults(run=run_prune)
 
 
@@ -71,13 +82,14 @@ def run_prune(args) -> None:
     from yolocompress.compress.plan import make_plan
     from yolocompress.compress.surgery import apply_plan
     from yolocompress.compress.strategies import LAYERS_ONLY
-    config = prune_config(args)
+    config = _with_latency_target(prune_config(args), args)
     if config.strategy == LAYERS_ONLY and not config.drop_blocks:
         raise UserError(f"--strategy {LAYERS_ONLY} prunes nothing unless --drop-blocks N is given")
     out = out_dir(args.out, args.exist_ok)
     model = model_from_flags(args.cfg, args.weights, classes=args.classes).eval()
     graph = build_graph(model.blocks, config.protect)
-    plan = make_plan(model, config, graph, source=str(args.weights))
+    cost = _latency_cost(model, config, args)
+    plan = make_plan(model, config, graph, source=str(args.weights), cost=cost)
     compact = apply_plan(model, plan, graph).eval()
     with atomic_dir(out, replace=args.exist_ok) as tmp:   # cfg, weights, pt and plan appear together
         staged = export_darknet(compact, tmp, "pruned", plan=plan.to_dict(), source=str(args.weights))
@@ -88,9 +100,45 @@ def run_prune(args) -> None:
     changed = plan.summary()
     print_table(changed[changed["after"] < changed["before"]], floats="{:.1f}")
     _print_before_after(model, compact, plan.img_size)
+    if cost is not None:
+        _report_latency(compact, plan, cost, args)
     if args.data:
         _report_map(model, plan, compact, graph, args)
     print(f"\nwrote {paths['cfg']}, {paths['weights']}, {paths['pt']}, {out / 'plan.json'}")
+
+
+def _with_latency_target(config, args):
+    """``--target-latency 8`` is ``--budget 8ms``; the two together are one too many."""
+    from dataclasses import replace
+    if args.target_latency is None:
+        return config
+    if args.budget is not None:
+        raise UserError("give --target-latency or --budget, not both")
+    spec = str(args.target_latency).strip()
+    return replace(config, budget=spec if spec.lower().endswith("ms") else f"{spec}ms")
+
+
+def _latency_cost(model, config, args):
+    """The fitted latency model when the budget is in ms (None otherwise: GFLOPs are counted)."""
+    budget = config.parsed_budget()
+    if budget is None or budget.unit != "ms":
+        return None
+    from yolocompress.deploy.latency_model import fit_latency_model
+    print(f"fitting the latency model on {args.latency_runtime} ({args.latency_threads} threads) ...", flush=True)
+    fit = fit_latency_model(model, config, args.latency_runtime, runs=args.latency_runs,
+                            threads=args.latency_threads)
+    print(fit.describe())
+    return fit.model
+
+
+def _report_latency(compact, plan, cost, args) -> None:
+    """Predicted against measured latency of the model just written."""
+    from yolocompress.deploy.latency_model import measured_latency
+    predicted = cost.measure(plan)
+    ms = measured_latency(compact, cost.img_size, cost.runtime, runs=max(20, args.latency_runs),
+                          threads=args.latency_threads)
+    print(f"\nlatency budget {plan.target_ms:.3g} ms: predicted {predicted:.3g} ms, measured {ms:.3g} ms "
+          f"on {cost.runtime} ({ms / predicted - 1:+.1%} against the prediction)")
 
 
 def _print_before_after(model, compact, size: int) -> None:

@@ -104,6 +104,7 @@ class PrunePlan:
     importance: str = "gamma"               # an IMPORTANCES name
     round_to: int = 1                       # channel counts of pruned convs are multiples of this
     target_gflops: float | None = None      # GFLOPs budget the ratio was searched for (None: ratio given)
+    target_ms: float | None = None          # latency budget (ms) the ratio was searched for, by a latency model
     gflops: float | None = None             # conv GFLOPs of the compact model at img_size (counted)
     img_size: int | None = None             # px, input size of gflops / target_gflops
     pool_removed: int | None = field(default=None, compare=False)  # pool channels the final masks remove (after floors, groups,
@@ -126,6 +127,7 @@ class PrunePlan:
     def describe(self) -> str:
         """One paragraph: requested vs actual, with denominators (they differ, and that confuses)."""
         asked = (f"GFLOPs budget {self.target_gflops:.4g} -> ratio {self.ratio:.4f}" if self.target_gflops
+                 else f"latency budget {self.target_ms:.4g} ms -> ratio {self.ratio:.4f}" if self.target_ms
                  else f"requested ratio {self.ratio:.2f}")
         lines = [f"strategy {self.strategy}: {asked} of the threshold pool"]
         if self.pool_size:
@@ -160,6 +162,8 @@ class PrunePlan:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("pool_removed")
+        if d["target_ms"] is None:             # plans without a latency budget read as they always did
+            d.pop("target_ms")
         d["keep"] = {str(k): v for k, v in sorted(self.keep.items())}
         d["filters"] = {str(k): v for k, v in sorted(self.filters.items())}
         return {"format": "yolocompress-plan/1", **d}
@@ -412,15 +416,20 @@ def _plan_to_budget(gammas, graph: Graph, config: PruneConfig, cost: CostModel) 
         lo, hi = (lo, mid) if flops(mid) <= target else (mid + 1, hi)
     best = max((k for k in range(max(0, hi - _BUDGET_WINDOW), hi + 1) if flops(k) <= target), key=flops)
     plan = probe(best)
-    plan.ratio, plan.target_gflops = best / n, target
+    plan.ratio = best / n
+    if cost.unit == "ms":
+        plan.target_ms = target
+    else:
+        plan.target_gflops = target
     return plan
 
 
 def make_plan(model: Darknet, config: PruneConfig, graph: Graph | None = None,
-              source: str | None = None) -> PrunePlan:
-    """The plan for ``model``: its gammas and (unless given) its graph, then ``plan_combined``."""
+              source: str | None = None, cost: CostModel | None = None) -> PrunePlan:
+    """The plan for ``model``: its gammas and (unless given) its graph, then ``plan_combined``
+    (``cost``: what a budget is measured in, e.g. ``deploy.latency_model.LatencyModel`` for ms)."""
     graph = graph or build_graph(model.blocks, config.protect)
-    plan = plan_combined(bn_gammas(model), graph, config)
+    plan = plan_combined(bn_gammas(model), graph, config, cost)
     plan.source = source
     return plan
 
