@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from yolocompress.teach import nb, pipeline, viz
 from yolocompress.cli.main import build_parser
@@ -413,3 +414,20 @@ def test_results_table_reads_latency_from_the_full_run_under_quick(tmp_path):
     assert list(quick["latency ratio (full run)"].iloc[:3]) == [1.0, 0.25, 0.25]
     full = nb.results_table(settings(False), stages)
     assert list(full["latency_ms"]) == [9.0, 30.0, 31.0, 1.0] and "latency ratio" in full
+
+
+@pytest.mark.parametrize("colab, gpu, env, quick", [(False, False, None, False), (True, False, None, True),
+                                                    (True, True, None, False), (True, False, "0", False),
+                                                    (False, False, "1", True)])
+def test_quick_is_the_default_only_on_a_colab_cpu_runtime(monkeypatch, colab, gpu, env, quick):
+    monkeypatch.setattr(nb, "in_colab", lambda: colab)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    if env is None:
+        monkeypatch.delenv("YOLOCOMPRESS_QUICK", raising=False)
+    else:
+        monkeypatch.setenv("YOLOCOMPRESS_QUICK", env)
+    assert nb.quick_flag() is quick
+    note = nb.mode_note(quick)
+    assert bool(note) == (colab and env is None)          # said only where the notebook chose for the learner
+    if note:
+        assert ("YOLOCOMPRESS_QUICK" in note) and (("no GPU" in note) == quick)

@@ -100,7 +100,28 @@ class Settings:
 
 
 def quick_flag() -> bool:
-    return os.environ.get("YOLOCOMPRESS_QUICK", "0") not in ("", "0", "false", "False")
+    """``YOLOCOMPRESS_QUICK`` when it is set (1 / 0); unset, QUICK only on a Colab runtime without
+    a GPU, where full mode would retrain every earlier stage on 2 CPU cores for hours."""
+    value = os.environ.get("YOLOCOMPRESS_QUICK")
+    if value is None:
+        return in_colab() and not torch.cuda.is_available()
+    return value not in ("", "0", "false", "False")
+
+
+def mode_note(quick: bool) -> str:
+    """What the setup cell says about the mode beyond QUICK=...: on Colab, why it was chosen and
+    how to switch (empty elsewhere, where the flag is whatever the learner set)."""
+    if not in_colab() or "YOLOCOMPRESS_QUICK" in os.environ:
+        return ""
+    if quick:
+        return ("QUICK is on because this Colab runtime has no GPU (full mode would train for hours on its 2 CPU "
+                "cores). For the full run: Runtime > Change runtime type > a GPU, or run "
+                "`import os; os.environ['YOLOCOMPRESS_QUICK'] = '0'` before nb.setup(). Either way the figures "
+                "show the committed full run beside this one.")
+    return ("Full mode on the GPU: each stage trains there (latency is still measured on the CPU) and is kept in "
+            "runs/, so later notebooks reuse it. Its duration on a GPU is not measured by this project; on 2 CPU "
+            "cores `make results` takes hours (README). Set os.environ['YOLOCOMPRESS_QUICK'] = '1' before "
+            "nb.setup() for a smoke run in minutes.")
 
 
 def setup(seed: int = 0, threads: int | None = None) -> Settings:
@@ -121,6 +142,9 @@ def setup(seed: int = 0, threads: int | None = None) -> Settings:
     gpu = f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""
     print(f"yolocompress | torch {torch.__version__} | training on {device}{gpu} | {torch.get_num_threads()} "
           f"threads | python {platform.python_version()} | QUICK={quick} | runs: {runs}")
+    note = mode_note(quick)
+    if note:
+        print(note)
     return Settings(quick, root, runs, data, device, seed)
 
 
