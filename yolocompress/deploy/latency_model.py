@@ -158,7 +158,7 @@ def fit_latency_model(model, config, runtime: str = "fused", runs: int = 10, war
     return LatencyFit(cost, feats, measured, labels)
 
 
-def measured_latency(model, img_size: int, runtime: str = "fused", runs: int = 20, warmup: int = 3,
+def measured_latency(model, img_size: int, runtime: str = "fused", runs: int = 20, warmup: int = 10,
                      threads: int = 2) -> float:
     """Median batch-1 latency (ms) of ``model`` on ``runtime``, timed as the fit times."""
     from .footprint import median_p90, time_interleaved
