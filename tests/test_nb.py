@@ -431,3 +431,22 @@ def test_quick_is_the_default_only_on_a_colab_cpu_runtime(monkeypatch, colab, gp
     assert bool(note) == (colab and env is None)          # said only where the notebook chose for the learner
     if note:
         assert ("YOLOCOMPRESS_QUICK" in note) and (("no GPU" in note) == quick)
+
+
+def test_full_run_tables_read_todays_results_json_and_md(tmp_path):
+    """Regression (CI of this session): results.json's controls list the models they control, and
+    results.md has a table whose header holds a bare |gamma|; both read without error."""
+    rows = [{"name": "ctl", "kind": "control-same-epochs", "control_of": ["p", "g"], "map50": 0.9},
+            {"name": "old", "kind": "control-same-epochs", "control_of": "q", "map50": 0.8},
+            {"name": "p", "kind": "pruned", "target_gflops": 0.1, "seed": None, "importance": "gamma-per-flop",
+             "sparse_model": "s", "gflops": 0.1, "params": 5, "map50": 0.85, "epochs_total": 9},
+            {"name": "g", "kind": "pruned", "gradual": "40% -> 20%", "epochs_total": 9, "gflops": 0.1, "map50": 0.8}]
+    assert list(nb.budget_prunes(rows)["control map50"]) == [0.9]
+    assert nb._controls_by_name(rows)["q"]["name"] == "old"
+    assert len(nb.gradual_prunes(rows, "p")) == 2
+    md = tmp_path / "docs" / "results.md"
+    md.parent.mkdir()
+    md.write_text("| importance | kept |gamma| | map50 |\n|---|---|---|\n| gamma | 0.9 | 0.5 |\n\n"
+                  "| model | map50 |\n|---|---|\n| m | 0.7 |\n")
+    assert [list(t.columns) for t in nb.results_tables(md)] == [["model", "map50"]]
+    assert nb.full_run(types.SimpleNamespace(root=tmp_path), "m", "map50") == 0.7

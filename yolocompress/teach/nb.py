@@ -167,8 +167,8 @@ def results_tables(path: str | Path) -> list[pd.DataFrame]:
             rows.append([c.strip() for c in line.strip().strip("|").split("|")])
         elif rows:
             body = [r for r in rows[1:] if not set("".join(r)) <= set("-: ")]
-            df = pd.DataFrame(body, columns=rows[0])
-            tables.append(df.apply(_numeric))
+            if all(len(r) == len(rows[0]) for r in body):     # a cell with a bare "|" (|gamma|) splits wrong: skip
+                tables.append(pd.DataFrame(body, columns=rows[0]).apply(_numeric))
             rows = []
     return tables
 
@@ -368,11 +368,23 @@ def full_kd_tables(settings: Settings, target) -> tuple[pd.DataFrame, pd.DataFra
     return sweep, seeds
 
 
+def _controls_by_name(rows: list[dict]) -> dict[str, dict]:
+    """{model name: its same-epoch control's row}: ``control_of`` is a list of names (one control
+    row for all the models it controls) or, in results.json before issue 37, one name."""
+    out = {}
+    for r in rows:
+        if r.get("kind") == CONTROL_SAME_EPOCHS:
+            names = r.get("control_of") or []
+            for name in [names] if isinstance(names, str) else names:
+                out.setdefault(name, r)
+    return out
+
+
 def budget_prunes(rows: list[dict]) -> pd.DataFrame:
     """The budget prunes ranked by |gamma| per FLOP, one per sparse model (uniform or FLOPs-weighted
     penalty), finetuned, each beside its same-epoch control, from the rows of ``docs/results.json``
     (``pack.rows``); empty without them."""
-    controls = {r.get("control_of"): r for r in rows if r.get("kind") == CONTROL_SAME_EPOCHS}
+    controls = _controls_by_name(rows)
     mine = [r for r in rows if r.get("kind") == PRUNED and r.get("target_gflops") and not r.get("distill")
             and r.get("seed") is None and r.get("importance") == "gamma-per-flop" and r.get("sparse_model")
             and not r.get("gradual")]
@@ -410,7 +422,7 @@ def gradual_prunes(rows: list[dict], one_shot: str) -> pd.DataFrame:
     """The budget prune made in one shot (the row named ``one_shot``) and in steps (rows with a
     ``gradual`` label), each finetuned and beside its same-epoch control, from ``docs/results.json``
     rows; empty without them."""
-    controls = {r.get("control_of"): r for r in rows if r.get("kind") == CONTROL_SAME_EPOCHS}
+    controls = _controls_by_name(rows)
     mine = [r for r in rows if r.get("kind") == PRUNED and (r.get("gradual") or r.get("name") == one_shot)
             and r.get("name") in controls]
     cols = ["prune", "epochs_total", "GFLOPs", "map50", "control map50", "vs control"]
