@@ -144,10 +144,10 @@ def fit_latency_model(model, config, runtime: str = "fused", runs: int = 10, war
     with tempfile.TemporaryDirectory() as tmp:
         for c in configs:
             plan = plan_combined(gammas, graph, c, cost)
-            label = f"ratio {c.ratio:g}, {c.drop_blocks} blocks"
-            if any(np.array_equal(f, cost.features(plan)) for f in feats):
+            label, f = f"ratio {c.ratio:g}, {c.drop_blocks} blocks", cost.features(plan)
+            if any(np.array_equal(f, seen) for seen in feats):
                 continue                                               # the same model again
-            feats.append(cost.features(plan))
+            feats.append(f)
             runners[label] = make(apply_plan(model, plan, graph).eval(), x, Path(tmp), threads)
             labels.append(label)
         times = time_interleaved(runners, runs, warmup, threads, progress=progress)

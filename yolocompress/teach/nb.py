@@ -252,12 +252,12 @@ def results_table(settings: Settings, stages: list, columns=TABLE_COLUMNS) -> pd
     hold the full run's stored measurement of the same model (results.json: interleaved timings on a
     quiet CPU, ``report``), renamed "(full run)". A prune before finetuning has its finetuned
     twin's architecture, so it reads the latency of ``ft-<name>``; a model the full run lacks, NaN."""
+    from .pack import rows
     from .pipeline import results_table as _table
     df = _table(stages)
     if settings.quick:
-        stored = [full_run(settings, name, "latency_ms") for name in df["model"]]
-        df["latency_ms"] = [ms if ms is not None else full_run(settings, f"ft-{name}", "latency_ms")
-                            for ms, name in zip(stored, df["model"])]
+        stored = {r["name"]: r["latency_ms"] for r in rows(docs(settings)) if r.get("latency_ms") is not None}
+        df["latency_ms"] = [stored.get(name, stored.get(f"ft-{name}")) for name in df["model"]]
         df["latency_ms"] = df["latency_ms"].astype(float)
         df["latency ratio"] = df["latency_ms"] / df["latency_ms"].iloc[0]
     df = df[list(columns)]
